@@ -1,0 +1,171 @@
+//! A small blocking client: bounded connect, bounded reads and writes, one call at a time.
+
+use crate::frame::{FrameError, decode, read_frame, write_frame};
+use crate::{Request, Response};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Bound on each write and on each wait for an answer.
+    pub io: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(3),
+            io: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct Client {
+    stream: UnixStream,
+    io_timeout: Duration,
+}
+
+impl Client {
+    /// Connects within `timeouts.connect`. Any failure here means toopherd could not be
+    /// reached, which is the one case `failmode` governs.
+    pub fn connect(path: &Path, timeouts: Timeouts) -> io::Result<Client> {
+        let stream = connect_bounded(path, timeouts.connect)?;
+        stream.set_write_timeout(Some(nonzero(timeouts.io)))?;
+        stream.set_read_timeout(Some(nonzero(timeouts.io)))?;
+        Ok(Client {
+            stream,
+            io_timeout: timeouts.io,
+        })
+    }
+
+    /// Sends a request and waits for its answer within the I/O timeout.
+    pub fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
+        self.call_within(req, self.io_timeout)
+    }
+
+    /// Like [`Client::call`], with its own bound on the wait for the answer (for `Wait`).
+    pub fn call_within(&mut self, req: &Request, wait: Duration) -> Result<Response, FrameError> {
+        self.stream.set_read_timeout(Some(nonzero(wait)))?;
+        write_frame(&mut self.stream, req)?;
+        let body = read_frame(&mut self.stream)?;
+        decode(&body)
+    }
+}
+
+fn nonzero(d: Duration) -> Duration {
+    d.max(Duration::from_millis(1))
+}
+
+/// std has no connect timeout for unix sockets; a full backlog would block `connect`,
+/// so connect non-blocking and retry `EAGAIN` until the deadline.
+fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad socket path"));
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: plain syscalls on a descriptor we own.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let rc = unsafe {
+            libc::connect(
+                fd,
+                (&raw const addr).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            let stream = UnixStream::from(owned);
+            stream.set_nonblocking(false)?;
+            return Ok(stream);
+        }
+        let err = io::Error::last_os_error();
+        let retry = matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR));
+        if !retry {
+            return Err(err);
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorKind, frame};
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn missing_socket_is_an_error_not_a_hang() {
+        let t = Instant::now();
+        let r = Client::connect(Path::new("/nonexistent/toopherd.sock"), Timeouts::default());
+        assert!(r.is_err());
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn silent_server_times_out() {
+        let dir = std::env::temp_dir().join(format!("ipc-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let _listener = UnixListener::bind(&path).unwrap();
+        let mut c = Client::connect(
+            &path,
+            Timeouts {
+                connect: Duration::from_secs(1),
+                io: Duration::from_millis(200),
+            },
+        )
+        .unwrap();
+        let t = Instant::now();
+        let err = c.call(&Request::Push).unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn call_gets_the_answer() {
+        let dir = std::env::temp_dir().join(format!("ipc-test2-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let body = frame::read_frame(&mut s).unwrap();
+            let req: Request = frame::decode(&body).unwrap();
+            assert_eq!(req, Request::Cancel);
+            frame::write_frame(&mut s, &Response::error(ErrorKind::Unsupported, "no")).unwrap();
+        });
+        let mut c = Client::connect(&path, Timeouts::default()).unwrap();
+        let r = c.call(&Request::Cancel).unwrap();
+        assert_eq!(r, Response::error(ErrorKind::Unsupported, "no"));
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,25 @@
+//! The toopherd socket protocol.
+//!
+//! Frames are a 4-byte big-endian length followed by a JSON envelope
+//! `{"v": PROTOCOL_VERSION, "msg": ...}`. Messages are typed ([`Request`],
+//! [`Response`]); anything that can hold a code or a secret is a [`Secret`],
+//! whose `Debug` form is redacted, so no message can leak one through a log line.
+//!
+//! This crate is used inside the PAM module: no async runtime, no threads,
+//! no panics on input, every wait bounded.
+
+mod client;
+mod frame;
+mod message;
+mod secret;
+
+pub use client::{Client, Timeouts};
+pub use frame::{
+    FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION, decode, encode, parse_header, read_frame,
+    write_frame,
+};
+pub use message::*;
+pub use secret::Secret;
+
+/// Where toopherd listens unless configured otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/toopherd/toopherd.sock";

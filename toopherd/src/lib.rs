@@ -1,0 +1,19 @@
+//! toopherd: the only process that holds second-factor secrets. The module and
+//! toopherctl talk to it over a unix socket (see `toopher_ipc`).
+
+pub mod authz;
+pub mod config;
+pub mod logging;
+pub mod qr;
+pub mod recovery;
+pub mod server;
+pub mod store;
+pub mod totp;
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

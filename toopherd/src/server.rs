@@ -1,0 +1,493 @@
+//! The socket server. One task per connection; a login lives on its connection, so a
+//! client that goes away takes its login with it. Malformed, oversized or silent
+//! clients get an error frame or a closed connection and never hold up anyone else.
+
+use crate::authz::{self, Peer};
+use crate::config::{Availability, Config};
+use crate::logging::{Log, field};
+use crate::store::{Limits, LoginState, Rejection, Store, StoreError, Verdict};
+use crate::{now, totp};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use toopher_ipc::{
+    AllowReason, DenyReason, Enrollment, ErrorKind, FrameError, LoginContext, Method, Request,
+    Response, Secret, decode, encode, parse_header,
+};
+use zeroize::Zeroizing;
+
+/// A connection must say something this soon after connecting.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between messages of a login a person is typing; bounded all the same.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: usize = 512;
+/// Second-factor attempts on one connection, on top of the per-user rate limit.
+const MAX_ATTEMPTS_PER_LOGIN: u32 = 10;
+/// On shutdown, how long in-flight requests may take to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Daemon {
+    pub config: Config,
+    store: Mutex<Store>,
+    pub log: Log,
+    issuer: String,
+}
+
+impl Daemon {
+    pub fn new(config: Config, store: Store, log: Log) -> Daemon {
+        let issuer = match &config.issuer {
+            Some(l) => l.0.clone(),
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "pam_toopher".into()),
+        };
+        Daemon {
+            config,
+            store: Mutex::new(store),
+            log,
+            issuer,
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_failures: self.config.rate_limit.max_failures.0,
+            window: self.config.rate_limit.window.0,
+        }
+    }
+
+    /// Runs a database call off the async workers.
+    async fn db<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut store = me
+                .store
+                .lock()
+                .map_err(|_| StoreError::Io(std::io::Error::other("store lock poisoned")))?;
+            f(&mut store)
+        })
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+    }
+}
+
+/// Accepts connections until `shutdown` fires, then lets in-flight requests finish.
+pub async fn serve(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let d = Arc::clone(&daemon);
+                    match Arc::clone(&slots).try_acquire_owned() {
+                        Ok(permit) => {
+                            let stop = stop_rx.clone();
+                            tasks.spawn(async move {
+                                connection(d, stream, stop).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            tasks.spawn(async move {
+                                d.log.warn("connection refused: at the connection limit");
+                                let busy = Response::error(ErrorKind::Busy, "toopherd is busy");
+                                let mut stream = stream;
+                                let _ = send(&mut stream, &busy).await;
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    daemon.log.err(&format!("accept failed: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        daemon.log.warn("shutdown: requests still running after the drain timeout were cut off");
+        tasks.abort_all();
+    }
+}
+
+async fn read_body(stream: &mut UnixStream) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await?;
+    let len = parse_header(header)?;
+    let mut body = Zeroizing::new(vec![0u8; len]);
+    stream.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+async fn send(stream: &mut UnixStream, resp: &Response) -> Result<(), ()> {
+    let frame = encode(resp).map_err(|_| ())?;
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&frame)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Receiver<bool>) {
+    let uid = match stream.peer_cred() {
+        Ok(c) => c.uid(),
+        Err(e) => {
+            d.log.warn(&format!("connection without peer credentials refused: {e}"));
+            return;
+        }
+    };
+    let peer = match tokio::task::spawn_blocking(move || Peer::lookup(uid)).await {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let mut conn = Conn {
+        d: Arc::clone(&d),
+        peer,
+        login: None,
+    };
+    let mut wait = FIRST_FRAME_TIMEOUT;
+    loop {
+        let read = tokio::select! {
+            r = tokio::time::timeout(wait, read_body(&mut stream)) => r,
+            _ = stop.changed() => return,
+        };
+        let body = match read {
+            Err(_) | Ok(Err(FrameError::Closed)) | Ok(Err(FrameError::Io(_))) => return,
+            Ok(Err(e)) => {
+                let kind = match e {
+                    FrameError::TooLarge(_) => ErrorKind::TooLarge,
+                    _ => ErrorKind::BadRequest,
+                };
+                d.log.warn(&format!("{}: refused a bad frame: {e}", conn.peer.describe()));
+                let _ = send(&mut stream, &Response::error(kind, e.to_string())).await;
+                return;
+            }
+            Ok(Ok(body)) => body,
+        };
+        let req: Request = match decode(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                let kind = match e {
+                    FrameError::Version(_) => ErrorKind::Version,
+                    _ => ErrorKind::BadRequest,
+                };
+                d.log.warn(&format!("{}: refused a bad message: {e}", conn.peer.describe()));
+                let _ = send(&mut stream, &Response::error(kind, e.to_string())).await;
+                return;
+            }
+        };
+        drop(body);
+        wait = IDLE_TIMEOUT;
+        let resp = conn.handle(req).await;
+        if send(&mut stream, &resp).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Login {
+    ctx: LoginContext,
+    attempts: u32,
+    done: bool,
+}
+
+struct Conn {
+    d: Arc<Daemon>,
+    peer: Peer,
+    login: Option<Login>,
+}
+
+fn internal(d: &Daemon, what: &str, e: &StoreError) -> Response {
+    d.log.err(&format!("{what}: {e}"));
+    Response::error(ErrorKind::Internal, "internal error; see toopherd's log")
+}
+
+impl Conn {
+    async fn handle(&mut self, req: Request) -> Response {
+        match req {
+            Request::Begin(ctx) => self.begin(ctx).await,
+            Request::Otp { code } => self.otp(code).await,
+            Request::Push | Request::Wait { .. } | Request::Cancel => Response::error(
+                ErrorKind::Unsupported,
+                "push needs a push backend; this toopherd uses the local backend",
+            ),
+            Request::RegistrationResponse { .. } | Request::RegistrationApprove { .. } => {
+                Response::error(
+                    ErrorKind::Unsupported,
+                    "two-way registration is not enabled on this toopherd",
+                )
+            }
+            Request::Enroll { user, force } => self.enroll(user, force).await,
+            Request::Activate { user, code } => self.activate(user, code).await,
+            Request::Status { user } => self.status(user).await,
+            Request::Remove { user } => self.remove(user).await,
+        }
+    }
+
+    /// Refusal (logged) unless the peer may act for `user`, and `admin` when required.
+    fn authorize(&self, request: &str, user: &str, admin: bool) -> Option<Response> {
+        if !authz::valid_user_name(user) {
+            return Some(Response::error(ErrorKind::BadRequest, "invalid user name"));
+        }
+        let allowed = if admin {
+            self.peer.is_admin()
+        } else {
+            self.peer.may_act_for(user)
+        };
+        if allowed {
+            return None;
+        }
+        self.d.log.warn(&format!(
+            "refused request={request} user={} by={}",
+            field(Some(user)),
+            self.peer.describe()
+        ));
+        let why = if admin {
+            format!("{request} for {user} needs root")
+        } else {
+            format!("{} may only {request} for its own account", self.peer.describe())
+        };
+        Some(Response::error(ErrorKind::Forbidden, why))
+    }
+
+    fn log_auth(&self, ctx: &LoginContext, outcome: &str, extra: &str) {
+        let line = format!(
+            "auth user={} service={} rhost={} tty={} outcome={outcome}{}{extra}",
+            field(Some(&ctx.user)),
+            field(Some(&ctx.service)),
+            field(ctx.rhost.as_deref()),
+            field(ctx.tty.as_deref()),
+            if extra.is_empty() { "" } else { " " },
+        );
+        if outcome == "granted" || outcome == "allowed" {
+            self.d.log.info(&line);
+        } else {
+            self.d.log.warn(&line);
+        }
+    }
+
+    async fn begin(&mut self, ctx: LoginContext) -> Response {
+        if self.login.is_some() {
+            return Response::error(ErrorKind::BadRequest, "a login is already in progress");
+        }
+        if let Some(refusal) = self.authorize("begin", &ctx.user, false) {
+            return refusal;
+        }
+        let too_long = |s: &Option<String>| s.as_ref().is_some_and(|v| v.len() > 256);
+        if ctx.service.is_empty() || ctx.service.len() > 64 || too_long(&ctx.rhost) || too_long(&ctx.tty) || too_long(&ctx.ruser) {
+            return Response::error(ErrorKind::BadRequest, "invalid login context");
+        }
+        let limits = self.d.limits();
+        let user = ctx.user.clone();
+        let state = match self.d.db(move |s| s.login_state(&user, now(), limits)).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.log_auth(&ctx, "error", "reason=internal");
+                return internal(&self.d, "begin", &e);
+            }
+        };
+        match state {
+            LoginState::Active => {
+                self.login = Some(Login {
+                    ctx,
+                    attempts: 0,
+                    done: false,
+                });
+                Response::Challenge {
+                    methods: vec![Method::Otp, Method::RecoveryCode],
+                    push_pending: false,
+                }
+            }
+            LoginState::RateLimited { until } => {
+                self.log_auth(&ctx, "refused", &format!("reason=rate_limited until={until}"));
+                Response::denied(DenyReason::RateLimited)
+            }
+            LoginState::NotEnrolled => match self.d.config.availability {
+                Availability::Required => {
+                    self.log_auth(&ctx, "denied", "reason=not_enrolled");
+                    Response::Denied {
+                        reason: DenyReason::NotEnrolled,
+                        message: Some(
+                            "Two-factor authentication is required, but this account is not enrolled."
+                                .into(),
+                        ),
+                    }
+                }
+                Availability::Available => {
+                    self.log_auth(&ctx, "allowed", "reason=not_enrolled");
+                    Response::Allow {
+                        reason: AllowReason::NotEnrolled,
+                    }
+                }
+            },
+        }
+    }
+
+    async fn otp(&mut self, code: Secret) -> Response {
+        let Some(login) = self.login.as_mut().filter(|l| !l.done) else {
+            return Response::error(ErrorKind::BadRequest, "no login in progress on this connection");
+        };
+        login.attempts += 1;
+        if login.attempts > MAX_ATTEMPTS_PER_LOGIN {
+            login.done = true;
+            return Response::denied(DenyReason::RateLimited);
+        }
+        let ctx = login.ctx.clone();
+        let user = ctx.user.clone();
+        let limits = self.d.limits();
+        let verdict = self
+            .d
+            .db(move |s| s.verify(&user, code.expose(), now(), limits))
+            .await;
+        let resp = match verdict {
+            Ok(Some(Verdict::Accepted(method))) => {
+                let name = match method {
+                    Method::RecoveryCode => "recovery_code",
+                    _ => "otp",
+                };
+                self.log_auth(&ctx, "granted", &format!("method={name}"));
+                Response::Granted { method }
+            }
+            Ok(Some(Verdict::Rejected(why))) => {
+                self.log_auth(&ctx, "denied", &format!("reason={}", why.as_str()));
+                Response::denied(DenyReason::WrongCode)
+            }
+            Ok(Some(Verdict::RateLimited { until })) => {
+                self.log_auth(&ctx, "refused", &format!("reason=rate_limited until={until}"));
+                Response::denied(DenyReason::RateLimited)
+            }
+            Ok(None) => {
+                // Removed while the login was in progress.
+                self.log_auth(&ctx, "denied", "reason=not_enrolled");
+                Response::denied(DenyReason::NotEnrolled)
+            }
+            Err(e) => {
+                self.log_auth(&ctx, "error", "reason=internal");
+                internal(&self.d, "verify", &e)
+            }
+        };
+        if let (Some(l), Response::Granted { .. } | Response::Denied { reason: DenyReason::RateLimited | DenyReason::NotEnrolled, .. }) = (self.login.as_mut(), &resp) {
+            l.done = true;
+        }
+        resp
+    }
+
+    fn log_admin(&self, request: &str, user: &str, outcome: &str) {
+        self.d.log.info(&format!(
+            "admin request={request} user={} by={} outcome={outcome}",
+            field(Some(user)),
+            self.peer.describe()
+        ));
+    }
+
+    async fn enroll(&mut self, user: String, force: bool) -> Response {
+        if let Some(refusal) = self.authorize("enroll", &user, force) {
+            return refusal;
+        }
+        let name = user.clone();
+        if !tokio::task::spawn_blocking(move || authz::user_exists(&name))
+            .await
+            .unwrap_or(false)
+        {
+            return Response::error(ErrorKind::NotFound, format!("no such user: {user}"));
+        }
+        let ttl = self.d.config.enrollment_ttl.0;
+        let name = user.clone();
+        match self.d.db(move |s| s.enroll(&name, ttl, now(), force)).await {
+            Ok(e) => {
+                self.log_admin("enroll", &user, if force { "replaced_pending" } else { "pending" });
+                Response::Enrollment(Enrollment {
+                    secret: Secret::new(totp::base32(&e.secret).as_str()),
+                    otpauth_uri: Secret::new(totp::otpauth_uri(&self.d.issuer, &user, &e.secret).as_str()),
+                    recovery_codes: e.recovery_codes.iter().map(|c| Secret::new(c.as_str())).collect(),
+                    expires_at: e.expires_at,
+                    user,
+                })
+            }
+            Err(StoreError::AlreadyActive) => Response::error(
+                ErrorKind::Conflict,
+                format!("{user} already has an active enrolment; root can replace it with --force"),
+            ),
+            Err(e) => internal(&self.d, "enroll", &e),
+        }
+    }
+
+    async fn activate(&mut self, user: String, code: Secret) -> Response {
+        if let Some(refusal) = self.authorize("activate", &user, false) {
+            return refusal;
+        }
+        let limits = self.d.limits();
+        let name = user.clone();
+        match self.d.db(move |s| s.activate(&name, code.expose(), now(), limits)).await {
+            Ok(Verdict::Accepted(_)) => {
+                self.log_admin("activate", &user, "active");
+                Response::Activated { user }
+            }
+            Ok(Verdict::Rejected(_)) => {
+                self.log_admin("activate", &user, &format!("denied reason={}", Rejection::Wrong.as_str()));
+                Response::denied(DenyReason::WrongCode)
+            }
+            Ok(Verdict::RateLimited { until }) => {
+                self.log_admin("activate", &user, &format!("refused reason=rate_limited until={until}"));
+                Response::denied(DenyReason::RateLimited)
+            }
+            Err(StoreError::NoPendingEnrollment) => Response::error(
+                ErrorKind::NotFound,
+                format!("{user} has no pending enrolment; run `toopherctl enroll {user}` first"),
+            ),
+            Err(StoreError::EnrollmentExpired) => Response::error(
+                ErrorKind::Conflict,
+                format!("the enrolment of {user} expired; run `toopherctl enroll {user}` again"),
+            ),
+            Err(e) => internal(&self.d, "activate", &e),
+        }
+    }
+
+    async fn status(&mut self, user: String) -> Response {
+        if let Some(refusal) = self.authorize("status", &user, false) {
+            return refusal;
+        }
+        let limits = self.d.limits();
+        let backend = self.d.config.backend.as_str();
+        match self.d.db(move |s| s.status(&user, backend, now(), limits)).await {
+            Ok(st) => Response::Status(st),
+            Err(e) => internal(&self.d, "status", &e),
+        }
+    }
+
+    async fn remove(&mut self, user: String) -> Response {
+        if let Some(refusal) = self.authorize("remove", &user, true) {
+            return refusal;
+        }
+        let name = user.clone();
+        match self.d.db(move |s| s.remove(&name)).await {
+            Ok(existed) => {
+                self.log_admin("remove", &user, if existed { "removed" } else { "absent" });
+                Response::Removed { user, existed }
+            }
+            Err(e) => internal(&self.d, "remove", &e),
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! The local backend's state in SQLite: enrolments, TOTP secrets, the replay guard,
+//! hashed recovery codes and the failure log behind the rate limit. Every change is one
+//! `BEGIN IMMEDIATE` transaction, so concurrent logins of one user cannot both use a code.
+
+use crate::{recovery, totp};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use subtle::ConstantTimeEq;
+use toopher_ipc::{AccountStatus, EnrollmentState, Method};
+use zeroize::Zeroizing;
+
+#[derive(Debug)]
+pub enum StoreError {
+    Db(rusqlite::Error),
+    Io(std::io::Error),
+    /// The database file is readable or writable by others than its owner.
+    InsecurePermissions { path: String, mode: u32 },
+    Random(getrandom::Error),
+    /// An active enrolment exists and replacing it was not asked for.
+    AlreadyActive,
+    /// There is no pending enrolment to activate.
+    NoPendingEnrollment,
+    /// The pending enrolment is past its lifetime.
+    EnrollmentExpired,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Db(e) => write!(f, "database error: {e}"),
+            StoreError::Io(e) => write!(f, "state file error: {e}"),
+            StoreError::InsecurePermissions { path, mode } => write!(
+                f,
+                "{path} has mode {mode:04o}; it holds secrets and must be 0600 (chmod 600 {path})"
+            ),
+            StoreError::Random(e) => write!(f, "no randomness: {e}"),
+            StoreError::AlreadyActive => f.write_str("the account already has an active enrolment"),
+            StoreError::NoPendingEnrollment => f.write_str("the account has no pending enrolment"),
+            StoreError::EnrollmentExpired => {
+                f.write_str("the pending enrolment expired; enrol again")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+impl From<getrandom::Error> for StoreError {
+    fn from(e: getrandom::Error) -> Self {
+        StoreError::Random(e)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_failures: u64,
+    pub window: u64,
+}
+
+/// A new enrolment's secrets, handed out once.
+pub struct NewEnrollment {
+    pub secret: Zeroizing<Vec<u8>>,
+    pub recovery_codes: Vec<Zeroizing<String>>,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    Wrong,
+    /// A valid code of a step already used (or older than one used).
+    Replayed,
+    /// A recovery code that was already used.
+    RecoveryCodeUsed,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Wrong => "wrong_code",
+            Rejection::Replayed => "replayed_code",
+            Rejection::RecoveryCodeUsed => "used_recovery_code",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted(Method),
+    Rejected(Rejection),
+    /// Refused without looking at the code: too many recent failures.
+    RateLimited { until: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginState {
+    NotEnrolled,
+    Active,
+    RateLimited { until: u64 },
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS accounts (
+    user            TEXT PRIMARY KEY,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'active')),
+    secret          BLOB NOT NULL,
+    recovery_salt   BLOB NOT NULL,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER,
+    activated_at    INTEGER,
+    last_step       INTEGER NOT NULL DEFAULT -1,
+    last_success_at INTEGER,
+    last_failure_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    user    TEXT NOT NULL REFERENCES accounts (user) ON DELETE CASCADE,
+    hash    BLOB NOT NULL,
+    used_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS recovery_codes_user ON recovery_codes (user);
+CREATE TABLE IF NOT EXISTS failures (
+    user TEXT NOT NULL,
+    at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_user_at ON failures (user, at);
+PRAGMA user_version = 1;
+";
+
+struct Account {
+    state: String,
+    secret: Zeroizing<Vec<u8>>,
+    salt: Vec<u8>,
+    expires_at: Option<u64>,
+    last_step: i64,
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating with mode 0600) the database. An existing file that others can
+    /// read or write, or that another user owns, is refused: it holds TOTP secrets.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o7777;
+                // SAFETY: geteuid has no preconditions.
+                let euid = unsafe { libc::geteuid() };
+                if mode & 0o077 != 0 || meta.uid() != euid {
+                    return Err(StoreError::InsecurePermissions {
+                        path: path.display().to_string(),
+                        mode,
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // WAL with FULL sync: an answer is sent only after its change is on disk.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    fn account(conn: &Connection, user: &str) -> Result<Option<Account>, StoreError> {
+        Ok(conn
+            .query_row(
+                "SELECT state, secret, recovery_salt, expires_at, last_step FROM accounts WHERE user = ?1",
+                params![user],
+                |r| {
+                    Ok(Account {
+                        state: r.get(0)?,
+                        secret: Zeroizing::new(r.get(1)?),
+                        salt: r.get(2)?,
+                        expires_at: r.get::<_, Option<i64>>(3)?.map(to_u64),
+                        last_step: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Failures inside the window; when at the limit, the time the oldest of them ages out.
+    fn locked_until(
+        conn: &Connection,
+        user: &str,
+        now: u64,
+        limits: Limits,
+    ) -> Result<Option<u64>, StoreError> {
+        let since = to_i64(now.saturating_sub(limits.window));
+        let mut stmt =
+            conn.prepare_cached("SELECT at FROM failures WHERE user = ?1 AND at > ?2 ORDER BY at DESC")?;
+        let recent: Vec<i64> = stmt
+            .query_map(params![user, since], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let max = usize::try_from(limits.max_failures).unwrap_or(usize::MAX);
+        if recent.len() < max || max == 0 {
+            return Ok(None);
+        }
+        // The lock lasts while `max` failures are inside the window.
+        Ok(Some(to_u64(recent[max - 1]) + limits.window))
+    }
+
+    fn record_failure(conn: &Connection, user: &str, now: u64, window: u64) -> Result<(), StoreError> {
+        conn.execute(
+            "DELETE FROM failures WHERE user = ?1 AND at <= ?2",
+            params![user, to_i64(now.saturating_sub(window))],
+        )?;
+        conn.execute("INSERT INTO failures (user, at) VALUES (?1, ?2)", params![user, to_i64(now)])?;
+        conn.execute(
+            "UPDATE accounts SET last_failure_at = ?2 WHERE user = ?1",
+            params![user, to_i64(now)],
+        )?;
+        Ok(())
+    }
+
+    /// What a login of `user` meets right now.
+    pub fn login_state(&self, user: &str, now: u64, limits: Limits) -> Result<LoginState, StoreError> {
+        let active = matches!(Self::account(&self.conn, user)?, Some(a) if a.state == "active");
+        if !active {
+            return Ok(LoginState::NotEnrolled);
+        }
+        Ok(match Self::locked_until(&self.conn, user, now, limits)? {
+            Some(until) => LoginState::RateLimited { until },
+            None => LoginState::Active,
+        })
+    }
+
+    /// Creates a pending enrolment (replacing a pending or, with `force`, an active one).
+    pub fn enroll(
+        &mut self,
+        user: &str,
+        ttl: u64,
+        now: u64,
+        force: bool,
+    ) -> Result<NewEnrollment, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(existing) = Self::account(&tx, user)?
+            && existing.state == "active"
+            && !force
+        {
+            return Err(StoreError::AlreadyActive);
+        }
+        let mut secret = Zeroizing::new(vec![0u8; totp::SECRET_LEN]);
+        getrandom::fill(&mut secret)?;
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt)?;
+        let codes = (0..recovery::COUNT)
+            .map(|_| recovery::generate())
+            .collect::<Result<Vec<_>, _>>()?;
+        let expires_at = now + ttl;
+        tx.execute("DELETE FROM accounts WHERE user = ?1", params![user])?;
+        tx.execute(
+            "INSERT INTO accounts (user, state, secret, recovery_salt, created_at, expires_at)
+             VALUES (?1, 'pending', ?2, ?3, ?4, ?5)",
+            params![user, &secret[..], &salt[..], to_i64(now), to_i64(expires_at)],
+        )?;
+        for code in &codes {
+            if let Some(n) = recovery::normalize(code) {
+                tx.execute(
+                    "INSERT INTO recovery_codes (user, hash) VALUES (?1, ?2)",
+                    params![user, &recovery::hash(&salt, &n)[..]],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(NewEnrollment {
+            secret,
+            recovery_codes: codes,
+            expires_at,
+        })
+    }
+
+    /// Activates a pending enrolment with its first code (which is then used up).
+    pub fn activate(
+        &mut self,
+        user: &str,
+        code: &str,
+        now: u64,
+        limits: Limits,
+    ) -> Result<Verdict, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(acct) = Self::account(&tx, user)? else {
+            return Err(StoreError::NoPendingEnrollment);
+        };
+        if acct.state != "pending" {
+            return Err(StoreError::NoPendingEnrollment);
+        }
+        if acct.expires_at.is_none_or(|t| t <= now) {
+            return Err(StoreError::EnrollmentExpired);
+        }
+        if let Some(until) = Self::locked_until(&tx, user, now, limits)? {
+            return Ok(Verdict::RateLimited { until });
+        }
+        let verdict = match totp::looks_like_code(code)
+            .then(|| totp::matching_step(&acct.secret, code, now))
+            .flatten()
+        {
+            Some(step) => {
+                tx.execute(
+                    "UPDATE accounts SET state = 'active', expires_at = NULL, activated_at = ?2,
+                     last_step = ?3, last_success_at = ?2 WHERE user = ?1",
+                    params![user, to_i64(now), to_i64(step)],
+                )?;
+                tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
+                Verdict::Accepted(Method::Otp)
+            }
+            None => {
+                Self::record_failure(&tx, user, now, limits.window)?;
+                Verdict::Rejected(Rejection::Wrong)
+            }
+        };
+        tx.commit()?;
+        Ok(verdict)
+    }
+
+    /// Checks a second factor of an active account: a TOTP code (each step accepted
+    /// once, and none older than the last accepted) or an unused recovery code.
+    pub fn verify(
+        &mut self,
+        user: &str,
+        code: &str,
+        now: u64,
+        limits: Limits,
+    ) -> Result<Option<Verdict>, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let acct = match Self::account(&tx, user)? {
+            Some(a) if a.state == "active" => a,
+            _ => return Ok(None),
+        };
+        if let Some(until) = Self::locked_until(&tx, user, now, limits)? {
+            return Ok(Some(Verdict::RateLimited { until }));
+        }
+        let code = code.trim();
+        let verdict = if totp::looks_like_code(code) {
+            match totp::matching_step(&acct.secret, code, now) {
+                Some(step) if to_i64(step) > acct.last_step => {
+                    tx.execute(
+                        "UPDATE accounts SET last_step = ?2 WHERE user = ?1",
+                        params![user, to_i64(step)],
+                    )?;
+                    Verdict::Accepted(Method::Otp)
+                }
+                Some(_) => Verdict::Rejected(Rejection::Replayed),
+                None => Verdict::Rejected(Rejection::Wrong),
+            }
+        } else {
+            Self::check_recovery_code(&tx, user, &acct.salt, code, now)?
+        };
+        match verdict {
+            Verdict::Accepted(_) => {
+                tx.execute(
+                    "UPDATE accounts SET last_success_at = ?2 WHERE user = ?1",
+                    params![user, to_i64(now)],
+                )?;
+                tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
+            }
+            _ => Self::record_failure(&tx, user, now, limits.window)?,
+        }
+        tx.commit()?;
+        Ok(Some(verdict))
+    }
+
+    fn check_recovery_code(
+        tx: &Connection,
+        user: &str,
+        salt: &[u8],
+        input: &str,
+        now: u64,
+    ) -> Result<Verdict, StoreError> {
+        let Some(normalized) = recovery::normalize(input) else {
+            return Ok(Verdict::Rejected(Rejection::Wrong));
+        };
+        let candidate = recovery::hash(salt, &normalized);
+        let mut stmt =
+            tx.prepare_cached("SELECT rowid, hash, used_at FROM recovery_codes WHERE user = ?1")?;
+        let rows: Vec<(i64, Vec<u8>, Option<i64>)> = stmt
+            .query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut matched = None;
+        for (rowid, hash, used_at) in rows {
+            if bool::from(hash.as_slice().ct_eq(&candidate[..])) {
+                matched = Some((rowid, used_at));
+            }
+        }
+        Ok(match matched {
+            Some((rowid, None)) => {
+                tx.execute(
+                    "UPDATE recovery_codes SET used_at = ?2 WHERE rowid = ?1",
+                    params![rowid, to_i64(now)],
+                )?;
+                Verdict::Accepted(Method::RecoveryCode)
+            }
+            Some((_, Some(_))) => Verdict::Rejected(Rejection::RecoveryCodeUsed),
+            None => Verdict::Rejected(Rejection::Wrong),
+        })
+    }
+
+    pub fn status(
+        &self,
+        user: &str,
+        backend: &str,
+        now: u64,
+        limits: Limits,
+    ) -> Result<AccountStatus, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT state, created_at, activated_at, expires_at, last_success_at, last_failure_at
+                 FROM accounts WHERE user = ?1",
+                params![user],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, Option<i64>>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let left: i64 = self.conn.query_row(
+            "SELECT count(*) FROM recovery_codes WHERE user = ?1 AND used_at IS NULL",
+            params![user],
+            |r| r.get(0),
+        )?;
+        let locked_until = Self::locked_until(&self.conn, user, now, limits)?;
+        let opt = |v: Option<i64>| v.map(to_u64);
+        Ok(match row {
+            None => AccountStatus {
+                user: user.into(),
+                backend: backend.into(),
+                state: EnrollmentState::None,
+                created_at: None,
+                activated_at: None,
+                expires_at: None,
+                last_success_at: None,
+                last_failure_at: None,
+                recovery_codes_left: 0,
+                locked_until,
+            },
+            Some((state, created, activated, expires, success, failure)) => {
+                let expired = expires.is_some_and(|t| to_u64(t) <= now);
+                AccountStatus {
+                    user: user.into(),
+                    backend: backend.into(),
+                    state: match (state.as_str(), expired) {
+                        ("active", _) => EnrollmentState::Active,
+                        (_, false) => EnrollmentState::Pending,
+                        (_, true) => EnrollmentState::None,
+                    },
+                    created_at: opt(created),
+                    activated_at: opt(activated),
+                    expires_at: opt(expires),
+                    last_success_at: opt(success),
+                    last_failure_at: opt(failure),
+                    recovery_codes_left: u32::try_from(left).unwrap_or(0),
+                    locked_until,
+                }
+            }
+        })
+    }
+
+    /// Removes the account's enrolment and its failure log. Returns whether one existed.
+    pub fn remove(&mut self, user: &str) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM recovery_codes WHERE user = ?1", params![user])?;
+        tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
+        let n = tx.execute("DELETE FROM accounts WHERE user = ?1", params![user])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Drops pending enrolments past their lifetime.
+    pub fn expire_pending(&mut self, now: u64) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM recovery_codes WHERE user IN
+             (SELECT user FROM accounts WHERE state = 'pending' AND expires_at <= ?1)",
+            params![to_i64(now)],
+        )?;
+        let n = tx.execute(
+            "DELETE FROM accounts WHERE state = 'pending' AND expires_at <= ?1",
+            params![to_i64(now)],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Sets the file mode of the database and its WAL companions to 0600.
+    pub fn tighten_permissions(path: &Path) -> Result<(), StoreError> {
+        for suffix in ["", "-wal", "-shm"] {
+            let p = format!("{}{suffix}", path.display());
+            if Path::new(&p).exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

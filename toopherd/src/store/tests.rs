@@ -1,0 +1,153 @@
+use super::*;
+use crate::totp::{code_at_step, step_of};
+
+const LIMITS: Limits = Limits {
+    max_failures: 5,
+    window: 300,
+};
+const T0: u64 = 1_700_000_000;
+
+fn temp_db(name: &str) -> (std::path::PathBuf, Store) {
+    let dir = std::env::temp_dir().join(format!("toopherd-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("db.sqlite3");
+    let store = Store::open(&path).unwrap();
+    (dir, store)
+}
+
+fn active(store: &mut Store, user: &str) -> (Zeroizing<Vec<u8>>, Vec<Zeroizing<String>>) {
+    let e = store.enroll(user, 600, T0, false).unwrap();
+    let code = code_at_step(&e.secret, step_of(T0)).unwrap();
+    assert_eq!(
+        store.activate(user, &code, T0, LIMITS).unwrap(),
+        Verdict::Accepted(Method::Otp)
+    );
+    (e.secret, e.recovery_codes)
+}
+
+#[test]
+fn database_is_created_0600_and_refused_when_loosened() {
+    let (dir, store) = temp_db("perm");
+    drop(store);
+    let path = dir.join("db.sqlite3");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::InsecurePermissions { mode: 0o644, .. })
+    ));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn activation_uses_up_its_code_and_later_steps_work_once() {
+    let (dir, mut store) = temp_db("replay");
+    let (secret, _) = active(&mut store, "alice");
+    assert_eq!(store.login_state("alice", T0, LIMITS).unwrap(), LoginState::Active);
+    // The activation code itself is spent.
+    let same = code_at_step(&secret, step_of(T0)).unwrap();
+    assert_eq!(
+        store.verify("alice", &same, T0 + 1, LIMITS).unwrap(),
+        Some(Verdict::Rejected(Rejection::Replayed))
+    );
+    let next = code_at_step(&secret, step_of(T0) + 1).unwrap();
+    assert_eq!(
+        store.verify("alice", &next, T0 + 31, LIMITS).unwrap(),
+        Some(Verdict::Accepted(Method::Otp))
+    );
+    assert_eq!(
+        store.verify("alice", &next, T0 + 32, LIMITS).unwrap(),
+        Some(Verdict::Rejected(Rejection::Replayed))
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn rate_limit_refuses_even_a_right_code_until_the_window_passes() {
+    let (dir, mut store) = temp_db("rate");
+    let (secret, _) = active(&mut store, "bob");
+    for i in 0..5 {
+        assert_eq!(
+            store.verify("bob", "000000", T0 + 40 + i, LIMITS).unwrap(),
+            Some(Verdict::Rejected(Rejection::Wrong)),
+        );
+    }
+    let now = T0 + 60;
+    let good = code_at_step(&secret, step_of(now)).unwrap();
+    assert_eq!(
+        store.verify("bob", &good, now, LIMITS).unwrap(),
+        Some(Verdict::RateLimited { until: T0 + 40 + 300 })
+    );
+    assert_eq!(
+        store.login_state("bob", now, LIMITS).unwrap(),
+        LoginState::RateLimited { until: T0 + 340 }
+    );
+    // Once the oldest failure ages out, attempts are taken again.
+    let later = T0 + 341;
+    let good = code_at_step(&secret, step_of(later)).unwrap();
+    assert_eq!(
+        store.verify("bob", &good, later, LIMITS).unwrap(),
+        Some(Verdict::Accepted(Method::Otp))
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn recovery_codes_work_once_in_any_case() {
+    let (dir, mut store) = temp_db("recovery");
+    let (_, codes) = active(&mut store, "carol");
+    let code = codes[3].to_uppercase();
+    assert_eq!(
+        store.verify("carol", &code, T0 + 5, LIMITS).unwrap(),
+        Some(Verdict::Accepted(Method::RecoveryCode))
+    );
+    assert_eq!(
+        store.verify("carol", &codes[3], T0 + 6, LIMITS).unwrap(),
+        Some(Verdict::Rejected(Rejection::RecoveryCodeUsed))
+    );
+    let st = store.status("carol", "local", T0 + 7, LIMITS).unwrap();
+    assert_eq!(st.recovery_codes_left, 9);
+    // Stored hashed: the plaintext is nowhere in the database.
+    let raw = std::fs::read(dir.join("db.sqlite3")).unwrap();
+    let wal = std::fs::read(dir.join("db.sqlite3-wal")).unwrap_or_default();
+    let plain = recovery::normalize(&codes[5]).unwrap();
+    for bytes in [raw, wal] {
+        assert!(!bytes.windows(plain.len()).any(|w| w == plain.as_bytes()));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn pending_enrolment_expires_and_does_not_count_as_enrolled() {
+    let (dir, mut store) = temp_db("pending");
+    let e = store.enroll("dave", 600, T0, false).unwrap();
+    assert_eq!(store.login_state("dave", T0, LIMITS).unwrap(), LoginState::NotEnrolled);
+    let late = T0 + 601;
+    let code = code_at_step(&e.secret, step_of(late)).unwrap();
+    assert!(matches!(
+        store.activate("dave", &code, late, LIMITS),
+        Err(StoreError::EnrollmentExpired)
+    ));
+    assert_eq!(store.expire_pending(late).unwrap(), 1);
+    assert!(matches!(
+        store.activate("dave", &code, late, LIMITS),
+        Err(StoreError::NoPendingEnrollment)
+    ));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn active_enrolment_is_replaced_only_when_forced() {
+    let (dir, mut store) = temp_db("force");
+    active(&mut store, "erin");
+    assert!(matches!(
+        store.enroll("erin", 600, T0 + 1, false),
+        Err(StoreError::AlreadyActive)
+    ));
+    assert!(store.enroll("erin", 600, T0 + 1, true).is_ok());
+    assert!(store.remove("erin").unwrap());
+    assert!(!store.remove("erin").unwrap());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,128 @@
+//! RFC 6238 TOTP as authenticator apps use it: SHA-1, 6 digits, 30-second steps.
+
+use subtle::ConstantTimeEq;
+use totp_rs::Builder;
+use zeroize::Zeroizing;
+
+pub const STEP_SECS: u64 = 30;
+pub const DIGITS: usize = 6;
+pub const SECRET_LEN: usize = 20;
+
+/// The time step `unix_time` falls in.
+pub fn step_of(unix_time: u64) -> u64 {
+    unix_time / STEP_SECS
+}
+
+/// The code of `step`; `None` only for a secret shorter than RFC 4226 allows.
+pub(crate) fn code_at_step(secret: &[u8], step: u64) -> Option<Zeroizing<String>> {
+    let totp = Builder::new()
+        .with_secret(secret.to_vec())
+        .with_skew(0)
+        .build()
+        .ok()?;
+    Some(Zeroizing::new(totp.generate(step * STEP_SECS).to_string()))
+}
+
+/// The step (previous, current or next) whose code equals `code`, if any. Every
+/// candidate is compared, in constant time, so timing does not tell which matched.
+pub fn matching_step(secret: &[u8], code: &str, now: u64) -> Option<u64> {
+    let current = step_of(now);
+    let mut found = None;
+    for step in [current.saturating_sub(1), current, current + 1] {
+        let Some(expected) = code_at_step(secret, step) else {
+            return None;
+        };
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && found.is_none() {
+            found = Some(step);
+        }
+    }
+    found
+}
+
+/// Whether `s` has the shape of a TOTP code.
+pub fn looks_like_code(s: &str) -> bool {
+    s.len() == DIGITS && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+pub fn base32(secret: &[u8]) -> Zeroizing<String> {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = Zeroizing::new(String::with_capacity(secret.len() * 8 / 5 + 1));
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &byte in secret {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// `otpauth://totp/ISSUER:USER?secret=...&issuer=ISSUER&...`, the key-uri format apps scan.
+pub fn otpauth_uri(issuer: &str, user: &str, secret: &[u8]) -> Zeroizing<String> {
+    let issuer = percent(issuer);
+    Zeroizing::new(format!(
+        "otpauth://totp/{issuer}:{}?secret={}&issuer={issuer}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}",
+        percent(user),
+        base32(secret).as_str()
+    ))
+}
+
+fn percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 6238 appendix B, SHA-1 secret "12345678901234567890", truncated to 6 digits.
+    const RFC_SECRET: &[u8] = b"12345678901234567890";
+
+    #[test]
+    fn rfc6238_vectors() {
+        for (t, code) in [
+            (59u64, "287082"),
+            (1_111_111_109, "081804"),
+            (1_234_567_890, "005924"),
+            (2_000_000_000, "279037"),
+        ] {
+            assert_eq!(code_at_step(RFC_SECRET, step_of(t)).unwrap().as_str(), code, "t={t}");
+        }
+    }
+
+    #[test]
+    fn window_is_one_step_each_way() {
+        let now = 1_234_567_890;
+        let cur = step_of(now);
+        for (step, ok) in [(cur - 2, false), (cur - 1, true), (cur, true), (cur + 1, true), (cur + 2, false)] {
+            let code = code_at_step(RFC_SECRET, step).unwrap();
+            assert_eq!(matching_step(RFC_SECRET, &code, now), ok.then_some(step), "step {step}");
+        }
+    }
+
+    #[test]
+    fn base32_matches_rfc4648() {
+        assert_eq!(base32(b"foobar").as_str(), "MZXW6YTBOI");
+        assert_eq!(base32(b"12345678901234567890").as_str(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+    }
+
+    #[test]
+    fn uri_escapes_labels() {
+        let u = otpauth_uri("my host", "a&b", b"12345678901234567890");
+        assert!(u.starts_with("otpauth://totp/my%20host:a%26b?secret=GEZDGNBV"), "{}", u.as_str());
+    }
+}
