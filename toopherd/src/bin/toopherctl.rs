@@ -1,1 +1,289 @@
-fn main(){}
+//! toopherctl: enrol and manage second factors through toopherd. It never reads the
+//! database or any credential itself; toopherd authorises each request by the caller's uid.
+
+use clap::{Parser, Subcommand};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use toopher_ipc::{
+    AccountStatus, Client, DenyReason, Enrollment, EnrollmentState, Request, Response, Secret,
+    Timeouts,
+};
+use toopherd::qr;
+
+const EXIT_REFUSED: u8 = 1;
+const EXIT_UNREACHABLE: u8 = 3;
+
+#[derive(Parser)]
+#[command(version, about = "Enrol and manage pam_toopher second factors")]
+struct Args {
+    /// toopherd's socket.
+    #[arg(long, env = "TOOPHERD_SOCKET", default_value = toopher_ipc::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a TOTP enrolment: shows the QR code, secret and recovery codes, then asks
+    /// for the first code, which activates it (Ctrl-C leaves it pending until it expires).
+    Enroll {
+        /// The account (default: yourself). Enrolling someone else needs root.
+        user: Option<String>,
+        /// Print the enrolment as JSON and do not prompt (activate with `toopherctl activate`).
+        #[arg(long)]
+        json: bool,
+        /// Replace an active enrolment (root only).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Activate a pending enrolment with the first code from the app.
+    Activate { user: String, code: String },
+    /// Show an account's second-factor state.
+    Status {
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an account's enrolment (root only).
+    Remove { user: String },
+}
+
+enum Failure {
+    Unreachable(String),
+    Refused(String),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Refused(msg)) => {
+            eprintln!("toopherctl: {msg}");
+            ExitCode::from(EXIT_REFUSED)
+        }
+        Err(Failure::Unreachable(msg)) => {
+            eprintln!("toopherctl: {msg}");
+            ExitCode::from(EXIT_UNREACHABLE)
+        }
+    }
+}
+
+fn current_user() -> Result<String, Failure> {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .ok_or_else(|| Failure::Refused("cannot tell who you are; name the user".into()))
+}
+
+struct Daemon {
+    client: Client,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn connect(socket: PathBuf) -> Result<Daemon, Failure> {
+        let client = Client::connect(&socket, Timeouts::default()).map_err(|e| {
+            Failure::Unreachable(format!("cannot reach toopherd at {}: {e}", socket.display()))
+        })?;
+        Ok(Daemon { client, socket })
+    }
+
+    /// A request's answer; toopherd's error answers become refusals with its message.
+    fn call(&mut self, req: &Request) -> Result<Response, Failure> {
+        match self.client.call(req) {
+            Ok(Response::Error { message, .. }) => Err(Failure::Refused(message)),
+            Ok(r) => Ok(r),
+            Err(e) => Err(Failure::Unreachable(format!(
+                "toopherd at {} did not answer: {e}",
+                self.socket.display()
+            ))),
+        }
+    }
+}
+
+fn unexpected(r: &Response) -> Failure {
+    Failure::Refused(format!("unexpected answer from toopherd: {r:?}"))
+}
+
+fn denial_text(reason: DenyReason) -> String {
+    match reason {
+        DenyReason::WrongCode => "that code is not right".into(),
+        DenyReason::RateLimited => "too many failed attempts; wait a few minutes".into(),
+        other => format!("refused ({})", other.as_str()),
+    }
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    let mut d = Daemon::connect(args.socket)?;
+    match args.command {
+        Command::Enroll { user, json, force } => {
+            let user = user.map_or_else(current_user, Ok)?;
+            let e = match d.call(&Request::Enroll { user: user.clone(), force })? {
+                Response::Enrollment(e) => e,
+                other => return Err(unexpected(&other)),
+            };
+            if json {
+                print_enrollment_json(&e)
+            } else {
+                show_enrollment(&e)?;
+                activate_interactively(&mut d, &user)
+            }
+        }
+        Command::Activate { user, code } => {
+            let code = Secret::new(code.trim());
+            match d.call(&Request::Activate { user: user.clone(), code })? {
+                Response::Activated { .. } => {
+                    println!("{user}: two-factor authentication is active.");
+                    Ok(())
+                }
+                Response::Denied { reason, .. } => Err(Failure::Refused(denial_text(reason))),
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Status { user, json } => {
+            let user = user.map_or_else(current_user, Ok)?;
+            match d.call(&Request::Status { user })? {
+                Response::Status(st) if json => {
+                    println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
+                    Ok(())
+                }
+                Response::Status(st) => {
+                    print_status(&st);
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Remove { user } => match d.call(&Request::Remove { user })? {
+            Response::Removed { user, existed: true } => {
+                println!("{user}: enrolment removed.");
+                Ok(())
+            }
+            Response::Removed { user, existed: false } => {
+                println!("{user}: was not enrolled.");
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
+    }
+}
+
+fn print_enrollment_json(e: &Enrollment) -> Result<(), Failure> {
+    let png = qr::png_base64(e.otpauth_uri.expose()).map_err(|e| Failure::Refused(e.to_string()))?;
+    let out = serde_json::json!({
+        "user": e.user,
+        "secret": e.secret.expose(),
+        "otpauth_uri": e.otpauth_uri.expose(),
+        "qr_png_base64": png,
+        "recovery_codes": e.recovery_codes.iter().map(Secret::expose).collect::<Vec<_>>(),
+        "expires_at": e.expires_at,
+    });
+    println!("{out}");
+    Ok(())
+}
+
+fn show_enrollment(e: &Enrollment) -> Result<(), Failure> {
+    let drawing = qr::terminal(e.otpauth_uri.expose()).map_err(|e| Failure::Refused(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Scan this QR code with your authenticator app:\n\n{drawing}");
+    let _ = writeln!(out, "Or enter this key by hand: {}", e.secret.expose());
+    let _ = writeln!(out, "URI: {}\n", e.otpauth_uri.expose());
+    let _ = writeln!(out, "Recovery codes (each works once; keep them somewhere safe):");
+    for c in &e.recovery_codes {
+        let _ = writeln!(out, "    {}", c.expose());
+    }
+    let _ = writeln!(
+        out,
+        "\nThis enrolment expires at {} unless activated.",
+        fmt_time(e.expires_at)
+    );
+    Ok(())
+}
+
+fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
+    let stdin = std::io::stdin();
+    for _ in 0..3 {
+        print!("Enter the 6-digit code from your app to activate (Ctrl-C to leave it pending): ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
+            println!();
+            return Err(Failure::Refused(format!(
+                "not activated; the enrolment stays pending (activate with `toopherctl activate {user} CODE`)"
+            )));
+        }
+        let code = Secret::new(line.trim());
+        line.clear();
+        match d.call(&Request::Activate { user: user.into(), code })? {
+            Response::Activated { .. } => {
+                println!("{user}: two-factor authentication is active.");
+                return Ok(());
+            }
+            Response::Denied {
+                reason: DenyReason::WrongCode,
+                ..
+            } => eprintln!("That code is not right; check the app and try again."),
+            Response::Denied { reason, .. } => return Err(Failure::Refused(denial_text(reason))),
+            other => return Err(unexpected(&other)),
+        }
+    }
+    Err(Failure::Refused("not activated after three tries; the enrolment stays pending".into()))
+}
+
+fn print_status(st: &AccountStatus) {
+    let state = match st.state {
+        EnrollmentState::None => "not enrolled",
+        EnrollmentState::Pending => "pending (not yet activated)",
+        EnrollmentState::Active => "active",
+    };
+    let opt = |t: Option<u64>| t.map_or_else(|| "never".to_string(), fmt_time);
+    println!("user:                {}", st.user);
+    println!("backend:             {}", st.backend);
+    println!("state:               {state}");
+    if let Some(t) = st.activated_at {
+        println!("activated:           {}", fmt_time(t));
+    }
+    if st.state == EnrollmentState::Pending {
+        println!("expires:             {}", opt(st.expires_at));
+    }
+    println!("last success:        {}", opt(st.last_success_at));
+    println!("last failure:        {}", opt(st.last_failure_at));
+    println!("recovery codes left: {}", st.recovery_codes_left);
+    if let Some(t) = st.locked_until {
+        println!("rate-limited until:  {}", fmt_time(t));
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` (days-to-civil, H. Hinnant's algorithm).
+fn fmt_time(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times() {
+        assert_eq!(super::fmt_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::fmt_time(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(super::fmt_time(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+}

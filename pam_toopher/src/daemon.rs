@@ -1,0 +1,25 @@
+//! The link to toopherd, as a trait so the login logic can be tested without a socket.
+
+use std::path::Path;
+use std::time::Duration;
+use toopher_ipc::{Client, FrameError, Request, Response, Timeouts};
+
+pub trait Daemon {
+    fn call(&mut self, req: &Request) -> Result<Response, FrameError>;
+}
+
+impl Daemon for Client {
+    fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
+        Client::call(self, req)
+    }
+}
+
+/// Bounds used by the module: it runs inside sshd and sudo and must never hang them.
+pub const TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(3),
+    io: Duration::from_secs(15),
+};
+
+pub fn connect(socket: &Path) -> std::io::Result<Client> {
+    Client::connect(socket, TIMEOUTS)
+}

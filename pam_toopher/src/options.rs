@@ -1,0 +1,112 @@
+//! Module options from the PAM line, e.g.
+//! `auth required pam_toopher.so failmode=secure prompts=3 socket=/run/toopherd/toopherd.sock`.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failmode {
+    /// toopherd unreachable: deny with PAM_AUTHINFO_UNAVAIL.
+    Secure,
+    /// toopherd unreachable: allow, and log a warning.
+    Safe,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub socket: PathBuf,
+    pub failmode: Failmode,
+    /// How many codes the person may type in one login.
+    pub prompts: u32,
+    pub debug: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            socket: PathBuf::from(toopher_ipc::DEFAULT_SOCKET),
+            failmode: Failmode::Secure,
+            prompts: 3,
+            debug: false,
+        }
+    }
+}
+
+pub const MAX_PROMPTS: u32 = 10;
+
+/// An option the module does not understand. The module refuses to run with it rather
+/// than guess (a typo in `failmode=` must not silently change security).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError(pub String);
+
+impl std::fmt::Display for OptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Options {
+    pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Options, OptionError> {
+        let mut o = Options::default();
+        for arg in args {
+            let (key, value) = match arg.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (arg, None),
+            };
+            match (key, value) {
+                ("debug", None) => o.debug = true,
+                ("socket", Some(v)) if v.starts_with('/') => o.socket = PathBuf::from(v),
+                ("failmode", Some("secure")) => o.failmode = Failmode::Secure,
+                ("failmode", Some("safe")) => o.failmode = Failmode::Safe,
+                ("prompts", Some(v)) => match v.parse::<u32>() {
+                    Ok(n) if (1..=MAX_PROMPTS).contains(&n) => o.prompts = n,
+                    _ => {
+                        return Err(OptionError(format!(
+                            "invalid option {arg}: prompts must be 1 to {MAX_PROMPTS}"
+                        )));
+                    }
+                },
+                ("socket", _) => {
+                    return Err(OptionError(format!(
+                        "invalid option {arg}: socket must be an absolute path"
+                    )));
+                }
+                ("failmode", _) => {
+                    return Err(OptionError(format!(
+                        "invalid option {arg}: failmode must be secure or safe"
+                    )));
+                }
+                _ => return Err(OptionError(format!("unknown option {arg}"))),
+            }
+        }
+        Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fail_closed() {
+        let o = Options::parse([]).unwrap();
+        assert_eq!(o.failmode, Failmode::Secure);
+        assert_eq!(o.prompts, 3);
+        assert_eq!(o.socket, PathBuf::from("/run/toopherd/toopherd.sock"));
+    }
+
+    #[test]
+    fn parses_every_option() {
+        let o = Options::parse(["debug", "socket=/tmp/x.sock", "failmode=safe", "prompts=5"]).unwrap();
+        assert!(o.debug);
+        assert_eq!(o.socket, PathBuf::from("/tmp/x.sock"));
+        assert_eq!(o.failmode, Failmode::Safe);
+        assert_eq!(o.prompts, 5);
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_understand() {
+        for bad in ["failmode=open", "prompts=0", "prompts=99", "socket=rel", "nullok", "debug=1"] {
+            assert!(Options::parse([bad]).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The PAM entry points: read the login from PAM, run [`crate::flow`], map the outcome.
+
+use crate::conversation::{ConvError, Conversation};
+use crate::flow::{self, Level, Outcome, Syslog};
+use crate::options::Options;
+use crate::text::printable;
+use pam::constants::{
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO, PamFlag, PamResultCode,
+};
+use pam::conv::Conv;
+use pam::items::{RHost, RUser, Service, Tty};
+use pam::module::{PamHandle, PamHooks};
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use toopher_ipc::{LoginContext, Secret};
+
+#[link(name = "pam")]
+unsafe extern "C" {
+    fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+}
+
+/// pam_syslog(3): authpriv, tagged with the module and service by libpam.
+struct PamLog<'a>(&'a PamHandle);
+
+impl Syslog for PamLog<'_> {
+    fn log(&mut self, level: Level, msg: &str) {
+        let priority = match level {
+            Level::Err => libc::LOG_ERR,
+            Level::Warning => libc::LOG_WARNING,
+            Level::Notice => libc::LOG_NOTICE,
+            Level::Info => libc::LOG_INFO,
+            Level::Debug => libc::LOG_DEBUG,
+        };
+        let Ok(text) = CString::new(printable(msg, 1000)) else {
+            return;
+        };
+        // SAFETY: the handle is live for this call; "%s" with one C string argument.
+        unsafe { pam_syslog(self.0, priority, c"%s".as_ptr(), text.as_ptr()) };
+    }
+}
+
+/// The application's conversation function; info and error lines are dropped under PAM_SILENT.
+struct PamConversation<'a> {
+    conv: Option<Conv<'a>>,
+    silent: bool,
+}
+
+impl Conversation for PamConversation<'_> {
+    fn prompt_hidden(&mut self, text: &str) -> Result<Secret, ConvError> {
+        let conv = self.conv.as_ref().ok_or(ConvError)?;
+        match conv.send(PAM_PROMPT_ECHO_OFF, text) {
+            Ok(Some(answer)) => {
+                let s = answer.as_str().map_err(|_| ConvError)?;
+                Ok(Secret::new(s))
+            }
+            Ok(None) => Ok(Secret::default()),
+            Err(_) => Err(ConvError),
+        }
+    }
+
+    fn info(&mut self, text: &str) {
+        if let (false, Some(conv)) = (self.silent, self.conv.as_ref()) {
+            let _ = conv.send(PAM_TEXT_INFO, text);
+        }
+    }
+
+    fn error(&mut self, text: &str) {
+        if let (false, Some(conv)) = (self.silent, self.conv.as_ref()) {
+            let _ = conv.send(PAM_ERROR_MSG, text);
+        }
+    }
+}
+
+fn item<'a, T>(pamh: &'a PamHandle, get: impl Fn(T) -> &'a CStr) -> Option<String>
+where
+    T: pam::items::Item<'a>,
+{
+    match pamh.get_item::<T>() {
+        Ok(Some(v)) => Some(get(v).to_string_lossy().into_owned()).filter(|s| !s.is_empty()),
+        _ => None,
+    }
+}
+
+fn to_pam(outcome: Outcome) -> PamResultCode {
+    match outcome {
+        Outcome::Success => PamResultCode::PAM_SUCCESS,
+        Outcome::AuthErr => PamResultCode::PAM_AUTH_ERR,
+        Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
+        Outcome::AuthInfoUnavail => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        Outcome::ConvErr => PamResultCode::PAM_CONV_ERR,
+        Outcome::ServiceErr => PamResultCode::PAM_SERVICE_ERR,
+    }
+}
+
+fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let opts = match Options::parse(args.iter().map(String::as_str)) {
+        Ok(o) => o,
+        Err(e) => {
+            PamLog(pamh).log(Level::Err, &format!("refusing to run: {e}"));
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let user = match pamh.get_user(None) {
+        Ok(u) if !u.is_empty() => u,
+        Ok(_) => return PamResultCode::PAM_USER_UNKNOWN,
+        Err(code) => return code,
+    };
+    let pamh: &PamHandle = pamh;
+    let ctx = LoginContext {
+        user,
+        service: item::<Service>(pamh, |v| v.0).unwrap_or_else(|| "unknown".into()),
+        rhost: item::<RHost>(pamh, |v| v.0),
+        tty: item::<Tty>(pamh, |v| v.0),
+        ruser: item::<RUser>(pamh, |v| v.0),
+        autopush: false,
+    };
+    let mut conv = PamConversation {
+        conv: pamh.get_item::<Conv>().ok().flatten(),
+        silent: flags & PAM_SILENT != 0,
+    };
+    let mut log = PamLog(pamh);
+    let outcome = flow::authenticate(&ctx, &opts, &mut conv, &mut log, || {
+        crate::daemon::connect(&opts.socket)
+    });
+    to_pam(outcome)
+}
+
+/// Runs an entry point; a panic becomes a logged denial, never an unwind into C.
+fn guarded(pamh: &mut PamHandle, f: impl FnOnce(&mut PamHandle) -> PamResultCode) -> PamResultCode {
+    let ptr: *const PamHandle = pamh;
+    match catch_unwind(AssertUnwindSafe(|| f(pamh))) {
+        Ok(code) => code,
+        Err(payload) => {
+            // SAFETY: the handle outlives this call; the closure that borrowed it has ended.
+            PamLog(unsafe { &*ptr }).log(Level::Err, "internal error (panic); denying");
+            std::mem::forget(payload);
+            PamResultCode::PAM_AUTH_ERR
+        }
+    }
+}
+
+pub struct PamToopher;
+pam::pam_hooks!(PamToopher);
+
+impl PamHooks for PamToopher {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, flags: PamFlag) -> PamResultCode {
+        guarded(pamh, |pamh| authenticate(pamh, &args, flags))
+    }
+
+    /// No credentials of its own to set; success keeps `auth` stacks whole (as
+    /// pam_google_authenticator and pam_duo do).
+    fn sm_setcred(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+
+    /// No opinion on accounts: ignored, so the rest of the stack decides.
+    fn acct_mgmt(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_IGNORE
+    }
+}
