@@ -1,0 +1,359 @@
+//! toopherd as a service: misbehaving clients, peer authorisation, configuration errors,
+//! file modes, shutdown, and toopherctl.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use toopher_ipc::{Client, ErrorKind, LoginContext, Request, Response, Timeouts, decode, read_frame};
+use toopher_tests::daemon::{Toopherd, ctl_as};
+use toopher_tests::pam::{self, Stack};
+use toopher_tests::{artifact, is_root, otp};
+
+fn error_kind(stream: &mut UnixStream) -> Option<ErrorKind> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = read_frame(stream).ok()?;
+    match decode::<Response>(&body).ok()? {
+        Response::Error { kind, .. } => Some(kind),
+        _ => None,
+    }
+}
+
+/// Whether toopherd closes the connection within 15 s (its first-frame timeout is 10 s).
+fn closed(stream: &mut UnixStream) -> bool {
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut buf = [0u8; 1];
+    matches!(stream.read(&mut buf), Ok(0))
+}
+
+#[test]
+fn bad_clients_get_an_error_or_are_closed_while_others_log_in() {
+    let d = Toopherd::start();
+    let mut u = d.enroll("daemon");
+
+    let mut silent = UnixStream::connect(&d.socket).unwrap();
+    let mut half = UnixStream::connect(&d.socket).unwrap();
+    half.write_all(&[0, 0, 0]).unwrap(); // an unfinished header
+    let mut garbage = UnixStream::connect(&d.socket).unwrap();
+    garbage.write_all(&[0, 0, 0, 12]).unwrap();
+    garbage.write_all(b"not json!!!!").unwrap();
+    let mut http = UnixStream::connect(&d.socket).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut oversized = UnixStream::connect(&d.socket).unwrap();
+    oversized.write_all(&(1u32 << 20).to_be_bytes()).unwrap();
+    let mut wrong_version = UnixStream::connect(&d.socket).unwrap();
+    let body = br#"{"v":999,"msg":{"type":"push"}}"#;
+    wrong_version.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    wrong_version.write_all(body).unwrap();
+
+    // A real login goes through while all of them hang around.
+    let code = u.next_code();
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "daemon", &[&code], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+
+    assert_eq!(error_kind(&mut garbage), Some(ErrorKind::BadRequest));
+    assert!(closed(&mut garbage));
+    assert_eq!(error_kind(&mut http), Some(ErrorKind::TooLarge));
+    assert_eq!(error_kind(&mut oversized), Some(ErrorKind::TooLarge));
+    assert!(closed(&mut oversized));
+    assert_eq!(error_kind(&mut wrong_version), Some(ErrorKind::Version));
+
+    // The silent ones are dropped after the first-frame timeout, not kept forever.
+    assert!(closed(&mut silent), "silent client kept open");
+    assert!(closed(&mut half));
+
+    // And toopherd is still serving.
+    let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
+    assert!(matches!(c.call(&Request::Status { user: "daemon".into() }), Ok(Response::Status(_))));
+}
+
+#[test]
+fn many_concurrent_logins_each_get_their_answer() {
+    let d = Toopherd::start_with("availability = \"available\"\n");
+    let socket = d.socket.clone();
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let socket = socket.clone();
+            std::thread::spawn(move || pam::login(&Stack::toopher(&socket, ""), "proxy", &[], None).auth)
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), pam::PAM_SUCCESS);
+    }
+}
+
+fn nobody_uid() -> u32 {
+    65534
+}
+
+#[test]
+fn a_non_root_peer_may_not_act_for_another_user() {
+    let d = Toopherd::start();
+    d.enroll("daemon");
+    // The state dir is private to root; a non-root test process needs to reach the socket.
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_uid = is_root().then(nobody_uid);
+    for args in [
+        vec!["status", "daemon"],
+        vec!["enroll", "daemon", "--json"],
+        vec!["activate", "daemon", "123456"],
+        vec!["remove", "daemon"],
+    ] {
+        let out = ctl_as(&d.socket, &args, as_uid);
+        assert_eq!(out.status.code(), Some(1), "{args:?} was not refused: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("may only") || err.contains("needs root"), "{args:?}: {err}");
+    }
+    let log = d.log();
+    assert!(log.contains("refused request=status user=daemon by=uid="), "{log}");
+    // Still enrolled: nothing the refused requests asked for happened.
+    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "active");
+}
+
+#[test]
+fn a_non_root_peer_may_not_begin_a_login_for_another_user() {
+    if !is_root() {
+        // The test process itself is the non-root peer.
+        let d = Toopherd::start();
+        let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
+        let r = c.call(&Request::Begin(LoginContext {
+            user: "root".into(),
+            service: "x".into(),
+            rhost: None,
+            tty: None,
+            ruser: None,
+            autopush: false,
+        }));
+        assert!(matches!(r, Ok(Response::Error { kind: ErrorKind::Forbidden, .. })), "{r:?}");
+        return;
+    }
+    // As root: the module run by a non-root process (setpriv) asks for root's login.
+    let d = Toopherd::start_with("availability = \"available\"\n");
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stack = Stack::toopher(&d.socket, "");
+    std::fs::set_permissions(stack.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(artifact("pam-login"))
+        .args(["--confdir", stack.dir.path().to_str().unwrap(), "--service", &stack.service, "--user", "root"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(d.log().contains("refused request=begin user=root by=uid=65534"), "{}", d.log());
+    // nobody may begin its own login.
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(artifact("pam-login"))
+        .args(["--confdir", stack.dir.path().to_str().unwrap(), "--service", &stack.service, "--user", "nobody"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}\n{}", d.log());
+}
+
+fn check_config(text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("toopherd.toml");
+    std::fs::write(&path, text).unwrap();
+    Command::new(artifact("toopherd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_configs_are_refused_naming_key_and_line() {
+    let ok = check_config("socket = \"/run/x.sock\"\nbackend = \"local\"\nfailmode = \"safe\"\n");
+    assert!(ok.status.success(), "{ok:?}");
+    for (text, key, line) in [
+        ("backend = \"local\"\nfailmode = \"open\"\n", "failmode", "line 2"),
+        ("\n\nstate_dir = \"var/lib\"\n", "state_dir", "line 3"),
+        ("socket = \"/x\"\nsokcet = \"/y\"\n", "sokcet", "line 2"),
+        ("availability = \"sometimes\"\n", "availability", "line 1"),
+        ("[rate_limit]\nwindow = -5\n", "window", "line 2"),
+        ("enrollment_ttl = \"ten\"\n", "enrollment_ttl", "line 1"),
+    ] {
+        let out = check_config(text);
+        assert_eq!(out.status.code(), Some(78), "{text:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key) && err.contains(line), "{text:?}: {err}");
+    }
+    // And the daemon itself refuses to start with one.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "failmode = 1\n").unwrap();
+    let out = Command::new(artifact("toopherd")).arg("--config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn database_is_private_and_refused_when_it_is_not() {
+    let mut d = Toopherd::start();
+    d.enroll("daemon");
+    let db = d.dir.path().join("state/toopherd.sqlite3");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&d.dir.path().join("state")), 0o700);
+    assert_eq!(mode(&d.socket), 0o666);
+    assert!(d.stop());
+    assert!(!d.socket.exists(), "socket left behind after SIGTERM");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(artifact("toopherd"))
+        .args(["--log", "stderr", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be 0600"), "{out:?}");
+}
+
+#[test]
+fn a_second_toopherd_on_the_same_socket_refuses_to_start() {
+    let d = Toopherd::start();
+    let out = Command::new(artifact("toopherd"))
+        .args(["--log", "stderr", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another toopherd"), "{out:?}");
+}
+
+#[test]
+fn enroll_json_has_everything_a_script_needs() {
+    let d = Toopherd::start();
+    let u = d.enroll("daemon");
+    let j = &u.json;
+    assert_eq!(j["user"], "daemon");
+    assert_eq!(u.secret.len(), 32, "160-bit base32 secret");
+    let uri = j["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={}", u.secret)), "{uri}");
+    assert!(uri.contains("digits=6") && uri.contains("period=30") && uri.contains("algorithm=SHA1"));
+    let png = j["qr_png_base64"].as_str().unwrap();
+    let out = Command::new("base64").arg("-d").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
+        c.stdin.take().unwrap().write_all(png.as_bytes())?;
+        c.wait_with_output()
+    });
+    assert!(out.unwrap().stdout.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert_eq!(j["recovery_codes"].as_array().unwrap().len(), 10);
+    assert!(j["expires_at"].as_u64().unwrap() > otp::now());
+    // Status after activation.
+    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "active");
+    assert_eq!(st["recovery_codes_left"], 10);
+    // Nothing secret reached the log.
+    assert!(!d.log().contains(&u.secret));
+}
+
+#[test]
+fn interactive_enroll_shows_the_qr_code_and_activates_with_the_first_code() {
+    let d = Toopherd::start();
+    let mut child = Command::new(artifact("toopherctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["enroll", "bin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Read until the prompt, take the secret from the output, answer with a wrong then the right code.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("to activate") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "toopherctl ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.contains("\u{2580}"), "no QR code drawn");
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Or enter this key by hand: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(text.contains("Recovery codes"));
+    let code = otp::totp_at(&secret, otp::now());
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", otp::wrong_code(&secret)).unwrap();
+    writeln!(stdin, "{code}").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("bin: two-factor authentication is active."), "{rest}");
+    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "bin", "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "active");
+}
+
+#[test]
+fn enroll_left_unanswered_stays_pending() {
+    let d = Toopherd::start();
+    let out = Command::new(artifact("toopherctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["enroll", "sys"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stays pending"));
+    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "sys", "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "pending");
+}
+
+#[test]
+fn enrolment_rules_and_removal() {
+    let d = Toopherd::start();
+    d.enroll("daemon");
+    let again = d.ctl(&["enroll", "daemon", "--json"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has an active enrolment"));
+    let forced = d.ctl(&["enroll", "daemon", "--json", "--force"]);
+    assert!(forced.status.success());
+    let unknown = d.ctl(&["enroll", "no-such-user-here", "--json"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such user"));
+    let rm = d.ctl(&["remove", "daemon"]);
+    assert!(rm.status.success());
+    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "none");
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "daemon", &[], None);
+    assert_eq!(t.auth, pam::PAM_AUTH_ERR);
+}
+
+#[test]
+fn toopherctl_says_when_toopherd_is_down() {
+    let out = ctl_as(std::path::Path::new("/nonexistent/toopherd.sock"), &["status", "root"], None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach toopherd"));
+}
+
+#[test]
+fn a_login_in_progress_survives_shutdown_requests_finishing() {
+    // SIGTERM while a login waits for a person: toopherd closes idle connections and
+    // exits cleanly; the module, mid-login, denies (it never falls back to failmode).
+    let mut d = Toopherd::start();
+    let mut u = d.enroll("daemon");
+    let socket = d.socket.clone();
+    let code = u.next_code();
+    let mut c = Client::connect(&socket, Timeouts::default()).unwrap();
+    let r = c.call(&Request::Begin(LoginContext {
+        user: "daemon".into(),
+        service: "t".into(),
+        rhost: None,
+        tty: None,
+        ruser: None,
+        autopush: false,
+    }));
+    assert!(matches!(r, Ok(Response::Challenge { .. })));
+    assert!(d.stop(), "toopherd did not exit cleanly");
+    assert!(c.call(&Request::Otp { code: toopher_ipc::Secret::new(code) }).is_err());
+}
