@@ -59,6 +59,15 @@ pub enum Failmode {
     Safe,
 }
 
+impl Failmode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failmode::Secure => "secure",
+            Failmode::Safe => "safe",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
@@ -67,6 +76,15 @@ pub enum Availability {
     Required,
     /// Accounts without a second factor log in with the password alone.
     Available,
+}
+
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Required => "required",
+            Availability::Available => "available",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -85,11 +85,11 @@ fn run(config: Config, log: Log) -> Result<(), String> {
     let result = runtime.block_on(async {
         let listener = bind(&socket)?;
         daemon.log.info(&format!(
-            "listening on {} (backend {}, availability {:?}, failmode {:?})",
+            "listening on {} (backend {}, availability {}, failmode {})",
             socket.display(),
             daemon.config.backend.as_str(),
-            daemon.config.availability,
-            daemon.config.failmode
+            daemon.config.availability.as_str(),
+            daemon.config.failmode.as_str()
         ));
         notify_systemd("READY=1");
         serve(listener, Arc::clone(&daemon), shutdown_signal()).await;

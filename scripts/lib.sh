@@ -1,0 +1,44 @@
+# Shared by scripts/test and scripts/demo. Source it; do not run it.
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages the build and the tests need.
+PACKAGES=(
+  libpam0g-dev      # libpam and libpam_misc to link the test driver against
+  libpam-modules    # pam_permit.so, stacked beside the module in tests
+  oathtool          # computes TOTP codes independently of toopherd
+  pamtester         # for trying a PAM stack by hand
+  bubblewrap        # a private /etc/pam.d for hand tests
+  util-linux        # setpriv, to act as a non-root peer
+  sqlite3           # inspecting toopherd's database by hand
+  ca-certificates
+  pkg-config
+  gcc
+)
+
+# Installs whatever of $PACKAGES (and "$@") is missing; without root, fails naming them.
+ensure_packages() {
+  local missing=()
+  local p
+  for p in "${PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    die "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo is not installed (install the Rust toolchain with rustup)"
+}
+
+# The cargo target directory (respects CARGO_TARGET_DIR).
+target_dir() {
+  echo "${CARGO_TARGET_DIR:-$ROOT/target}"
+}
