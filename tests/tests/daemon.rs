@@ -357,3 +357,15 @@ fn a_login_in_progress_survives_shutdown_requests_finishing() {
     assert!(d.stop(), "toopherd did not exit cleanly");
     assert!(c.call(&Request::Otp { code: toopher_ipc::Secret::new(code) }).is_err());
 }
+
+#[test]
+fn the_shipped_default_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/toopherd.toml");
+    let out = Command::new(artifact("toopherd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
