@@ -7,8 +7,7 @@ use crate::daemon::Daemon;
 use crate::options::{Failmode, Options};
 use crate::text::printable;
 use toopher_ipc::{
-    AllowReason, DenyReason, ErrorKind, FrameError, LoginContext, Method, Request, Response,
-    Secret,
+    AllowReason, DenyReason, ErrorKind, FrameError, LoginContext, Method, Request, Response, Secret,
 };
 
 pub const OTP_PROMPT: &str = "One-time password: ";
@@ -54,7 +53,10 @@ impl Login<'_> {
             "user={} service={} rhost={} {what}",
             printable(&self.ctx.user, 64),
             printable(&self.ctx.service, 64),
-            self.ctx.rhost.as_deref().map_or_else(|| "-".into(), |r| printable(r, 128)),
+            self.ctx
+                .rhost
+                .as_deref()
+                .map_or_else(|| "-".into(), |r| printable(r, 128)),
         );
         self.log.log(level, &line);
     }
@@ -91,7 +93,10 @@ pub fn authenticate<D: Daemon>(
             return unreachable(&mut login, &format!("toopherd did not answer: {e}"));
         }
         Err(e) => {
-            login.note(Level::Err, &format!("outcome=error toopherd answer unusable: {e}"));
+            login.note(
+                Level::Err,
+                &format!("outcome=error toopherd answer unusable: {e}"),
+            );
             return Outcome::AuthErr;
         }
     };
@@ -111,14 +116,22 @@ pub fn authenticate<D: Daemon>(
         Response::Unavailable { detail } => {
             login.note(
                 Level::Err,
-                &format!("outcome=unavailable toopherd backend: {}", printable(&detail, 200)),
+                &format!(
+                    "outcome=unavailable toopherd backend: {}",
+                    printable(&detail, 200)
+                ),
             );
-            login.conv.error("The second-factor service is unavailable.");
+            login
+                .conv
+                .error("The second-factor service is unavailable.");
             Outcome::AuthInfoUnavail
         }
         Response::Error { kind, message } => daemon_error(&mut login, kind, &message),
         other => {
-            login.note(Level::Err, &format!("outcome=error unexpected answer {}", describe(&other)));
+            login.note(
+                Level::Err,
+                &format!("outcome=error unexpected answer {}", describe(&other)),
+            );
             Outcome::AuthErr
         }
     }
@@ -127,8 +140,13 @@ pub fn authenticate<D: Daemon>(
 fn unreachable(login: &mut Login<'_>, why: &str) -> Outcome {
     match login.opts.failmode {
         Failmode::Secure => {
-            login.note(Level::Err, &format!("outcome=unavailable failmode=secure {why}"));
-            login.conv.error("The second-factor service is unavailable.");
+            login.note(
+                Level::Err,
+                &format!("outcome=unavailable failmode=secure {why}"),
+            );
+            login
+                .conv
+                .error("The second-factor service is unavailable.");
             Outcome::AuthInfoUnavail
         }
         Failmode::Safe => {
@@ -144,7 +162,10 @@ fn unreachable(login: &mut Login<'_>, why: &str) -> Outcome {
 fn daemon_error(login: &mut Login<'_>, kind: ErrorKind, message: &str) -> Outcome {
     login.note(
         Level::Err,
-        &format!("outcome=error toopherd refused ({kind:?}): {}", printable(message, 200)),
+        &format!(
+            "outcome=error toopherd refused ({kind:?}): {}",
+            printable(message, 200)
+        ),
     );
     match kind {
         ErrorKind::Internal | ErrorKind::Busy => Outcome::AuthInfoUnavail,
@@ -153,7 +174,10 @@ fn daemon_error(login: &mut Login<'_>, kind: ErrorKind, message: &str) -> Outcom
 }
 
 fn denied(login: &mut Login<'_>, reason: DenyReason, message: Option<&str>) -> Outcome {
-    login.note(Level::Notice, &format!("outcome=denied reason={}", reason.as_str()));
+    login.note(
+        Level::Notice,
+        &format!("outcome=denied reason={}", reason.as_str()),
+    );
     let text = match (reason, message) {
         (_, Some(m)) if !m.trim().is_empty() => printable(m, 300),
         (DenyReason::RateLimited, _) => "Too many failed attempts. Try again later.".into(),
@@ -165,7 +189,10 @@ fn denied(login: &mut Login<'_>, reason: DenyReason, message: Option<&str>) -> O
 }
 
 fn challenge<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, methods: &[Method]) -> Outcome {
-    if !methods.iter().any(|m| matches!(m, Method::Otp | Method::RecoveryCode)) {
+    if !methods
+        .iter()
+        .any(|m| matches!(m, Method::Otp | Method::RecoveryCode))
+    {
         login.note(Level::Err, "outcome=error no method this module can offer");
         return Outcome::AuthErr;
     }
@@ -185,14 +212,20 @@ fn challenge<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, methods: &[Method
         }
         match daemon.call(&Request::Otp { code }) {
             Ok(Response::Granted { method }) => {
-                login.note(Level::Info, &format!("outcome=granted method={}", method_name(method)));
+                login.note(
+                    Level::Info,
+                    &format!("outcome=granted method={}", method_name(method)),
+                );
                 return Outcome::Success;
             }
             Ok(Response::Denied {
                 reason: DenyReason::WrongCode,
                 ..
             }) => {
-                login.note(Level::Notice, &format!("outcome=retry reason=wrong_code attempt={attempt}"));
+                login.note(
+                    Level::Notice,
+                    &format!("outcome=retry reason=wrong_code attempt={attempt}"),
+                );
                 if attempt < tries {
                     login.conv.error("Incorrect code. Try again.");
                 } else {
@@ -204,18 +237,27 @@ fn challenge<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, methods: &[Method
             }
             Ok(Response::Error { kind, message }) => return daemon_error(login, kind, &message),
             Ok(other) => {
-                login.note(Level::Err, &format!("outcome=error unexpected answer {}", describe(&other)));
+                login.note(
+                    Level::Err,
+                    &format!("outcome=error unexpected answer {}", describe(&other)),
+                );
                 return Outcome::AuthErr;
             }
             Err(e) => {
                 // toopherd was reached and then failed: never a failmode case.
-                login.note(Level::Err, &format!("outcome=error toopherd failed during the login: {e}"));
+                login.note(
+                    Level::Err,
+                    &format!("outcome=error toopherd failed during the login: {e}"),
+                );
                 login.conv.error("The second-factor service failed.");
                 return Outcome::AuthInfoUnavail;
             }
         }
     }
-    login.note(Level::Notice, &format!("outcome=denied reason=max_tries tries={tries}"));
+    login.note(
+        Level::Notice,
+        &format!("outcome=denied reason=max_tries tries={tries}"),
+    );
     Outcome::MaxTries
 }
 

@@ -96,7 +96,8 @@ mod tests {
 
     #[test]
     fn parses_every_option() {
-        let o = Options::parse(["debug", "socket=/tmp/x.sock", "failmode=safe", "prompts=5"]).unwrap();
+        let o =
+            Options::parse(["debug", "socket=/tmp/x.sock", "failmode=safe", "prompts=5"]).unwrap();
         assert!(o.debug);
         assert_eq!(o.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(o.failmode, Failmode::Safe);
@@ -105,7 +106,14 @@ mod tests {
 
     #[test]
     fn refuses_what_it_does_not_understand() {
-        for bad in ["failmode=open", "prompts=0", "prompts=99", "socket=rel", "nullok", "debug=1"] {
+        for bad in [
+            "failmode=open",
+            "prompts=0",
+            "prompts=99",
+            "socket=rel",
+            "nullok",
+            "debug=1",
+        ] {
             assert!(Options::parse([bad]).is_err(), "{bad}");
         }
     }

@@ -94,7 +94,10 @@ fn to_pam(outcome: Outcome) -> PamResultCode {
 }
 
 fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResultCode {
-    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let opts = match Options::parse(args.iter().map(String::as_str)) {
         Ok(o) => o,
         Err(e) => {

@@ -3,7 +3,10 @@
 /// Removes control characters (escape sequences, newlines, NUL) and bounds the length,
 /// so text from toopherd or the network cannot drive the person's terminal.
 pub fn printable(s: &str, max_chars: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
 }
 
 #[cfg(test)]

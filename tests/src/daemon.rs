@@ -43,7 +43,10 @@ impl Toopherd {
 
     /// Starts toopherd with `extra` appended to a minimal config.
     pub fn start_with(extra: &str) -> Toopherd {
-        let dir = tempfile::Builder::new().prefix("toopherd-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("toopherd-test-")
+            .tempdir()
+            .expect("tempdir");
         let socket = dir.path().join("run/toopherd.sock");
         let config = dir.path().join("toopherd.toml");
         std::fs::write(
@@ -85,7 +88,11 @@ impl Toopherd {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("toopherd exited with {status}:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "toopherd did not listen in time:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "toopherd did not listen in time:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -109,7 +116,9 @@ impl Toopherd {
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -130,8 +139,13 @@ impl Toopherd {
     /// Enrols `user` with `toopherctl enroll --json` and activates it with the current code.
     pub fn enroll(&self, user: &str) -> Enrolled {
         let out = self.ctl(&["enroll", user, "--json"]);
-        assert!(out.status.success(), "enroll failed: {}", String::from_utf8_lossy(&out.stderr));
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("enroll --json output");
+        assert!(
+            out.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("enroll --json output");
         let secret = json["secret"].as_str().expect("secret").to_string();
         let recovery_codes = json["recovery_codes"]
             .as_array()
@@ -142,7 +156,11 @@ impl Toopherd {
         let step = otp::current_step();
         let code = otp::totp_step(&secret, step);
         let out = self.ctl(&["activate", user, &code]);
-        assert!(out.status.success(), "activate failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "activate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Enrolled {
             user: user.into(),
             secret,

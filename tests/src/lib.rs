@@ -45,4 +45,6 @@ pub fn is_root() -> bool {
 }
 
 /// System accounts that exist on every Debian machine; toopherd only enrols real accounts.
-pub const USERS: &[&str] = &["daemon", "bin", "sys", "games", "man", "lp", "mail", "news", "uucp", "proxy"];
+pub const USERS: &[&str] = &[
+    "daemon", "bin", "sys", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+];

@@ -17,8 +17,15 @@ pub fn totp_at(secret_b32: &str, t: u64) -> String {
         .args(["--totp", "-b", secret_b32, "--now", &format!("@{t}")])
         .output()
         .expect("oathtool is required for these tests (apt-get install oathtool)");
-    assert!(out.status.success(), "oathtool failed: {}", String::from_utf8_lossy(&out.stderr));
-    let code = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
+    assert!(
+        out.status.success(),
+        "oathtool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
     assert_eq!(code.len(), 6, "oathtool printed {code:?}");
     code
 }
@@ -35,7 +42,9 @@ pub fn current_step() -> u64 {
 /// A six-digit code that is none of the codes toopherd accepts right now.
 pub fn wrong_code(secret_b32: &str) -> String {
     let s = current_step();
-    let valid: Vec<String> = (s.saturating_sub(2)..=s + 2).map(|k| totp_step(secret_b32, k)).collect();
+    let valid: Vec<String> = (s.saturating_sub(2)..=s + 2)
+        .map(|k| totp_step(secret_b32, k))
+        .collect();
     (0..100)
         .map(|i| format!("{:06}", 13_579 + i * 7_919))
         .find(|c| !valid.contains(c))

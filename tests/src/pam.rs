@@ -33,7 +33,8 @@ struct PamResponse {
     resp_retcode: c_int,
 }
 
-type ConvFn = extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int;
+type ConvFn =
+    extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int;
 
 #[repr(C)]
 struct PamConv {
@@ -65,7 +66,10 @@ pub struct Stack {
 
 impl Stack {
     pub fn new(service: &str, contents: &str) -> Stack {
-        let dir = tempfile::Builder::new().prefix("pam-d-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("pam-d-")
+            .tempdir()
+            .expect("tempdir");
         std::fs::write(dir.path().join(service), contents).expect("write service");
         Stack {
             dir,
@@ -174,7 +178,13 @@ pub fn login(stack: &Stack, user: &str, answers: &[&str], rhost: Option<&str>) -
     let mut t = Transcript::default();
     // SAFETY: all pointers outlive the transaction, which ends with pam_end below.
     unsafe {
-        let rc = pam_start_confdir(service.as_ptr(), user_c.as_ptr(), &conv, confdir.as_ptr(), &mut pamh);
+        let rc = pam_start_confdir(
+            service.as_ptr(),
+            user_c.as_ptr(),
+            &conv,
+            confdir.as_ptr(),
+            &mut pamh,
+        );
         assert_eq!(rc, PAM_SUCCESS, "pam_start_confdir failed");
         let rhost_c = rhost.map(|r| CString::new(r).expect("rhost"));
         if let Some(r) = &rhost_c {

@@ -6,13 +6,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use toopher_ipc::{Client, ErrorKind, LoginContext, Request, Response, Timeouts, decode, read_frame};
+use toopher_ipc::{
+    Client, ErrorKind, LoginContext, Request, Response, Timeouts, decode, read_frame,
+};
 use toopher_tests::daemon::{Toopherd, ctl_as};
 use toopher_tests::pam::{self, Stack};
 use toopher_tests::{artifact, is_root, otp};
 
 fn error_kind(stream: &mut UnixStream) -> Option<ErrorKind> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let body = read_frame(stream).ok()?;
     match decode::<Response>(&body).ok()? {
         Response::Error { kind, .. } => Some(kind),
@@ -22,7 +26,9 @@ fn error_kind(stream: &mut UnixStream) -> Option<ErrorKind> {
 
 /// Whether toopherd closes the connection within 15 s (its first-frame timeout is 10 s).
 fn closed(stream: &mut UnixStream) -> bool {
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let mut buf = [0u8; 1];
     matches!(stream.read(&mut buf), Ok(0))
 }
@@ -44,7 +50,9 @@ fn bad_clients_get_an_error_or_are_closed_while_others_log_in() {
     oversized.write_all(&(1u32 << 20).to_be_bytes()).unwrap();
     let mut wrong_version = UnixStream::connect(&d.socket).unwrap();
     let body = br#"{"v":999,"msg":{"type":"push"}}"#;
-    wrong_version.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    wrong_version
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .unwrap();
     wrong_version.write_all(body).unwrap();
 
     // A real login goes through while all of them hang around.
@@ -65,7 +73,12 @@ fn bad_clients_get_an_error_or_are_closed_while_others_log_in() {
 
     // And toopherd is still serving.
     let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
-    assert!(matches!(c.call(&Request::Status { user: "daemon".into() }), Ok(Response::Status(_))));
+    assert!(matches!(
+        c.call(&Request::Status {
+            user: "daemon".into()
+        }),
+        Ok(Response::Status(_))
+    ));
 }
 
 #[test]
@@ -75,7 +88,9 @@ fn many_concurrent_logins_each_get_their_answer() {
     let handles: Vec<_> = (0..16)
         .map(|_| {
             let socket = socket.clone();
-            std::thread::spawn(move || pam::login(&Stack::toopher(&socket, ""), "proxy", &[], None).auth)
+            std::thread::spawn(move || {
+                pam::login(&Stack::toopher(&socket, ""), "proxy", &[], None).auth
+            })
         })
         .collect();
     for h in handles {
@@ -101,14 +116,25 @@ fn a_non_root_peer_may_not_act_for_another_user() {
         vec!["remove", "daemon"],
     ] {
         let out = ctl_as(&d.socket, &args, as_uid);
-        assert_eq!(out.status.code(), Some(1), "{args:?} was not refused: {out:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} was not refused: {out:?}"
+        );
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("may only") || err.contains("needs root"), "{args:?}: {err}");
+        assert!(
+            err.contains("may only") || err.contains("needs root"),
+            "{args:?}: {err}"
+        );
     }
     let log = d.log();
-    assert!(log.contains("refused request=status user=daemon by=uid="), "{log}");
+    assert!(
+        log.contains("refused request=status user=daemon by=uid="),
+        "{log}"
+    );
     // Still enrolled: nothing the refused requests asked for happened.
-    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
     assert_eq!(st["state"], "active");
 }
 
@@ -126,7 +152,16 @@ fn a_non_root_peer_may_not_begin_a_login_for_another_user() {
             ruser: None,
             autopush: false,
         }));
-        assert!(matches!(r, Ok(Response::Error { kind: ErrorKind::Forbidden, .. })), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                Ok(Response::Error {
+                    kind: ErrorKind::Forbidden,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
         return;
     }
     // As root: the module run by a non-root process (setpriv) asks for root's login.
@@ -137,17 +172,36 @@ fn a_non_root_peer_may_not_begin_a_login_for_another_user() {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(artifact("pam-login"))
-        .args(["--confdir", stack.dir.path().to_str().unwrap(), "--service", &stack.service, "--user", "root"])
+        .args([
+            "--confdir",
+            stack.dir.path().to_str().unwrap(),
+            "--service",
+            &stack.service,
+            "--user",
+            "root",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(d.log().contains("refused request=begin user=root by=uid=65534"), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("refused request=begin user=root by=uid=65534"),
+        "{}",
+        d.log()
+    );
     // nobody may begin its own login.
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(artifact("pam-login"))
-        .args(["--confdir", stack.dir.path().to_str().unwrap(), "--service", &stack.service, "--user", "nobody"])
+        .args([
+            "--confdir",
+            stack.dir.path().to_str().unwrap(),
+            "--service",
+            &stack.service,
+            "--user",
+            "nobody",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -171,7 +225,11 @@ fn bad_configs_are_refused_naming_key_and_line() {
     let ok = check_config("socket = \"/run/x.sock\"\nbackend = \"local\"\nfailmode = \"safe\"\n");
     assert!(ok.status.success(), "{ok:?}");
     for (text, key, line) in [
-        ("backend = \"local\"\nfailmode = \"open\"\n", "failmode", "line 2"),
+        (
+            "backend = \"local\"\nfailmode = \"open\"\n",
+            "failmode",
+            "line 2",
+        ),
         ("\n\nstate_dir = \"var/lib\"\n", "state_dir", "line 3"),
         ("socket = \"/x\"\nsokcet = \"/y\"\n", "sokcet", "line 2"),
         ("availability = \"sometimes\"\n", "availability", "line 1"),
@@ -187,7 +245,11 @@ fn bad_configs_are_refused_naming_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "failmode = 1\n").unwrap();
-    let out = Command::new(artifact("toopherd")).arg("--config").arg(&path).output().unwrap();
+    let out = Command::new(artifact("toopherd"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
 }
 
@@ -209,7 +271,10 @@ fn database_is_private_and_refused_when_it_is_not() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be 0600"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be 0600"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -221,7 +286,10 @@ fn a_second_toopherd_on_the_same_socket_refuses_to_start() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another toopherd"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another toopherd"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -232,18 +300,29 @@ fn enroll_json_has_everything_a_script_needs() {
     assert_eq!(j["user"], "daemon");
     assert_eq!(u.secret.len(), 32, "160-bit base32 secret");
     let uri = j["otpauth_uri"].as_str().unwrap();
-    assert!(uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={}", u.secret)), "{uri}");
-    assert!(uri.contains("digits=6") && uri.contains("period=30") && uri.contains("algorithm=SHA1"));
+    assert!(
+        uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={}", u.secret)),
+        "{uri}"
+    );
+    assert!(
+        uri.contains("digits=6") && uri.contains("period=30") && uri.contains("algorithm=SHA1")
+    );
     let png = j["qr_png_base64"].as_str().unwrap();
-    let out = Command::new("base64").arg("-d").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().and_then(|mut c| {
-        c.stdin.take().unwrap().write_all(png.as_bytes())?;
-        c.wait_with_output()
-    });
+    let out = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(png.as_bytes())?;
+            c.wait_with_output()
+        });
     assert!(out.unwrap().stdout.starts_with(b"\x89PNG\r\n\x1a\n"));
     assert_eq!(j["recovery_codes"].as_array().unwrap().len(), 10);
     assert!(j["expires_at"].as_u64().unwrap() > otp::now());
     // Status after activation.
-    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
     assert_eq!(st["state"], "active");
     assert_eq!(st["recovery_codes_left"], 10);
     // Nothing secret reached the log.
@@ -268,7 +347,11 @@ fn interactive_enroll_shows_the_qr_code_and_activates_with_the_first_code() {
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains("to activate") {
         let n = stdout.read(&mut buf).unwrap();
-        assert!(n > 0, "toopherctl ended early: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "toopherctl ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&seen).into_owned();
@@ -288,8 +371,12 @@ fn interactive_enroll_shows_the_qr_code_and_activates_with_the_first_code() {
     stdout.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{rest}");
-    assert!(rest.contains("bin: two-factor authentication is active."), "{rest}");
-    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "bin", "--json"]).stdout).unwrap();
+    assert!(
+        rest.contains("bin: two-factor authentication is active."),
+        "{rest}"
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.ctl(&["status", "bin", "--json"]).stdout).unwrap();
     assert_eq!(st["state"], "active");
 }
 
@@ -305,7 +392,8 @@ fn enroll_left_unanswered_stays_pending() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stays pending"));
-    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "sys", "--json"]).stdout).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.ctl(&["status", "sys", "--json"]).stdout).unwrap();
     assert_eq!(st["state"], "pending");
 }
 
@@ -323,7 +411,8 @@ fn enrolment_rules_and_removal() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no such user"));
     let rm = d.ctl(&["remove", "daemon"]);
     assert!(rm.status.success());
-    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.ctl(&["status", "daemon", "--json"]).stdout).unwrap();
     assert_eq!(st["state"], "none");
     let t = pam::login(&Stack::toopher(&d.socket, ""), "daemon", &[], None);
     assert_eq!(t.auth, pam::PAM_AUTH_ERR);
@@ -331,7 +420,11 @@ fn enrolment_rules_and_removal() {
 
 #[test]
 fn toopherctl_says_when_toopherd_is_down() {
-    let out = ctl_as(std::path::Path::new("/nonexistent/toopherd.sock"), &["status", "root"], None);
+    let out = ctl_as(
+        std::path::Path::new("/nonexistent/toopherd.sock"),
+        &["status", "root"],
+        None,
+    );
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach toopherd"));
 }
@@ -355,7 +448,12 @@ fn a_login_in_progress_survives_shutdown_requests_finishing() {
     }));
     assert!(matches!(r, Ok(Response::Challenge { .. })));
     assert!(d.stop(), "toopherd did not exit cleanly");
-    assert!(c.call(&Request::Otp { code: toopher_ipc::Secret::new(code) }).is_err());
+    assert!(
+        c.call(&Request::Otp {
+            code: toopher_ipc::Secret::new(code)
+        })
+        .is_err()
+    );
 }
 
 #[test]

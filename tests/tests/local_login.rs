@@ -14,9 +14,20 @@ fn correct_code_logs_in_and_the_log_names_the_login_but_not_the_code() {
     let t = pam::login(&stack, "daemon", &[&code], Some("192.0.2.10"));
     assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
     assert_eq!(t.prompts(), 1);
-    assert_eq!(t.messages[0], (pam::PROMPT_ECHO_OFF, "One-time password: ".into()));
-    assert_eq!(t.setcred, Some(pam::PAM_SUCCESS), "setcred must stack cleanly");
-    assert_eq!(t.acct, Some(pam::PAM_SUCCESS), "acct_mgmt must not change the account stack");
+    assert_eq!(
+        t.messages[0],
+        (pam::PROMPT_ECHO_OFF, "One-time password: ".into())
+    );
+    assert_eq!(
+        t.setcred,
+        Some(pam::PAM_SUCCESS),
+        "setcred must stack cleanly"
+    );
+    assert_eq!(
+        t.acct,
+        Some(pam::PAM_SUCCESS),
+        "acct_mgmt must not change the account stack"
+    );
     let log = d.log();
     assert!(
         log.contains("auth user=daemon service=toopher-test rhost=192.0.2.10 tty=- outcome=granted method=otp"),
@@ -35,7 +46,12 @@ fn wrong_code_is_refused_and_prompts_bound_the_tries() {
     assert_eq!(t.auth, pam::PAM_MAXTRIES, "{t:?}");
     assert_eq!(t.prompts(), 2);
     assert!(t.shown("Incorrect code"));
-    assert_eq!(d.log().matches("outcome=denied reason=wrong_code").count(), 2, "{}", d.log());
+    assert_eq!(
+        d.log().matches("outcome=denied reason=wrong_code").count(),
+        2,
+        "{}",
+        d.log()
+    );
 }
 
 #[test]
@@ -56,10 +72,17 @@ fn a_code_is_accepted_once() {
     let mut u = d.enroll("games");
     let stack = Stack::toopher(&d.socket, "prompts=1");
     let code = u.next_code();
-    assert_eq!(pam::login(&stack, "games", &[&code], None).auth, pam::PAM_SUCCESS);
+    assert_eq!(
+        pam::login(&stack, "games", &[&code], None).auth,
+        pam::PAM_SUCCESS
+    );
     let again = pam::login(&stack, "games", &[&code], None);
     assert_eq!(again.auth, pam::PAM_MAXTRIES, "{again:?}");
-    assert!(d.log().contains("outcome=denied reason=replayed_code"), "{}", d.log());
+    assert!(
+        d.log().contains("outcome=denied reason=replayed_code"),
+        "{}",
+        d.log()
+    );
     // The activation code was used too.
     let activation = otp::totp_step(&u.secret, u.last_step - 1);
     let t = pam::login(&stack, "games", &[&activation], None);
@@ -71,7 +94,9 @@ fn a_code_from_two_steps_ago_is_refused() {
     let d = Toopherd::start();
     let u = d.enroll("man");
     let old = otp::totp_at(&u.secret, otp::now() - 2 * otp::STEP);
-    let current: Vec<String> = (0..=2).map(|k| otp::totp_step(&u.secret, otp::current_step() + k - 1)).collect();
+    let current: Vec<String> = (0..=2)
+        .map(|k| otp::totp_step(&u.secret, otp::current_step() + k - 1))
+        .collect();
     assert!(!current.contains(&old), "code collision; rerun");
     let stack = Stack::toopher(&d.socket, "prompts=1");
     let t = pam::login(&stack, "man", &[&old], None);
@@ -94,7 +119,10 @@ fn a_recovery_code_works_once() {
     assert!(d.log().contains("reason=used_recovery_code"), "{}", d.log());
     // Another code still works, typed in upper case without dashes.
     let other = u.recovery_codes[1].replace('-', "").to_uppercase();
-    assert_eq!(pam::login(&stack, "lp", &[&other], None).auth, pam::PAM_SUCCESS);
+    assert_eq!(
+        pam::login(&stack, "lp", &[&other], None).auth,
+        pam::PAM_SUCCESS
+    );
     let status = d.ctl(&["status", "lp", "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(st["recovery_codes_left"], 8);
@@ -110,7 +138,12 @@ fn five_failures_lock_the_user_even_against_the_right_code() {
     let mut u = d.enroll("mail");
     let wrong = otp::wrong_code(&u.secret);
     let stack = Stack::toopher(&d.socket, "prompts=5");
-    let t = pam::login(&stack, "mail", &[&wrong, &wrong, &wrong, &wrong, &wrong], None);
+    let t = pam::login(
+        &stack,
+        "mail",
+        &[&wrong, &wrong, &wrong, &wrong, &wrong],
+        None,
+    );
     assert_eq!(t.auth, pam::PAM_MAXTRIES);
     let right = u.next_code();
     let t = pam::login(&stack, "mail", &[&right], None);
@@ -118,13 +151,20 @@ fn five_failures_lock_the_user_even_against_the_right_code() {
     assert_eq!(t.prompts(), 0, "a locked user is refused before any prompt");
     assert!(t.shown("Too many failed attempts"));
     let log = d.log();
-    assert!(log.contains("user=mail") && log.contains("outcome=refused reason=rate_limited"), "{log}");
+    assert!(
+        log.contains("user=mail") && log.contains("outcome=refused reason=rate_limited"),
+        "{log}"
+    );
     // Another user is not affected.
     let mut other = d.enroll("news");
     let code = other.next_code();
-    assert_eq!(pam::login(&stack, "news", &[&code], None).auth, pam::PAM_SUCCESS);
+    assert_eq!(
+        pam::login(&stack, "news", &[&code], None).auth,
+        pam::PAM_SUCCESS
+    );
     // The lock shows in status.
-    let st: serde_json::Value = serde_json::from_slice(&d.ctl(&["status", "mail", "--json"]).stdout).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.ctl(&["status", "mail", "--json"]).stdout).unwrap();
     assert!(st["locked_until"].as_u64().unwrap() > otp::now());
 }
 
@@ -148,7 +188,9 @@ fn not_enrolled_user_is_denied_when_required() {
     assert_eq!(t.auth, pam::PAM_AUTH_ERR, "{t:?}");
     assert_eq!(t.prompts(), 0);
     assert!(t.shown("not enrolled"));
-    assert!(d.log().contains("user=proxy") && d.log().contains("outcome=denied reason=not_enrolled"));
+    assert!(
+        d.log().contains("user=proxy") && d.log().contains("outcome=denied reason=not_enrolled")
+    );
 }
 
 #[test]
@@ -184,7 +226,10 @@ fn pending_enrolments_expire() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let expires = json["expires_at"].as_u64().unwrap();
     let now = otp::now();
-    assert!((now + 59..=now + 60).contains(&expires), "expires_at {expires} now {now}");
+    assert!(
+        (now + 59..=now + 60).contains(&expires),
+        "expires_at {expires} now {now}"
+    );
 }
 
 #[test]
@@ -193,9 +238,19 @@ fn toopherd_down_secure_denies_safe_allows() {
     let missing = dir.path().join("nothing-here.sock");
     let t = pam::login(&Stack::toopher(&missing, ""), "daemon", &[], None);
     assert_eq!(t.auth, pam::PAM_AUTHINFO_UNAVAIL, "{t:?}");
-    let t = pam::login(&Stack::toopher(&missing, "failmode=secure"), "daemon", &[], None);
+    let t = pam::login(
+        &Stack::toopher(&missing, "failmode=secure"),
+        "daemon",
+        &[],
+        None,
+    );
     assert_eq!(t.auth, pam::PAM_AUTHINFO_UNAVAIL);
-    let t = pam::login(&Stack::toopher(&missing, "failmode=safe"), "daemon", &[], None);
+    let t = pam::login(
+        &Stack::toopher(&missing, "failmode=safe"),
+        "daemon",
+        &[],
+        None,
+    );
     assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}");
     assert_eq!(t.prompts(), 0);
 
@@ -208,7 +263,12 @@ fn toopherd_down_secure_denies_safe_allows() {
     for (socket, _) in [(&stale, ()), (&d.socket, ())] {
         let t = pam::login(&Stack::toopher(socket, ""), "daemon", &[], None);
         assert_eq!(t.auth, pam::PAM_AUTHINFO_UNAVAIL);
-        let t = pam::login(&Stack::toopher(socket, "failmode=safe"), "daemon", &[], None);
+        let t = pam::login(
+            &Stack::toopher(socket, "failmode=safe"),
+            "daemon",
+            &[],
+            None,
+        );
         assert_eq!(t.auth, pam::PAM_SUCCESS);
     }
 }
@@ -221,7 +281,11 @@ fn failmode_safe_does_not_let_a_wrong_code_through() {
     let t = pam::login(&stack, "daemon", &[&otp::wrong_code(&u.secret)], None);
     assert_eq!(t.auth, pam::PAM_MAXTRIES);
     let t = pam::login(&stack, "proxy", &[], None);
-    assert_eq!(t.auth, pam::PAM_AUTH_ERR, "not enrolled is a policy denial, not unreachable");
+    assert_eq!(
+        t.auth,
+        pam::PAM_AUTH_ERR,
+        "not enrolled is a policy denial, not unreachable"
+    );
 }
 
 #[test]

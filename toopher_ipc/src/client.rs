@@ -68,7 +68,10 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let bytes = path.as_os_str().as_bytes();
     if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad socket path"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "bad socket path",
+        ));
     }
     for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;

@@ -19,7 +19,10 @@ pub enum FrameError {
     /// A frame announced (or a message needed) more than [`MAX_FRAME_LEN`] bytes.
     TooLarge(usize),
     /// The body is not a valid message. Carries only the position, never the input.
-    Malformed { line: usize, column: usize },
+    Malformed {
+        line: usize,
+        column: usize,
+    },
     /// The peer speaks another protocol version.
     Version(u16),
 }
@@ -30,7 +33,10 @@ impl std::fmt::Display for FrameError {
             FrameError::Io(e) => write!(f, "socket error: {e}"),
             FrameError::Closed => f.write_str("connection closed"),
             FrameError::TooLarge(n) => {
-                write!(f, "frame of {n} bytes is over the {MAX_FRAME_LEN}-byte limit")
+                write!(
+                    f,
+                    "frame of {n} bytes is over the {MAX_FRAME_LEN}-byte limit"
+                )
             }
             FrameError::Malformed { line, column } => {
                 write!(f, "malformed message (line {line}, column {column})")
@@ -122,7 +128,8 @@ pub fn parse_header(header: [u8; 4]) -> Result<usize, FrameError> {
 
 /// A message from a frame body; the version is checked before the message is parsed.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    let version: VersionOnly = serde_json::from_slice(body).map_err(|e| FrameError::malformed(&e))?;
+    let version: VersionOnly =
+        serde_json::from_slice(body).map_err(|e| FrameError::malformed(&e))?;
     if version.v != PROTOCOL_VERSION {
         return Err(FrameError::Version(version.v));
     }
@@ -167,7 +174,10 @@ mod tests {
     fn oversized_header_is_refused_before_reading_the_body() {
         let mut wire = (MAX_FRAME_LEN as u32 + 1).to_be_bytes().to_vec();
         wire.extend(std::iter::repeat_n(b' ', 8));
-        assert!(matches!(read_frame(&mut wire.as_slice()), Err(FrameError::TooLarge(_))));
+        assert!(matches!(
+            read_frame(&mut wire.as_slice()),
+            Err(FrameError::TooLarge(_))
+        ));
     }
 
     #[test]
@@ -179,7 +189,10 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let body = br#"{"v":99,"msg":{"type":"push"}}"#;
-        assert!(matches!(decode::<Request>(body), Err(FrameError::Version(99))));
+        assert!(matches!(
+            decode::<Request>(body),
+            Err(FrameError::Version(99))
+        ));
     }
 
     #[test]
@@ -193,7 +206,10 @@ mod tests {
     #[test]
     fn truncated_frame_is_closed_not_hung() {
         let wire = [0u8, 0, 0, 10, b'{'];
-        assert!(matches!(read_frame(&mut &wire[..]), Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut &wire[..]),
+            Err(FrameError::Closed)
+        ));
         assert!(matches!(read_frame(&mut &[][..]), Err(FrameError::Closed)));
     }
 }

@@ -29,23 +29,42 @@ pub enum Request {
     Begin(LoginContext),
     /// A one-time password or recovery code typed for the login in progress. With a push
     /// pending it settles that push (Toopher `otp_auth`).
-    Otp { code: Secret },
+    Otp {
+        code: Secret,
+    },
     /// Send a push for the login in progress; answered by `Pending` or a final answer.
     Push,
     /// Wait at most `timeout_ms` for the pending push; `Pending` when it is still open.
-    Wait { timeout_ms: u32 },
+    Wait {
+        timeout_ms: u32,
+    },
     /// Abandon the pending push.
     Cancel,
     /// Two-way registration: the response code the person typed at the login prompt.
-    RegistrationResponse { code: Secret },
+    RegistrationResponse {
+        code: Secret,
+    },
     /// Two-way registration: approve a registration code shown at a login prompt of `user`.
-    RegistrationApprove { user: String, code: Secret },
+    RegistrationApprove {
+        user: String,
+        code: Secret,
+    },
     /// Create a (pending) local TOTP enrolment. `force` replaces an active one (root only).
-    Enroll { user: String, force: bool },
+    Enroll {
+        user: String,
+        force: bool,
+    },
     /// Activate a pending enrolment with its first code.
-    Activate { user: String, code: Secret },
-    Status { user: String },
-    Remove { user: String },
+    Activate {
+        user: String,
+        code: Secret,
+    },
+    Status {
+        user: String,
+    },
+    Remove {
+        user: String,
+    },
 }
 
 impl Request {
@@ -198,7 +217,9 @@ pub enum ErrorKind {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
     /// No second factor needed for this login.
-    Allow { reason: AllowReason },
+    Allow {
+        reason: AllowReason,
+    },
     /// Ask for a second factor by one of `methods`; `push_pending` when a push went out.
     Challenge {
         methods: Vec<Method>,
@@ -209,7 +230,9 @@ pub enum Response {
         registration_code: String,
         expires_in_secs: u32,
     },
-    Granted { method: Method },
+    Granted {
+        method: Method,
+    },
     /// Refused. `message` is text for the person (already stripped of control characters).
     Denied {
         reason: DenyReason,
@@ -219,12 +242,22 @@ pub enum Response {
     /// The push is still waiting for an answer.
     Pending,
     /// The second-factor service could not be reached.
-    Unavailable { detail: String },
+    Unavailable {
+        detail: String,
+    },
     Enrollment(Enrollment),
-    Activated { user: String },
+    Activated {
+        user: String,
+    },
     Status(AccountStatus),
-    Removed { user: String, existed: bool },
-    Error { kind: ErrorKind, message: String },
+    Removed {
+        user: String,
+        existed: bool,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 impl Response {

@@ -67,7 +67,10 @@ mod tests {
             uid: 1000,
             name: Some("bob".into()),
         };
-        let ghost = Peer { uid: 4242, name: None };
+        let ghost = Peer {
+            uid: 4242,
+            name: None,
+        };
         assert!(root.may_act_for("alice"));
         assert!(bob.may_act_for("bob"));
         assert!(!bob.may_act_for("alice"));

@@ -101,7 +101,13 @@ pub fn field(value: Option<&str>) -> String {
         Some(v) => v
             .chars()
             .take(128)
-            .map(|c| if c.is_control() || c == ' ' || c == '"' { '_' } else { c })
+            .map(|c| {
+                if c.is_control() || c == ' ' || c == '"' {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect(),
     }
 }
@@ -112,7 +118,10 @@ mod tests {
 
     #[test]
     fn fields_cannot_forge_lines() {
-        assert_eq!(field(Some("bob\nuser=root outcome=granted")), "bob_user=root_outcome=granted");
+        assert_eq!(
+            field(Some("bob\nuser=root outcome=granted")),
+            "bob_user=root_outcome=granted"
+        );
         assert_eq!(field(None), "-");
         assert_eq!(field(Some(&"x".repeat(500))).len(), 128);
     }

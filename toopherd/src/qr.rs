@@ -26,7 +26,11 @@ impl Grid {
         let code = QrCode::with_error_correction_level(data.as_bytes(), EcLevel::M)
             .map_err(|e| QrError(e.to_string()))?;
         let width = code.width();
-        let dark = code.to_colors().into_iter().map(|c| c == Color::Dark).collect();
+        let dark = code
+            .to_colors()
+            .into_iter()
+            .map(|c| c == Color::Dark)
+            .collect();
         Ok(Grid { width, dark })
     }
 
@@ -80,7 +84,8 @@ pub fn png_base64(data: &str) -> Result<String, QrError> {
         enc.set_color(png::ColorType::Grayscale);
         enc.set_depth(png::BitDepth::Eight);
         let mut w = enc.write_header().map_err(|e| QrError(e.to_string()))?;
-        w.write_image_data(&pixels).map_err(|e| QrError(e.to_string()))?;
+        w.write_image_data(&pixels)
+            .map_err(|e| QrError(e.to_string()))?;
     }
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
@@ -92,7 +97,9 @@ mod tests {
     #[test]
     fn png_is_a_png() {
         let b64 = png_base64("otpauth://totp/x:y?secret=GEZDGNBV").unwrap();
-        let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         assert_eq!(&raw[..8], b"\x89PNG\r\n\x1a\n");
     }
 

@@ -128,7 +128,9 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        daemon.log.warn("shutdown: requests still running after the drain timeout were cut off");
+        daemon
+            .log
+            .warn("shutdown: requests still running after the drain timeout were cut off");
         tasks.abort_all();
     }
 }
@@ -154,7 +156,8 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
     let uid = match stream.peer_cred() {
         Ok(c) => c.uid(),
         Err(e) => {
-            d.log.warn(&format!("connection without peer credentials refused: {e}"));
+            d.log
+                .warn(&format!("connection without peer credentials refused: {e}"));
             return;
         }
     };
@@ -180,7 +183,10 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
                     FrameError::TooLarge(_) => ErrorKind::TooLarge,
                     _ => ErrorKind::BadRequest,
                 };
-                d.log.warn(&format!("{}: refused a bad frame: {e}", conn.peer.describe()));
+                d.log.warn(&format!(
+                    "{}: refused a bad frame: {e}",
+                    conn.peer.describe()
+                ));
                 let _ = send(&mut stream, &Response::error(kind, e.to_string())).await;
                 return;
             }
@@ -193,7 +199,10 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
                     FrameError::Version(_) => ErrorKind::Version,
                     _ => ErrorKind::BadRequest,
                 };
-                d.log.warn(&format!("{}: refused a bad message: {e}", conn.peer.describe()));
+                d.log.warn(&format!(
+                    "{}: refused a bad message: {e}",
+                    conn.peer.describe()
+                ));
                 let _ = send(&mut stream, &Response::error(kind, e.to_string())).await;
                 return;
             }
@@ -267,7 +276,10 @@ impl Conn {
         let why = if admin {
             format!("{request} for {user} needs root")
         } else {
-            format!("{} may only {request} for its own account", self.peer.describe())
+            format!(
+                "{} may only {request} for its own account",
+                self.peer.describe()
+            )
         };
         Some(Response::error(ErrorKind::Forbidden, why))
     }
@@ -296,12 +308,21 @@ impl Conn {
             return refusal;
         }
         let too_long = |s: &Option<String>| s.as_ref().is_some_and(|v| v.len() > 256);
-        if ctx.service.is_empty() || ctx.service.len() > 64 || too_long(&ctx.rhost) || too_long(&ctx.tty) || too_long(&ctx.ruser) {
+        if ctx.service.is_empty()
+            || ctx.service.len() > 64
+            || too_long(&ctx.rhost)
+            || too_long(&ctx.tty)
+            || too_long(&ctx.ruser)
+        {
             return Response::error(ErrorKind::BadRequest, "invalid login context");
         }
         let limits = self.d.limits();
         let user = ctx.user.clone();
-        let state = match self.d.db(move |s| s.login_state(&user, now(), limits)).await {
+        let state = match self
+            .d
+            .db(move |s| s.login_state(&user, now(), limits))
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 self.log_auth(&ctx, "error", "reason=internal");
@@ -321,7 +342,11 @@ impl Conn {
                 }
             }
             LoginState::RateLimited { until } => {
-                self.log_auth(&ctx, "refused", &format!("reason=rate_limited until={until}"));
+                self.log_auth(
+                    &ctx,
+                    "refused",
+                    &format!("reason=rate_limited until={until}"),
+                );
                 Response::denied(DenyReason::RateLimited)
             }
             LoginState::NotEnrolled => match self.d.config.availability {
@@ -347,7 +372,10 @@ impl Conn {
 
     async fn otp(&mut self, code: Secret) -> Response {
         let Some(login) = self.login.as_mut().filter(|l| !l.done) else {
-            return Response::error(ErrorKind::BadRequest, "no login in progress on this connection");
+            return Response::error(
+                ErrorKind::BadRequest,
+                "no login in progress on this connection",
+            );
         };
         login.attempts += 1;
         if login.attempts > MAX_ATTEMPTS_PER_LOGIN {
@@ -375,7 +403,11 @@ impl Conn {
                 Response::denied(DenyReason::WrongCode)
             }
             Ok(Some(Verdict::RateLimited { until })) => {
-                self.log_auth(&ctx, "refused", &format!("reason=rate_limited until={until}"));
+                self.log_auth(
+                    &ctx,
+                    "refused",
+                    &format!("reason=rate_limited until={until}"),
+                );
                 Response::denied(DenyReason::RateLimited)
             }
             Ok(None) => {
@@ -388,7 +420,15 @@ impl Conn {
                 internal(&self.d, "verify", &e)
             }
         };
-        if let (Some(l), Response::Granted { .. } | Response::Denied { reason: DenyReason::RateLimited | DenyReason::NotEnrolled, .. }) = (self.login.as_mut(), &resp) {
+        if let (
+            Some(l),
+            Response::Granted { .. }
+            | Response::Denied {
+                reason: DenyReason::RateLimited | DenyReason::NotEnrolled,
+                ..
+            },
+        ) = (self.login.as_mut(), &resp)
+        {
             l.done = true;
         }
         resp
@@ -417,11 +457,21 @@ impl Conn {
         let name = user.clone();
         match self.d.db(move |s| s.enroll(&name, ttl, now(), force)).await {
             Ok(e) => {
-                self.log_admin("enroll", &user, if force { "replaced_pending" } else { "pending" });
+                self.log_admin(
+                    "enroll",
+                    &user,
+                    if force { "replaced_pending" } else { "pending" },
+                );
                 Response::Enrollment(Enrollment {
                     secret: Secret::new(totp::base32(&e.secret).as_str()),
-                    otpauth_uri: Secret::new(totp::otpauth_uri(&self.d.issuer, &user, &e.secret).as_str()),
-                    recovery_codes: e.recovery_codes.iter().map(|c| Secret::new(c.as_str())).collect(),
+                    otpauth_uri: Secret::new(
+                        totp::otpauth_uri(&self.d.issuer, &user, &e.secret).as_str(),
+                    ),
+                    recovery_codes: e
+                        .recovery_codes
+                        .iter()
+                        .map(|c| Secret::new(c.as_str()))
+                        .collect(),
                     expires_at: e.expires_at,
                     user,
                 })
@@ -440,17 +490,29 @@ impl Conn {
         }
         let limits = self.d.limits();
         let name = user.clone();
-        match self.d.db(move |s| s.activate(&name, code.expose(), now(), limits)).await {
+        match self
+            .d
+            .db(move |s| s.activate(&name, code.expose(), now(), limits))
+            .await
+        {
             Ok(Verdict::Accepted(_)) => {
                 self.log_admin("activate", &user, "active");
                 Response::Activated { user }
             }
             Ok(Verdict::Rejected(_)) => {
-                self.log_admin("activate", &user, &format!("denied reason={}", Rejection::Wrong.as_str()));
+                self.log_admin(
+                    "activate",
+                    &user,
+                    &format!("denied reason={}", Rejection::Wrong.as_str()),
+                );
                 Response::denied(DenyReason::WrongCode)
             }
             Ok(Verdict::RateLimited { until }) => {
-                self.log_admin("activate", &user, &format!("refused reason=rate_limited until={until}"));
+                self.log_admin(
+                    "activate",
+                    &user,
+                    &format!("refused reason=rate_limited until={until}"),
+                );
                 Response::denied(DenyReason::RateLimited)
             }
             Err(StoreError::NoPendingEnrollment) => Response::error(
@@ -471,7 +533,11 @@ impl Conn {
         }
         let limits = self.d.limits();
         let backend = self.d.config.backend.as_str();
-        match self.d.db(move |s| s.status(&user, backend, now(), limits)).await {
+        match self
+            .d
+            .db(move |s| s.status(&user, backend, now(), limits))
+            .await
+        {
             Ok(st) => Response::Status(st),
             Err(e) => internal(&self.d, "status", &e),
         }

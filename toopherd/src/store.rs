@@ -15,7 +15,10 @@ pub enum StoreError {
     Db(rusqlite::Error),
     Io(std::io::Error),
     /// The database file is readable or writable by others than its owner.
-    InsecurePermissions { path: String, mode: u32 },
+    InsecurePermissions {
+        path: String,
+        mode: u32,
+    },
     Random(getrandom::Error),
     /// An active enrolment exists and replacing it was not asked for.
     AlreadyActive,
@@ -99,7 +102,9 @@ pub enum Verdict {
     Accepted(Method),
     Rejected(Rejection),
     /// Refused without looking at the code: too many recent failures.
-    RateLimited { until: u64 },
+    RateLimited {
+        until: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,8 +222,9 @@ impl Store {
         limits: Limits,
     ) -> Result<Option<u64>, StoreError> {
         let since = to_i64(now.saturating_sub(limits.window));
-        let mut stmt =
-            conn.prepare_cached("SELECT at FROM failures WHERE user = ?1 AND at > ?2 ORDER BY at DESC")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT at FROM failures WHERE user = ?1 AND at > ?2 ORDER BY at DESC",
+        )?;
         let recent: Vec<i64> = stmt
             .query_map(params![user, since], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -230,12 +236,20 @@ impl Store {
         Ok(Some(to_u64(recent[max - 1]) + limits.window))
     }
 
-    fn record_failure(conn: &Connection, user: &str, now: u64, window: u64) -> Result<(), StoreError> {
+    fn record_failure(
+        conn: &Connection,
+        user: &str,
+        now: u64,
+        window: u64,
+    ) -> Result<(), StoreError> {
         conn.execute(
             "DELETE FROM failures WHERE user = ?1 AND at <= ?2",
             params![user, to_i64(now.saturating_sub(window))],
         )?;
-        conn.execute("INSERT INTO failures (user, at) VALUES (?1, ?2)", params![user, to_i64(now)])?;
+        conn.execute(
+            "INSERT INTO failures (user, at) VALUES (?1, ?2)",
+            params![user, to_i64(now)],
+        )?;
         conn.execute(
             "UPDATE accounts SET last_failure_at = ?2 WHERE user = ?1",
             params![user, to_i64(now)],
@@ -244,7 +258,12 @@ impl Store {
     }
 
     /// What a login of `user` meets right now.
-    pub fn login_state(&self, user: &str, now: u64, limits: Limits) -> Result<LoginState, StoreError> {
+    pub fn login_state(
+        &self,
+        user: &str,
+        now: u64,
+        limits: Limits,
+    ) -> Result<LoginState, StoreError> {
         let active = matches!(Self::account(&self.conn, user)?, Some(a) if a.state == "active");
         if !active {
             return Ok(LoginState::NotEnrolled);
@@ -263,7 +282,9 @@ impl Store {
         now: u64,
         force: bool,
     ) -> Result<NewEnrollment, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(existing) = Self::account(&tx, user)?
             && existing.state == "active"
             && !force
@@ -282,7 +303,13 @@ impl Store {
         tx.execute(
             "INSERT INTO accounts (user, state, secret, recovery_salt, created_at, expires_at)
              VALUES (?1, 'pending', ?2, ?3, ?4, ?5)",
-            params![user, &secret[..], &salt[..], to_i64(now), to_i64(expires_at)],
+            params![
+                user,
+                &secret[..],
+                &salt[..],
+                to_i64(now),
+                to_i64(expires_at)
+            ],
         )?;
         for code in &codes {
             if let Some(n) = recovery::normalize(code) {
@@ -308,7 +335,9 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<Verdict, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(acct) = Self::account(&tx, user)? else {
             return Err(StoreError::NoPendingEnrollment);
         };
@@ -352,7 +381,9 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<Option<Verdict>, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let acct = match Self::account(&tx, user)? {
             Some(a) if a.state == "active" => a,
             _ => return Ok(None),
@@ -494,7 +525,9 @@ impl Store {
 
     /// Removes the account's enrolment and its failure log. Returns whether one existed.
     pub fn remove(&mut self, user: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM recovery_codes WHERE user = ?1", params![user])?;
         tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
         let n = tx.execute("DELETE FROM accounts WHERE user = ?1", params![user])?;
@@ -504,7 +537,9 @@ impl Store {
 
     /// Drops pending enrolments past their lifetime.
     pub fn expire_pending(&mut self, now: u64) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "DELETE FROM recovery_codes WHERE user IN
              (SELECT user FROM accounts WHERE state = 'pending' AND expires_at <= ?1)",

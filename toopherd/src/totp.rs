@@ -29,9 +29,7 @@ pub fn matching_step(secret: &[u8], code: &str, now: u64) -> Option<u64> {
     let current = step_of(now);
     let mut found = None;
     for step in [current.saturating_sub(1), current, current + 1] {
-        let Some(expected) = code_at_step(secret, step) else {
-            return None;
-        };
+        let expected = code_at_step(secret, step)?;
         if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && found.is_none() {
             found = Some(step);
         }
@@ -100,7 +98,11 @@ mod tests {
             (1_234_567_890, "005924"),
             (2_000_000_000, "279037"),
         ] {
-            assert_eq!(code_at_step(RFC_SECRET, step_of(t)).unwrap().as_str(), code, "t={t}");
+            assert_eq!(
+                code_at_step(RFC_SECRET, step_of(t)).unwrap().as_str(),
+                code,
+                "t={t}"
+            );
         }
     }
 
@@ -108,21 +110,38 @@ mod tests {
     fn window_is_one_step_each_way() {
         let now = 1_234_567_890;
         let cur = step_of(now);
-        for (step, ok) in [(cur - 2, false), (cur - 1, true), (cur, true), (cur + 1, true), (cur + 2, false)] {
+        for (step, ok) in [
+            (cur - 2, false),
+            (cur - 1, true),
+            (cur, true),
+            (cur + 1, true),
+            (cur + 2, false),
+        ] {
             let code = code_at_step(RFC_SECRET, step).unwrap();
-            assert_eq!(matching_step(RFC_SECRET, &code, now), ok.then_some(step), "step {step}");
+            assert_eq!(
+                matching_step(RFC_SECRET, &code, now),
+                ok.then_some(step),
+                "step {step}"
+            );
         }
     }
 
     #[test]
     fn base32_matches_rfc4648() {
         assert_eq!(base32(b"foobar").as_str(), "MZXW6YTBOI");
-        assert_eq!(base32(b"12345678901234567890").as_str(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(
+            base32(b"12345678901234567890").as_str(),
+            "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+        );
     }
 
     #[test]
     fn uri_escapes_labels() {
         let u = otpauth_uri("my host", "a&b", b"12345678901234567890");
-        assert!(u.starts_with("otpauth://totp/my%20host:a%26b?secret=GEZDGNBV"), "{}", u.as_str());
+        assert!(
+            u.starts_with("otpauth://totp/my%20host:a%26b?secret=GEZDGNBV"),
+            "{}",
+            u.as_str()
+        );
     }
 }

@@ -108,23 +108,42 @@ fn right_code_is_success_and_the_code_is_never_logged() {
     let r = run(
         Options::default(),
         vec![Ok(" 123456 ")],
-        Some(vec![otp_challenge(), Ok(Response::Granted { method: Method::Otp })]),
+        Some(vec![
+            otp_challenge(),
+            Ok(Response::Granted {
+                method: Method::Otp,
+            }),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
-    assert_eq!(r.requests[1], Request::Otp { code: Secret::new("123456") });
+    assert_eq!(
+        r.requests[1],
+        Request::Otp {
+            code: Secret::new("123456")
+        }
+    );
     assert!(r.log.iter().all(|(_, l)| !l.contains("123456")));
     assert!(r.log.iter().any(|(_, l)| l.contains("outcome=granted")));
 }
 
 #[test]
 fn wrong_codes_use_up_the_prompts_then_maxtries() {
-    let mut opts = Options::default();
-    opts.prompts = 2;
-    let r = run(opts, vec![Ok("111111"), Ok("222222")], Some(vec![otp_challenge(), wrong(), wrong()]));
+    let opts = Options {
+        prompts: 2,
+        ..Default::default()
+    };
+    let r = run(
+        opts,
+        vec![Ok("111111"), Ok("222222")],
+        Some(vec![otp_challenge(), wrong(), wrong()]),
+    );
     assert_eq!(r.outcome, Outcome::MaxTries);
     assert_eq!(r.requests.len(), 3);
-    assert!(r.shown.contains(&"error:Incorrect code. Try again.".to_string()));
+    assert!(
+        r.shown
+            .contains(&"error:Incorrect code. Try again.".to_string())
+    );
 }
 
 #[test]
@@ -132,15 +151,23 @@ fn wrong_then_right() {
     let r = run(
         Options::default(),
         vec![Ok("111111"), Ok("222222")],
-        Some(vec![otp_challenge(), wrong(), Ok(Response::Granted { method: Method::RecoveryCode })]),
+        Some(vec![
+            otp_challenge(),
+            wrong(),
+            Ok(Response::Granted {
+                method: Method::RecoveryCode,
+            }),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
 }
 
 #[test]
 fn empty_input_is_a_try_without_asking_the_daemon() {
-    let mut opts = Options::default();
-    opts.prompts = 1;
+    let opts = Options {
+        prompts: 1,
+        ..Default::default()
+    };
     let r = run(opts, vec![Ok("")], Some(vec![otp_challenge()]));
     assert_eq!(r.outcome, Outcome::MaxTries);
     assert_eq!(r.requests.len(), 1);
@@ -150,11 +177,17 @@ fn empty_input_is_a_try_without_asking_the_daemon() {
 fn unreachable_secure_denies_safe_allows() {
     let r = run(Options::default(), vec![], None);
     assert_eq!(r.outcome, Outcome::AuthInfoUnavail);
-    let mut opts = Options::default();
-    opts.failmode = Failmode::Safe;
+    let opts = Options {
+        failmode: Failmode::Safe,
+        ..Default::default()
+    };
     let r = run(opts.clone(), vec![], None);
     assert_eq!(r.outcome, Outcome::Success);
-    assert!(r.log.iter().any(|(lvl, l)| *lvl == Level::Warning && l.contains("failmode=safe")));
+    assert!(
+        r.log
+            .iter()
+            .any(|(lvl, l)| *lvl == Level::Warning && l.contains("failmode=safe"))
+    );
     // A daemon that accepts and then says nothing is unreachable too.
     let r = run(opts, vec![], Some(vec![Err(FrameError::Closed)]));
     assert_eq!(r.outcome, Outcome::Success);
@@ -162,14 +195,28 @@ fn unreachable_secure_denies_safe_allows() {
 
 #[test]
 fn failmode_safe_never_covers_a_wrong_code_or_a_mid_login_failure() {
-    let mut opts = Options::default();
-    opts.failmode = Failmode::Safe;
-    opts.prompts = 1;
-    let r = run(opts.clone(), vec![Ok("111111")], Some(vec![otp_challenge(), wrong()]));
+    let opts = Options {
+        failmode: Failmode::Safe,
+        prompts: 1,
+        ..Default::default()
+    };
+    let r = run(
+        opts.clone(),
+        vec![Ok("111111")],
+        Some(vec![otp_challenge(), wrong()]),
+    );
     assert_eq!(r.outcome, Outcome::MaxTries);
-    let r = run(opts.clone(), vec![Ok("111111")], Some(vec![otp_challenge(), Err(FrameError::Closed)]));
+    let r = run(
+        opts.clone(),
+        vec![Ok("111111")],
+        Some(vec![otp_challenge(), Err(FrameError::Closed)]),
+    );
     assert_eq!(r.outcome, Outcome::AuthInfoUnavail);
-    let r = run(opts, vec![], Some(vec![Ok(Response::denied(DenyReason::NotEnrolled))]));
+    let r = run(
+        opts,
+        vec![],
+        Some(vec![Ok(Response::denied(DenyReason::NotEnrolled))]),
+    );
     assert_eq!(r.outcome, Outcome::AuthErr);
 }
 
@@ -181,7 +228,11 @@ fn garbage_or_unexpected_answers_deny() {
         Some(vec![Err(FrameError::Malformed { line: 1, column: 1 })]),
     );
     assert_eq!(r.outcome, Outcome::AuthErr);
-    let r = run(Options::default(), vec![], Some(vec![Ok(Response::Pending)]));
+    let r = run(
+        Options::default(),
+        vec![],
+        Some(vec![Ok(Response::Pending)]),
+    );
     assert_eq!(r.outcome, Outcome::AuthErr);
     let r = run(
         Options::default(),
@@ -192,7 +243,10 @@ fn garbage_or_unexpected_answers_deny() {
     let r = run(
         Options::default(),
         vec![],
-        Some(vec![Ok(Response::Challenge { methods: vec![Method::Unknown], push_pending: false })]),
+        Some(vec![Ok(Response::Challenge {
+            methods: vec![Method::Unknown],
+            push_pending: false,
+        })]),
     );
     assert_eq!(r.outcome, Outcome::AuthErr);
 }
@@ -216,15 +270,26 @@ fn rate_limited_stops_at_once() {
     let r = run(
         Options::default(),
         vec![Ok("111111")],
-        Some(vec![otp_challenge(), Ok(Response::denied(DenyReason::RateLimited))]),
+        Some(vec![
+            otp_challenge(),
+            Ok(Response::denied(DenyReason::RateLimited)),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::AuthErr);
-    assert!(r.shown.iter().any(|s| s.contains("Too many failed attempts")));
+    assert!(
+        r.shown
+            .iter()
+            .any(|s| s.contains("Too many failed attempts"))
+    );
 }
 
 #[test]
 fn conversation_failure_is_conv_err() {
-    let r = run(Options::default(), vec![Err(ConvError)], Some(vec![otp_challenge()]));
+    let r = run(
+        Options::default(),
+        vec![Err(ConvError)],
+        Some(vec![otp_challenge()]),
+    );
     assert_eq!(r.outcome, Outcome::ConvErr);
 }
 
@@ -233,7 +298,9 @@ fn allowed_when_not_enrolled_and_policy_says_so() {
     let r = run(
         Options::default(),
         vec![],
-        Some(vec![Ok(Response::Allow { reason: AllowReason::NotEnrolled })]),
+        Some(vec![Ok(Response::Allow {
+            reason: AllowReason::NotEnrolled,
+        })]),
     );
     assert_eq!(r.outcome, Outcome::Success);
 }

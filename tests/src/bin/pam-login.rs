@@ -57,7 +57,13 @@ fn main() {
     let mut pamh = std::ptr::null_mut();
     // SAFETY: the strings and conv outlive the transaction.
     let rc = unsafe {
-        let rc = pam_start_confdir(service.as_ptr(), user.as_ptr(), &conv, confdir.as_ptr(), &mut pamh);
+        let rc = pam_start_confdir(
+            service.as_ptr(),
+            user.as_ptr(),
+            &conv,
+            confdir.as_ptr(),
+            &mut pamh,
+        );
         if rc != 0 {
             eprintln!("pam_start_confdir failed ({rc})");
             std::process::exit(2);
@@ -66,7 +72,9 @@ fn main() {
         if rc == 0 {
             rc = pam_acct_mgmt(pamh, 0);
         }
-        let msg = std::ffi::CStr::from_ptr(pam_strerror(pamh, rc)).to_string_lossy().into_owned();
+        let msg = std::ffi::CStr::from_ptr(pam_strerror(pamh, rc))
+            .to_string_lossy()
+            .into_owned();
         pam_end(pamh, rc);
         println!("PAM result: {msg} ({rc})");
         rc

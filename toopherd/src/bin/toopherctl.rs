@@ -86,7 +86,10 @@ struct Daemon {
 impl Daemon {
     fn connect(socket: PathBuf) -> Result<Daemon, Failure> {
         let client = Client::connect(&socket, Timeouts::default()).map_err(|e| {
-            Failure::Unreachable(format!("cannot reach toopherd at {}: {e}", socket.display()))
+            Failure::Unreachable(format!(
+                "cannot reach toopherd at {}: {e}",
+                socket.display()
+            ))
         })?;
         Ok(Daemon { client, socket })
     }
@@ -121,7 +124,10 @@ fn run(args: Args) -> Result<(), Failure> {
     match args.command {
         Command::Enroll { user, json, force } => {
             let user = user.map_or_else(current_user, Ok)?;
-            let e = match d.call(&Request::Enroll { user: user.clone(), force })? {
+            let e = match d.call(&Request::Enroll {
+                user: user.clone(),
+                force,
+            })? {
                 Response::Enrollment(e) => e,
                 other => return Err(unexpected(&other)),
             };
@@ -134,7 +140,10 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::Activate { user, code } => {
             let code = Secret::new(code.trim());
-            match d.call(&Request::Activate { user: user.clone(), code })? {
+            match d.call(&Request::Activate {
+                user: user.clone(),
+                code,
+            })? {
                 Response::Activated { .. } => {
                     println!("{user}: two-factor authentication is active.");
                     Ok(())
@@ -158,11 +167,17 @@ fn run(args: Args) -> Result<(), Failure> {
             }
         }
         Command::Remove { user } => match d.call(&Request::Remove { user })? {
-            Response::Removed { user, existed: true } => {
+            Response::Removed {
+                user,
+                existed: true,
+            } => {
                 println!("{user}: enrolment removed.");
                 Ok(())
             }
-            Response::Removed { user, existed: false } => {
+            Response::Removed {
+                user,
+                existed: false,
+            } => {
                 println!("{user}: was not enrolled.");
                 Ok(())
             }
@@ -172,7 +187,8 @@ fn run(args: Args) -> Result<(), Failure> {
 }
 
 fn print_enrollment_json(e: &Enrollment) -> Result<(), Failure> {
-    let png = qr::png_base64(e.otpauth_uri.expose()).map_err(|e| Failure::Refused(e.to_string()))?;
+    let png =
+        qr::png_base64(e.otpauth_uri.expose()).map_err(|e| Failure::Refused(e.to_string()))?;
     let out = serde_json::json!({
         "user": e.user,
         "secret": e.secret.expose(),
@@ -186,12 +202,19 @@ fn print_enrollment_json(e: &Enrollment) -> Result<(), Failure> {
 }
 
 fn show_enrollment(e: &Enrollment) -> Result<(), Failure> {
-    let drawing = qr::terminal(e.otpauth_uri.expose()).map_err(|e| Failure::Refused(e.to_string()))?;
+    let drawing =
+        qr::terminal(e.otpauth_uri.expose()).map_err(|e| Failure::Refused(e.to_string()))?;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "Scan this QR code with your authenticator app:\n\n{drawing}");
+    let _ = writeln!(
+        out,
+        "Scan this QR code with your authenticator app:\n\n{drawing}"
+    );
     let _ = writeln!(out, "Or enter this key by hand: {}", e.secret.expose());
     let _ = writeln!(out, "URI: {}\n", e.otpauth_uri.expose());
-    let _ = writeln!(out, "Recovery codes (each works once; keep them somewhere safe):");
+    let _ = writeln!(
+        out,
+        "Recovery codes (each works once; keep them somewhere safe):"
+    );
     for c in &e.recovery_codes {
         let _ = writeln!(out, "    {}", c.expose());
     }
@@ -217,7 +240,10 @@ fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
         }
         let code = Secret::new(line.trim());
         line.clear();
-        match d.call(&Request::Activate { user: user.into(), code })? {
+        match d.call(&Request::Activate {
+            user: user.into(),
+            code,
+        })? {
             Response::Activated { .. } => {
                 println!("{user}: two-factor authentication is active.");
                 return Ok(());
@@ -230,7 +256,9 @@ fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
             other => return Err(unexpected(&other)),
         }
     }
-    Err(Failure::Refused("not activated after three tries; the enrolment stays pending".into()))
+    Err(Failure::Refused(
+        "not activated after three tries; the enrolment stays pending".into(),
+    ))
 }
 
 fn print_status(st: &AccountStatus) {

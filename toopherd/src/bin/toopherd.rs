@@ -14,7 +14,10 @@ use toopherd::store::Store;
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(version, about = "The pam_toopher daemon: verifies second factors for the PAM module")]
+#[command(
+    version,
+    about = "The pam_toopher daemon: verifies second factors for the PAM module"
+)]
 struct Args {
     /// The configuration file.
     #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -103,7 +106,8 @@ fn run(config: Config, log: Log) -> Result<(), String> {
 
 fn prepare_state_dir(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| format!("cannot set the mode of {}: {e}", dir.display()))?;
     }
@@ -134,9 +138,13 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, String> {
             return Err(format!("{} exists and is not a socket", path.display()));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!("another toopherd is listening on {}", path.display()));
+            return Err(format!(
+                "another toopherd is listening on {}",
+                path.display()
+            ));
         }
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
     }
     let listener = tokio::net::UnixListener::bind(path)
         .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
@@ -147,7 +155,10 @@ fn bind(path: &Path) -> Result<tokio::net::UnixListener, String> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers toopherd could not stop cleanly; run until killed.
         std::future::pending::<()>().await;
         return;

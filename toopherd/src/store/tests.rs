@@ -45,7 +45,10 @@ fn database_is_created_0600_and_refused_when_loosened() {
 fn activation_uses_up_its_code_and_later_steps_work_once() {
     let (dir, mut store) = temp_db("replay");
     let (secret, _) = active(&mut store, "alice");
-    assert_eq!(store.login_state("alice", T0, LIMITS).unwrap(), LoginState::Active);
+    assert_eq!(
+        store.login_state("alice", T0, LIMITS).unwrap(),
+        LoginState::Active
+    );
     // The activation code itself is spent.
     let same = code_at_step(&secret, step_of(T0)).unwrap();
     assert_eq!(
@@ -78,7 +81,9 @@ fn rate_limit_refuses_even_a_right_code_until_the_window_passes() {
     let good = code_at_step(&secret, step_of(now)).unwrap();
     assert_eq!(
         store.verify("bob", &good, now, LIMITS).unwrap(),
-        Some(Verdict::RateLimited { until: T0 + 40 + 300 })
+        Some(Verdict::RateLimited {
+            until: T0 + 40 + 300
+        })
     );
     assert_eq!(
         store.login_state("bob", now, LIMITS).unwrap(),
@@ -123,7 +128,10 @@ fn recovery_codes_work_once_in_any_case() {
 fn pending_enrolment_expires_and_does_not_count_as_enrolled() {
     let (dir, mut store) = temp_db("pending");
     let e = store.enroll("dave", 600, T0, false).unwrap();
-    assert_eq!(store.login_state("dave", T0, LIMITS).unwrap(), LoginState::NotEnrolled);
+    assert_eq!(
+        store.login_state("dave", T0, LIMITS).unwrap(),
+        LoginState::NotEnrolled
+    );
     let late = T0 + 601;
     let code = code_at_step(&e.secret, step_of(late)).unwrap();
     assert!(matches!(
