@@ -62,7 +62,10 @@ impl fmt::Debug for SimOptions {
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
             .field("consumer_key", &self.consumer_key)
-            .field("consumer_secret", &self.consumer_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "consumer_secret",
+                &self.consumer_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -127,6 +130,14 @@ pub enum Failure {
     },
     /// Close the connection without an answer.
     Drop,
+    /// Answer with exactly this status and body (JSON content type), e.g. an object
+    /// of the wrong shape or for another id.
+    Respond {
+        /// HTTP status.
+        status: u16,
+        /// The body, sent as is.
+        body: String,
+    },
 }
 
 fn default_200() -> u16 {
@@ -230,7 +241,10 @@ impl fmt::Debug for SimUser {
             .field("user_id", &self.user_id)
             .field("name", &self.name)
             .field("pairing_id", &self.pairing_id)
-            .field("totp_secret", &self.totp_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "totp_secret",
+                &self.totp_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -379,7 +393,8 @@ impl Shared {
                             (false, _) => ("Denied by the simulator", reason::DENIED),
                         };
                         let reason = auto.reason.clone().unwrap_or_else(|| reason.to_owned());
-                        core.state.settle(&id, auto.grant, auto.automated, &reason, code);
+                        core.state
+                            .settle(&id, auto.grant, auto.automated, &reason, code);
                         shared.flush_events(&mut core);
                     });
                 }
@@ -521,7 +536,12 @@ impl SimHandle {
     }
 
     /// Sets a user's `toopher_authentication_enabled` and `requires_otp`.
-    pub fn update_user(&self, name: &str, enabled: Option<bool>, requires_otp: Option<bool>) -> Result<(), ControlError> {
+    pub fn update_user(
+        &self,
+        name: &str,
+        enabled: Option<bool>,
+        requires_otp: Option<bool>,
+    ) -> Result<(), ControlError> {
         let mut core = self.shared.lock();
         let id = core
             .state
@@ -545,7 +565,9 @@ impl SimHandle {
         if core.state.complete_pairing(pairing_id) {
             Ok(())
         } else {
-            Err(ControlError::NotFound(format!("pending pairing {pairing_id}")))
+            Err(ControlError::NotFound(format!(
+                "pending pairing {pairing_id}"
+            )))
         }
     }
 
@@ -566,6 +588,13 @@ impl SimHandle {
             }
             None => Err(ControlError::NotFound(format!("pairing {pairing_id}"))),
         }
+    }
+
+    /// The id of the user's active (not deactivated) pairing.
+    pub fn active_pairing_id(&self, user_name: &str) -> Option<String> {
+        let core = self.shared.lock();
+        let uid = core.state.user_by_name(user_name)?.id.clone();
+        core.state.active_pairing(&uid).map(|p| p.id.clone())
     }
 
     /// The pairing's TOTP secret, base32.
@@ -684,7 +713,12 @@ pub(crate) enum Answer {
     Timeout,
 }
 
-pub(crate) fn control_answer(shared: &Arc<Shared>, id: &str, answer: Answer, reason: Option<&str>) -> Result<(), ControlError> {
+pub(crate) fn control_answer(
+    shared: &Arc<Shared>,
+    id: &str,
+    answer: Answer,
+    reason: Option<&str>,
+) -> Result<(), ControlError> {
     let mut core = shared.lock();
     core.state.expire_stale();
     let id = if id == "latest" {
@@ -723,7 +757,10 @@ pub(crate) fn control_requests(shared: &Arc<Shared>) -> Vec<SimRequest> {
         .collect()
 }
 
-pub(crate) fn control_create_user(shared: &Arc<Shared>, spec: &NewUser) -> Result<SimUser, ControlError> {
+pub(crate) fn control_create_user(
+    shared: &Arc<Shared>,
+    spec: &NewUser,
+) -> Result<SimUser, ControlError> {
     if spec.name.is_empty() {
         return Err(ControlError::Invalid("empty name".into()));
     }
@@ -765,7 +802,10 @@ pub(crate) fn control_create_user(shared: &Arc<Shared>, spec: &NewUser) -> Resul
     })
 }
 
-pub(crate) fn control_enter_phrase(shared: &Arc<Shared>, phrase: &str) -> Result<String, ControlError> {
+pub(crate) fn control_enter_phrase(
+    shared: &Arc<Shared>,
+    phrase: &str,
+) -> Result<String, ControlError> {
     let mut core = shared.lock();
     let id = core
         .state

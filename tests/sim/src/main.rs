@@ -51,9 +51,13 @@ fn parse_args() -> Args {
     let mut interactive = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let mut val = |name: &str| it.next().unwrap_or_else(|| die(&format!("{name} needs a value")));
+        let mut val = |name: &str| {
+            it.next()
+                .unwrap_or_else(|| die(&format!("{name} needs a value")))
+        };
         let num = |v: String, name: &str| -> u64 {
-            v.parse().unwrap_or_else(|_| die(&format!("{name}: not a number")))
+            v.parse()
+                .unwrap_or_else(|_| die(&format!("{name}: not a number")))
         };
         match a.as_str() {
             "-h" | "--help" => {
@@ -92,7 +96,10 @@ fn parse_args() -> Args {
                 });
             }
             "--request-ttl" => {
-                opts.request_ttl = Some(Duration::from_secs(num(val("--request-ttl"), "--request-ttl")))
+                opts.request_ttl = Some(Duration::from_secs(num(
+                    val("--request-ttl"),
+                    "--request-ttl",
+                )))
             }
             "--timestamp-window" => {
                 opts.timestamp_window =
@@ -153,7 +160,10 @@ async fn main() {
     if let Some(ca) = sim.ca_file() {
         eprintln!("  CA file:         {}", ca.display());
     }
-    eprintln!("  control:         {}/ (see tests/sim/README.md)", sim.control_url());
+    eprintln!(
+        "  control:         {}/ (see tests/sim/README.md)",
+        sim.control_url()
+    );
     for u in &created {
         eprintln!(
             "  user {}: pairing {} TOTP secret {}",
@@ -180,9 +190,15 @@ async fn main() {
         drop(line_tx);
     }
     let mut stdin_open = interactive;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .unwrap_or_else(|e| {
+            eprintln!("toopher-sim: cannot watch SIGTERM: {e}");
+            std::process::exit(1)
+        });
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
             ev = events.recv() => match ev {
                 Ok(SimEvent::NewRequest { id, user_name, terminal_name, action_name }) => {
                     eprintln!(
@@ -209,7 +225,8 @@ async fn main() {
             }
         }
     }
-    sim.shutdown();
+    // Dropping the handle stops the server and removes a CA directory it created.
+    drop(sim);
 }
 
 /// One interactive command; false to quit.
@@ -239,23 +256,26 @@ fn command(sim: &toopher_sim::SimHandle, line: &str) -> bool {
         "t" | "timeout" => sim.time_out(&target(&rest)),
         "l" | "list" => {
             for r in sim.requests() {
-                let state = if r.pending { "pending" } else if r.granted { "granted" } else { "denied" };
-                eprintln!("  {} {state:8} {} @ {} ({})", r.id, r.user_name, r.terminal_name, r.action_name);
+                let state = if r.pending {
+                    "pending"
+                } else if r.granted {
+                    "granted"
+                } else {
+                    "denied"
+                };
+                eprintln!(
+                    "  {} {state:8} {} @ {} ({})",
+                    r.id, r.user_name, r.terminal_name, r.action_name
+                );
             }
             Ok(())
         }
         "otp" => {
             let name = rest.first().copied().unwrap_or("");
-            let pairing = sim
-                .requests()
-                .into_iter()
-                .rev()
-                .find(|r| r.user_name == name)
-                .map(|r| r.pairing_id);
-            match pairing {
+            match sim.active_pairing_id(name) {
                 Some(p) => sim.current_otp(&p).map(|c| eprintln!("  {name}: {c}")),
                 None => {
-                    eprintln!("  (otp works for users that have had a push; see /_sim/pairings/ID/otp)");
+                    eprintln!("  no active pairing for {name:?}");
                     Ok(())
                 }
             }

@@ -62,7 +62,11 @@ fn tls_acceptor(
     let ca_cert = ca_params.self_signed(&ca_key).map_err(io_err)?;
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     names.extend(hostnames.iter().cloned());
     let mut leaf = CertificateParams::new(names).map_err(io_err)?;
     leaf.distinguished_name
@@ -249,7 +253,9 @@ async fn handle(
     };
 
     if let Some(rest) = path.strip_prefix("/_sim") {
-        return Ok(respond(control(&shared, &method, rest, &query, &body).await));
+        return Ok(respond(
+            control(&shared, &method, rest, &query, &body).await,
+        ));
     }
     let Some(api_path) = path.strip_prefix("/v1").filter(|p| p.starts_with('/')) else {
         return Ok(respond(Reply::error(404, 404, "No such endpoint.")));
@@ -264,7 +270,11 @@ async fn handle(
         .iter()
         .filter(|(k, _)| !k.starts_with("oauth_"))
         .map(|(k, v)| {
-            let v = if k == "otp" { "<redacted>".to_owned() } else { v.clone() };
+            let v = if k == "otp" {
+                "<redacted>".to_owned()
+            } else {
+                v.clone()
+            };
             (k.clone(), v)
         })
         .collect();
@@ -295,7 +305,15 @@ async fn handle(
                 None
             }
             Failure::Drop => {
-                log(&shared, &method, &api_path, logged, None, false, Some(label));
+                log(
+                    &shared,
+                    &method,
+                    &api_path,
+                    logged,
+                    None,
+                    false,
+                    Some(label),
+                );
                 return Err(DropConnection);
             }
             Failure::Status {
@@ -312,6 +330,12 @@ async fn handle(
                 r.headers.push(("retry-after", retry_after.to_string()));
                 Some(r)
             }
+            Failure::Respond { status, body } => Some(Reply {
+                status: *status,
+                body: body.clone().into_bytes(),
+                content_type: "application/json",
+                headers: Vec::new(),
+            }),
             Failure::Malformed { status } => Some(Reply {
                 status: *status,
                 body: b"{\"id\": \"truncated".to_vec(),
@@ -320,7 +344,15 @@ async fn handle(
             }),
         };
         if let Some(reply) = reply {
-            log(&shared, &method, &api_path, logged, Some(reply.status), false, Some(label));
+            log(
+                &shared,
+                &method,
+                &api_path,
+                logged,
+                Some(reply.status),
+                false,
+                Some(label),
+            );
             return Ok(respond(reply));
         }
     }
@@ -334,8 +366,20 @@ async fn handle(
     }
     let base_uri = format!("{scheme}://{host}{path}");
     if verify_oauth(&shared, &method, &base_uri, &params, auth.as_deref()).is_err() {
-        log(&shared, &method, &api_path, logged, Some(401), false, injected);
-        return Ok(respond(Reply::error(401, 401, "Not a valid OAuth signed request")));
+        log(
+            &shared,
+            &method,
+            &api_path,
+            logged,
+            Some(401),
+            false,
+            injected,
+        );
+        return Ok(respond(Reply::error(
+            401,
+            401,
+            "Not a valid OAuth signed request",
+        )));
     }
     let api_params: Vec<(String, String)> = params
         .into_iter()
@@ -347,7 +391,15 @@ async fn handle(
         shared.flush_events(&mut core);
         reply
     };
-    log(&shared, &method, &api_path, logged, Some(reply.status), true, injected);
+    log(
+        &shared,
+        &method,
+        &api_path,
+        logged,
+        Some(reply.status),
+        true,
+        injected,
+    );
     Ok(respond(reply))
 }
 
@@ -407,17 +459,24 @@ fn verify_oauth(
     auth: Option<&str>,
 ) -> Result<(), &'static str> {
     // Protocol parameters from the header, else from the query/body.
-    let (protocol, request_params): (Vec<(String, String)>, Vec<(String, String)>) = match auth {
+    type Pairs = Vec<(String, String)>;
+    let (protocol, request_params): (Pairs, Pairs) = match auth {
         Some(h) => {
             let hp = parse_auth_header(h).ok_or("bad Authorization header")?;
             let hp: Vec<_> = hp.into_iter().filter(|(k, _)| k != "realm").collect();
             (hp, params.to_vec())
         }
-        None => params.iter().cloned().partition(|(k, _)| k.starts_with("oauth_")),
+        None => params
+            .iter()
+            .cloned()
+            .partition(|(k, _)| k.starts_with("oauth_")),
     };
     let one = |name: &str| -> Result<String, &'static str> {
         let mut it = protocol.iter().filter(|(k, _)| k == name);
-        let v = it.next().map(|(_, v)| v.clone()).ok_or("missing oauth parameter")?;
+        let v = it
+            .next()
+            .map(|(_, v)| v.clone())
+            .ok_or("missing oauth parameter")?;
         if it.next().is_some() {
             return Err("duplicate oauth parameter");
         }
@@ -426,7 +485,9 @@ fn verify_oauth(
     let key = one("oauth_consumer_key")?;
     let sig = one("oauth_signature")?;
     let nonce = one("oauth_nonce")?;
-    let ts: u64 = one("oauth_timestamp")?.parse().map_err(|_| "bad timestamp")?;
+    let ts: u64 = one("oauth_timestamp")?
+        .parse()
+        .map_err(|_| "bad timestamp")?;
     if one("oauth_signature_method")? != "HMAC-SHA1" {
         return Err("unsupported signature method");
     }
@@ -444,7 +505,12 @@ fn verify_oauth(
     }
     let mut all: Vec<(String, String)> = request_params
         .into_iter()
-        .chain(protocol.iter().filter(|(k, _)| k != "oauth_signature").cloned())
+        .chain(
+            protocol
+                .iter()
+                .filter(|(k, _)| k != "oauth_signature")
+                .cloned(),
+        )
         .map(|(k, v)| (util::percent_encode(&k), util::percent_encode(&v)))
         .collect();
     all.sort();
@@ -471,7 +537,8 @@ fn verify_oauth(
     }
     let mut core = shared.lock();
     let window = shared.timestamp_window;
-    core.nonces.retain(|_, t| now.abs_diff(*t) <= window * 2 + 1);
+    core.nonces
+        .retain(|_, t| now.abs_diff(*t) <= window * 2 + 1);
     let nonce_key = format!("{key}\n{nonce}");
     if core.nonces.contains_key(&nonce_key) {
         return Err("reused nonce");
@@ -497,8 +564,13 @@ fn ok_json<T: serde::Serialize>(v: &T) -> Reply {
 }
 
 fn body_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| Reply::json(400, &json!({"error": format!("bad JSON: {e}")})))
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body)
+        .map_err(|e| Reply::json(400, &json!({"error": format!("bad JSON: {e}")})))
 }
 
 fn param(query: &str, name: &str) -> Option<String> {
@@ -508,8 +580,18 @@ fn param(query: &str, name: &str) -> Option<String> {
 }
 
 /// The unsigned JSON control interface under `/_sim`.
-async fn control(shared: &Arc<Shared>, method: &str, path: &str, query: &str, body: &[u8]) -> Reply {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+async fn control(
+    shared: &Arc<Shared>,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Reply {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let unit = || Reply::json(200, &json!({"ok": true}));
     match (method, segs.as_slice()) {
         ("GET", ["info"]) => Reply::json(
@@ -606,7 +688,9 @@ async fn control(shared: &Arc<Shared>, method: &str, path: &str, query: &str, bo
             let core = shared.lock();
             match core.state.pairings.get(*id) {
                 Some(p) => {
-                    let at = param(query, "at").and_then(|t| t.parse().ok()).unwrap_or_else(util::now_unix);
+                    let at = param(query, "at")
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or_else(util::now_unix);
                     Reply::json(200, &json!({"otp": util::totp(&p.totp_secret, at)}))
                 }
                 None => cerr(ControlError::NotFound(format!("pairing {id}"))),
@@ -620,7 +704,9 @@ async fn control(shared: &Arc<Shared>, method: &str, path: &str, query: &str, bo
             ok_json(&list)
         }
         ("POST", ["requests", "wait"]) => {
-            let ms = param(query, "timeout_ms").and_then(|t| t.parse().ok()).unwrap_or(10_000u64);
+            let ms = param(query, "timeout_ms")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(10_000u64);
             match crate::wait_pending(shared, Duration::from_millis(ms)).await {
                 Some(id) => Reply::json(200, &json!({"id": id})),
                 None => Reply::json(408, &json!({"error": "no pending request"})),
@@ -691,4 +777,3 @@ async fn control(shared: &Arc<Shared>, method: &str, path: &str, query: &str, bo
         _ => Reply::json(404, &json!({"error": "unknown control route"})),
     }
 }
-

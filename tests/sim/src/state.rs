@@ -212,7 +212,9 @@ pub const MSG_REQUIRES_OTP: &str = "User requires OTP authentication";
 impl State {
     pub fn user_json(&self, id: &str) -> Value {
         match self.users.get(id) {
-            Some(u) => json!({"id": u.id, "name": u.name, "toopher_authentication_enabled": u.enabled}),
+            Some(u) => {
+                json!({"id": u.id, "name": u.name, "toopher_authentication_enabled": u.enabled})
+            }
             None => Value::Null,
         }
     }
@@ -277,7 +279,13 @@ impl State {
     }
 
     /// Creates a pairing for a user (deactivating the user's other pairings).
-    pub fn insert_pairing(&mut self, user_id: &str, kind: PairingKind, secret: Option<Vec<u8>>, pending: bool) -> String {
+    pub fn insert_pairing(
+        &mut self,
+        user_id: &str,
+        kind: PairingKind,
+        secret: Option<Vec<u8>>,
+        pending: bool,
+    ) -> String {
         for p in self.pairings.values_mut().filter(|p| p.user_id == user_id) {
             if !p.deactivated {
                 p.deactivated = true;
@@ -331,7 +339,14 @@ impl State {
     }
 
     /// Settles a pending request. False when it was not pending.
-    pub fn settle(&mut self, id: &str, granted: bool, automated: bool, reason: &str, code: i64) -> bool {
+    pub fn settle(
+        &mut self,
+        id: &str,
+        granted: bool,
+        automated: bool,
+        reason: &str,
+        code: i64,
+    ) -> bool {
         let Some(r) = self.requests.get_mut(id) else {
             return false;
         };
@@ -360,7 +375,13 @@ impl State {
             .map(|r| r.id.clone())
             .collect();
         for id in stale {
-            self.settle(&id, false, false, "The request has timed out.", reason::TIMED_OUT);
+            self.settle(
+                &id,
+                false,
+                false,
+                "The request has timed out.",
+                reason::TIMED_OUT,
+            );
         }
     }
 
@@ -398,7 +419,11 @@ impl State {
                 if !self.pairings.contains_key(*id) {
                     return not_found();
                 }
-                let url = format!("{}/web/reset_pairing/{}", self.base_url, util::random_hex(16));
+                let url = format!(
+                    "{}/web/reset_pairing/{}",
+                    self.base_url,
+                    util::random_hex(16)
+                );
                 self.reset_links.push(((*id).to_owned(), url.clone()));
                 Reply::json(200, &json!({"url": url}))
             }
@@ -446,7 +471,9 @@ impl State {
                 Reply::json(200, &self.user_json(&id))
             }
             ("POST", ["users", "reset"]) => {
-                let Some(name) = get_nonempty(params, "user_name").or_else(|| get_nonempty(params, "name")) else {
+                let Some(name) =
+                    get_nonempty(params, "user_name").or_else(|| get_nonempty(params, "name"))
+                else {
                     return missing("user_name");
                 };
                 let Some(uid) = self.user_by_name(name).map(|u| u.id.clone()) else {
@@ -467,7 +494,11 @@ impl State {
                     return missing("toopher_authentication_enabled");
                 };
                 let Some(b) = parse_bool(v) else {
-                    return Reply::error(400, 400, "toopher_authentication_enabled must be true or false");
+                    return Reply::error(
+                        400,
+                        400,
+                        "toopher_authentication_enabled must be true or false",
+                    );
                 };
                 let Some(u) = self.users.get_mut(*id) else {
                     return not_found();
@@ -476,7 +507,10 @@ impl State {
                 Reply::json(200, &self.user_json(id))
             }
             ("POST", ["user_terminals", "create"]) => {
-                let (Some(user_name), Some(name)) = (get_nonempty(params, "user_name"), get_nonempty(params, "name")) else {
+                let (Some(user_name), Some(name)) = (
+                    get_nonempty(params, "user_name"),
+                    get_nonempty(params, "name"),
+                ) else {
                     return missing("user_name, name");
                 };
                 let rsid = get(params, "requester_specified_id")
@@ -491,7 +525,11 @@ impl State {
                     .values()
                     .any(|t| t.user_id == uid && t.requester_specified_id == rsid)
                 {
-                    return Reply::error(409, 409, "A terminal with that requester specified id already exists.");
+                    return Reply::error(
+                        409,
+                        409,
+                        "A terminal with that requester specified id already exists.",
+                    );
                 }
                 let id = self.insert_terminal(&uid, name, &rsid);
                 Reply::json(200, &self.terminal_json(&self.terminals[&id]))
@@ -551,7 +589,11 @@ impl State {
                     return Reply::error(403, 601, "This pairing has been deactivated.");
                 }
                 Some(p) if p.pending || !p.enabled => {
-                    return Reply::error(403, 601, "This pairing has not been authorized to authenticate.");
+                    return Reply::error(
+                        403,
+                        601,
+                        "This pairing has not been authorized to authenticate.",
+                    );
                 }
                 Some(p) => p.clone(),
             }
@@ -561,7 +603,11 @@ impl State {
             };
             match self.active_pairing(&uid) {
                 Some(p) if p.pending || !p.enabled => {
-                    return Reply::error(403, 601, "This pairing has not been authorized to authenticate.");
+                    return Reply::error(
+                        403,
+                        601,
+                        "This pairing has not been authorized to authenticate.",
+                    );
                 }
                 Some(p) => p.clone(),
                 None if self.pairings.values().any(|p| p.user_id == uid) => {
@@ -582,9 +628,9 @@ impl State {
         let flag = |name: &str| -> Result<Option<bool>, Reply> {
             match get(params, name) {
                 None => Ok(None),
-                Some(v) => parse_bool(v)
-                    .map(Some)
-                    .ok_or_else(|| Reply::error(400, 400, &format!("{name} must be true or false"))),
+                Some(v) => parse_bool(v).map(Some).ok_or_else(|| {
+                    Reply::error(400, 400, &format!("{name} must be true or false"))
+                }),
             }
         };
         let automation_allowed = match flag("automation_allowed") {
@@ -635,7 +681,9 @@ impl State {
             }
         };
 
-        let action_name = get_nonempty(params, "action_name").unwrap_or("Log In").to_owned();
+        let action_name = get_nonempty(params, "action_name")
+            .unwrap_or("Log In")
+            .to_owned();
         let action_id = self.action_id(&action_name);
         let otp = get(params, "otp");
         if user.requires_otp && otp.is_none() {
@@ -663,8 +711,17 @@ impl State {
             let ok = util::totp_verify(&pairing.totp_secret, code, util::now_unix());
             rec.pending = false;
             rec.granted = ok;
-            rec.reason = if ok { "OTP authenticated" } else { "Invalid OTP" }.to_owned();
-            rec.reason_code = if ok { reason::OTP_VALID } else { reason::OTP_INVALID };
+            rec.reason = if ok {
+                "OTP authenticated"
+            } else {
+                "Invalid OTP"
+            }
+            .to_owned();
+            rec.reason_code = if ok {
+                reason::OTP_VALID
+            } else {
+                reason::OTP_INVALID
+            };
         }
         let pending = rec.pending;
         self.requests.insert(id.clone(), rec);
@@ -696,10 +753,9 @@ impl State {
             return Reply::error(409, 704, MSG_USER_DISABLED);
         }
         if r.pending {
-            let ok = self
-                .pairings
-                .get(&r.pairing_id)
-                .is_some_and(|p| !p.deactivated && util::totp_verify(&p.totp_secret, otp, util::now_unix()));
+            let ok = self.pairings.get(&r.pairing_id).is_some_and(|p| {
+                !p.deactivated && util::totp_verify(&p.totp_secret, otp, util::now_unix())
+            });
             if ok {
                 self.settle(id, true, false, "OTP authenticated", reason::OTP_VALID);
             } else {

@@ -1,0 +1,341 @@
+//! Real system services for the root suites: a throw-away Unix account, an OpenSSH
+//! server on a loopback port and sudo, each seeing a private `/etc/pam.d` through a
+//! mount namespace (`unshare -m` + a bind mount), so the machine's own PAM files are
+//! never touched. Everything created here is removed on drop.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Panics unless running as root: these suites need it and must not pass silently.
+pub fn require_root() {
+    assert!(
+        crate::is_root(),
+        "this suite needs root (real sshd, sudo and accounts); scripts/test runs it only as root"
+    );
+}
+
+/// A Unix account with a password, removed (with its home and processes) on drop.
+pub struct TestUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl TestUser {
+    pub fn create(tag: &str) -> TestUser {
+        require_root();
+        let name = format!("tpt{tag}{}", std::process::id() % 100_000);
+        let password = format!("Pw-{name}-{}", crate::otp::now() % 9973);
+        run(Command::new("useradd").args(["-m", "-s", "/bin/sh", &name]));
+        let mut child = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        writeln!(child.stdin.take().expect("stdin"), "{name}:{password}").expect("write");
+        assert!(child.wait().expect("chpasswd").success());
+        TestUser { name, password }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .status();
+        let _ = Command::new("userdel")
+            .args(["-r", &self.name])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A private PAM directory with one service file.
+pub struct PamDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl PamDir {
+    pub fn new(service: &str, contents: &str) -> PamDir {
+        let dir = tempfile::Builder::new()
+            .prefix("pam-d-")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::write(dir.path().join(service), contents).expect("write");
+        PamDir { dir }
+    }
+
+    /// Debian's shape: `common-auth` (pam_unix, then `requisite pam_deny.so`, so a wrong
+    /// password ends the stack) followed by the second factor.
+    pub fn password_then_toopher(service: &str, socket: &Path, options: &str) -> PamDir {
+        PamDir::new(
+            service,
+            &format!(
+                "auth     [success=1 default=ignore] pam_unix.so\n\
+                 auth     requisite pam_deny.so\n\
+                 auth     required pam_permit.so\n\
+                 auth     required {module} socket={socket} {options}\n\
+                 account  required pam_unix.so\n\
+                 session  required pam_permit.so\n\
+                 password required pam_deny.so\n",
+                module = crate::module_path().display(),
+                socket = socket.display(),
+            ),
+        )
+    }
+
+    /// `sh -c` words that run `exec_cmd` with this directory mounted over /etc/pam.d.
+    fn namespaced(&self, exec_cmd: &str) -> Command {
+        let mut c = Command::new("unshare");
+        c.args([
+            "-m",
+            "sh",
+            "-c",
+            &format!(
+                "mount --make-rprivate / && mount --bind '{}' /etc/pam.d && exec {exec_cmd}",
+                self.dir.path().display()
+            ),
+        ]);
+        c
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// sshd on 127.0.0.1 with its own host key and config, keyboard-interactive through PAM.
+pub struct Sshd {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    _pam: PamDir,
+    made_run_dir: bool,
+}
+
+impl Sshd {
+    pub fn start(pam: PamDir) -> Sshd {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("sshd-")
+            .tempdir()
+            .expect("tempdir");
+        let key = dir.path().join("host_ed25519");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key));
+        let port = free_port();
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {pid}\n\
+                 UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
+                 PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\n\
+                 PermitRootLogin no\nStrictModes no\nLogLevel VERBOSE\nMaxAuthTries 3\n",
+                key = key.display(),
+                pid = dir.path().join("sshd.pid").display()
+            ),
+        )
+        .expect("sshd_config");
+        // sshd's privilege separation directory; created only when missing, removed after.
+        let made_run_dir = !Path::new("/run/sshd").exists();
+        if made_run_dir {
+            std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        }
+        let log = std::fs::File::create(dir.path().join("sshd.log")).expect("log");
+        let child = pam
+            .namespaced(&format!("/usr/sbin/sshd -D -e -f '{}'", config.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sshd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not listen:\n{}",
+                std::fs::read_to_string(dir.path().join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd {
+            port,
+            dir,
+            child,
+            _pam: pam,
+            made_run_dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Logs in with the real `ssh` client; prompts are answered in order by an askpass
+    /// program (`SSH_ASKPASS_REQUIRE=force`) that records each prompt it was shown.
+    pub fn login(&self, user: &str, answers: &[&str]) -> SshLogin {
+        let work = tempfile::Builder::new()
+            .prefix("ssh-client-")
+            .tempdir()
+            .expect("tempdir");
+        let answers_file = work.path().join("answers");
+        let prompts_file = work.path().join("prompts");
+        std::fs::write(
+            &answers_file,
+            answers.iter().map(|a| format!("{a}\n")).collect::<String>(),
+        )
+        .expect("answers");
+        let askpass = work.path().join("askpass");
+        std::fs::write(
+            &askpass,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{p}'\nhead -n 1 '{a}'\nsed -i 1d '{a}'\n",
+                p = prompts_file.display(),
+                a = answers_file.display()
+            ),
+        )
+        .expect("askpass");
+        std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let out = Command::new("timeout")
+            .args(["120", "setsid", "ssh", "-p", &self.port.to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "PreferredAuthentications=keyboard-interactive",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+                "-o",
+                "ConnectTimeout=10",
+            ])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg("echo SSH-LOGIN-OK")
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", "none")
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh");
+        SshLogin {
+            ok: out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("SSH-LOGIN-OK"),
+            prompts: std::fs::read_to_string(&prompts_file)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("sshd.pid")) {
+            let _ = Command::new("kill")
+                .arg(pid.trim())
+                .stderr(Stdio::null())
+                .status();
+        }
+        if self.made_run_dir {
+            let _ = std::fs::remove_dir("/run/sshd");
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SshLogin {
+    pub ok: bool,
+    /// Every prompt the client was shown, in order.
+    pub prompts: Vec<String>,
+    /// What ssh printed (PAM info and error lines arrive here).
+    pub stderr: String,
+}
+
+/// A sudoers drop-in for one user, validated with `visudo -c`, removed on drop.
+pub struct SudoersDropIn {
+    path: PathBuf,
+}
+
+impl SudoersDropIn {
+    pub fn install(user: &str, pam_service: &str) -> SudoersDropIn {
+        require_root();
+        let path = PathBuf::from(format!("/etc/sudoers.d/toopher-e2e-{user}"));
+        let text = format!(
+            "Defaults:{user} pam_service={pam_service}\nDefaults:{user} !lecture, timestamp_timeout=0, passwd_tries=1\n{user} ALL=(root) ALL\n"
+        );
+        let staged = tempfile::NamedTempFile::new().expect("temp");
+        std::fs::write(staged.path(), &text).expect("write");
+        run(Command::new("visudo")
+            .args(["-c", "-q", "-f"])
+            .arg(staged.path()));
+        std::fs::write(&path, text).expect("drop-in");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).expect("chmod");
+        SudoersDropIn { path }
+    }
+}
+
+impl Drop for SudoersDropIn {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[derive(Debug)]
+pub struct SudoRun {
+    pub ok: bool,
+    pub stdout: String,
+    /// sudo -S prints the prompts and PAM messages here.
+    pub stderr: String,
+}
+
+/// Runs `sudo -S -k <command>` as `user` with `pam` mounted over /etc/pam.d; each line of
+/// `input` answers one prompt.
+pub fn sudo(pam: &PamDir, user: &str, input: &[&str], command: &str) -> SudoRun {
+    let mut child = pam
+        .namespaced(&format!(
+            "setpriv --reuid={user} --regid={user} --init-groups -- sudo -S -k {command}"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sudo");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for line in input {
+            let _ = writeln!(stdin, "{line}");
+        }
+    }
+    let out = child.wait_with_output().expect("sudo");
+    SudoRun {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
