@@ -10,7 +10,10 @@ PACKAGES=(
   oathtool          # computes TOTP codes independently of toopherd
   pamtester         # for trying a PAM stack by hand
   bubblewrap        # a private /etc/pam.d for hand tests
-  util-linux        # setpriv, to act as a non-root peer
+  util-linux        # setpriv and unshare: a non-root peer, a private /etc/pam.d
+  openssh-server    # the real sshd of the root suites
+  openssh-client    # the real ssh client
+  sudo              # the real sudo of the root suites
   sqlite3           # inspecting toopherd's database by hand
   ca-certificates
   pkg-config

@@ -31,6 +31,173 @@ pub struct Config {
     pub enrollment_ttl: Ranged<60, 86_400>,
     #[serde(default)]
     pub rate_limit: RateLimit,
+    /// The Toopher API backend (`backend = "toopher"`).
+    #[serde(default)]
+    pub toopher: ToopherConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToopherConfig {
+    /// The API's base URL.
+    #[serde(default = "default_base_url")]
+    pub base_url: Url,
+    /// TOML file with `consumer_key` and `consumer_secret`; must not be readable by group or
+    /// others. Default: `$CREDENTIALS_DIRECTORY/toopher` (systemd `LoadCredential=toopher:...`)
+    /// when set, else `/etc/toopher/credentials.toml`.
+    #[serde(default)]
+    pub credentials_file: Option<AbsPath>,
+    /// Extra CA certificates (PEM) to trust, for self-hosted or test servers.
+    #[serde(default)]
+    pub ca_file: Option<AbsPath>,
+    /// Bound on each HTTP request, in seconds.
+    #[serde(default = "default_api_timeout")]
+    pub timeout: Seconds<100, 120_000>,
+    /// How often a pending push is polled, in seconds.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Seconds<50, 30_000>,
+    /// How long a push may wait for the person, in seconds.
+    #[serde(default = "default_push_timeout")]
+    pub push_timeout: Seconds<1_000, 600_000>,
+    /// Whether the app may answer by itself (remembered terminal or location).
+    #[serde(default = "default_true")]
+    pub automation_allowed: bool,
+    /// Permit a plain-http base URL (test servers only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// The Toopher user name of a Linux account; `{user}` is replaced by the login name.
+    #[serde(default = "default_user_name_format")]
+    pub user_name_format: Template,
+    /// Per PAM service: `automation_allowed` and the `action` shown on the phone.
+    #[serde(default)]
+    pub services: std::collections::BTreeMap<String, ServicePolicy>,
+}
+
+impl Default for ToopherConfig {
+    fn default() -> Self {
+        ToopherConfig {
+            base_url: default_base_url(),
+            credentials_file: None,
+            ca_file: None,
+            timeout: default_api_timeout(),
+            poll_interval: default_poll_interval(),
+            push_timeout: default_push_timeout(),
+            automation_allowed: true,
+            allow_http: false,
+            user_name_format: default_user_name_format(),
+            services: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePolicy {
+    #[serde(default)]
+    pub automation_allowed: Option<bool>,
+    #[serde(default)]
+    pub action: Option<Label>,
+}
+
+impl ToopherConfig {
+    /// Automation is off for sudo unless configured otherwise: a remembered terminal
+    /// must not silently grant root.
+    pub fn automation_allowed_for(&self, service: &str) -> bool {
+        match self
+            .services
+            .get(service)
+            .and_then(|p| p.automation_allowed)
+        {
+            Some(v) => v,
+            None if service == "sudo" => false,
+            None => self.automation_allowed,
+        }
+    }
+
+    /// The action shown on the phone: `sudo` for sudo, `Log In` otherwise.
+    pub fn action_for(&self, service: &str) -> String {
+        match self.services.get(service).and_then(|p| p.action.as_ref()) {
+            Some(a) => a.0.clone(),
+            None if service == "sudo" => "sudo".into(),
+            None => "Log In".into(),
+        }
+    }
+
+    pub fn toopher_user_name(&self, user: &str) -> String {
+        self.user_name_format.0.replace("{user}", user)
+    }
+
+    pub fn credentials_path(&self) -> PathBuf {
+        if let Some(p) = &self.credentials_file {
+            return p.0.clone();
+        }
+        match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) => PathBuf::from(dir).join("toopher"),
+            None => PathBuf::from("/etc/toopher/credentials.toml"),
+        }
+    }
+}
+
+/// A duration given in seconds (fractions allowed), within `LO..=HI` milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds<const LO: u64, const HI: u64>(pub std::time::Duration);
+
+impl<'de, const LO: u64, const HI: u64> Deserialize<'de> for Seconds<LO, HI> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Num {
+            I(i64),
+            F(f64),
+        }
+        let secs = match Num::deserialize(d)? {
+            Num::I(i) => i as f64,
+            Num::F(f) => f,
+        };
+        let ms = secs * 1000.0;
+        if !ms.is_finite() || ms < LO as f64 || ms > HI as f64 {
+            return Err(serde::de::Error::custom(format!(
+                "{secs} is out of range ({} to {} seconds)",
+                LO as f64 / 1000.0,
+                HI as f64 / 1000.0
+            )));
+        }
+        Ok(Seconds(std::time::Duration::from_millis(ms as u64)))
+    }
+}
+
+/// An http(s) URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url(pub String);
+
+impl<'de> Deserialize<'de> for Url {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let rest = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+            .ok_or_else(|| serde::de::Error::custom("must start with https://"))?;
+        if rest.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(serde::de::Error::custom("is not a URL"));
+        }
+        Ok(Url(s))
+    }
+}
+
+/// Text with a `{user}` placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(pub String);
+
+impl<'de> Deserialize<'de> for Template {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !s.contains("{user}") || s.len() > 128 || s.chars().any(char::is_control) {
+            return Err(serde::de::Error::custom(
+                "must contain {user} (e.g. \"{user}@example.com\")",
+            ));
+        }
+        Ok(Template(s))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -39,12 +206,15 @@ pub enum Backend {
     /// RFC 6238 TOTP verified by toopherd itself; secrets in its database.
     #[default]
     Local,
+    /// Push and OTP through the Toopher REST API v1 (`[toopher]`).
+    Toopher,
 }
 
 impl Backend {
     pub fn as_str(self) -> &'static str {
         match self {
             Backend::Local => "local",
+            Backend::Toopher => "toopher",
         }
     }
 }
@@ -162,6 +332,25 @@ impl<'de> Deserialize<'de> for Label {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+fn default_base_url() -> Url {
+    Url("https://api.toopher.com/v1".into())
+}
+fn default_api_timeout() -> Seconds<100, 120_000> {
+    Seconds(std::time::Duration::from_secs(10))
+}
+fn default_poll_interval() -> Seconds<50, 30_000> {
+    Seconds(std::time::Duration::from_secs(1))
+}
+fn default_push_timeout() -> Seconds<1_000, 600_000> {
+    Seconds(std::time::Duration::from_secs(60))
+}
+fn default_user_name_format() -> Template {
+    Template("{user}".into())
+}
+
 fn default_socket() -> AbsPath {
     AbsPath(PathBuf::from(toopher_ipc::DEFAULT_SOCKET))
 }
@@ -245,5 +434,32 @@ mod tests {
 
         let e = Config::parse("backend = \"cloud\"\n").unwrap_err();
         assert!(e.contains("backend") && e.contains("local"), "{e}");
+
+        let e = Config::parse("[toopher]\npush_timeout = 0\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("push_timeout"), "{e}");
+        let e = Config::parse("[toopher]\nbase_url = \"ftp://x\"\n").unwrap_err();
+        assert!(e.contains("base_url"), "{e}");
+        let e = Config::parse("[toopher]\nuser_name_format = \"x\"\n").unwrap_err();
+        assert!(e.contains("user_name_format"), "{e}");
+    }
+
+    #[test]
+    fn toopher_service_policy() {
+        let c = Config::parse(
+            "backend = \"toopher\"\n[toopher]\npoll_interval = 0.2\nuser_name_format = \"{user}@example.com\"\n\
+             [toopher.services.sshd]\naction = \"SSH login\"\n",
+        )
+        .unwrap();
+        let t = &c.toopher;
+        assert_eq!(t.poll_interval.0, std::time::Duration::from_millis(200));
+        assert!(t.automation_allowed_for("sshd"));
+        assert!(
+            !t.automation_allowed_for("sudo"),
+            "automation is off for sudo by default"
+        );
+        assert_eq!(t.action_for("sudo"), "sudo");
+        assert_eq!(t.action_for("login"), "Log In");
+        assert_eq!(t.action_for("sshd"), "SSH login");
+        assert_eq!(t.toopher_user_name("alice"), "alice@example.com");
     }
 }

@@ -8,6 +8,7 @@ pub mod qr;
 pub mod recovery;
 pub mod server;
 pub mod store;
+pub mod toopher;
 pub mod totp;
 
 /// Seconds since the epoch.

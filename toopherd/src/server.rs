@@ -3,12 +3,13 @@
 //! clients get an error frame or a closed connection and never hold up anyone else.
 
 use crate::authz::{self, Peer};
-use crate::config::{Availability, Config};
+use crate::config::{Availability, Backend, Config, Failmode};
 use crate::logging::{Log, field};
 use crate::store::{Limits, LoginState, Rejection, Store, StoreError, Verdict};
+use crate::toopher::{Outcome, Preauth, ToopherBackend};
 use crate::{now, totp};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
@@ -30,28 +31,42 @@ const MAX_ATTEMPTS_PER_LOGIN: u32 = 10;
 /// On shutdown, how long in-flight requests may take to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest single `Wait`: the module waits in slices so a vanished client ends the poll.
+const MAX_WAIT_SLICE: Duration = Duration::from_secs(10);
+
 pub struct Daemon {
     pub config: Config,
     store: Mutex<Store>,
     pub log: Log,
     issuer: String,
+    toopher: Option<ToopherBackend>,
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 impl Daemon {
-    pub fn new(config: Config, store: Store, log: Log) -> Daemon {
+    /// Fails when the configured backend cannot be set up (credentials, CA file).
+    pub fn new(config: Config, store: Store, log: Log) -> Result<Daemon, String> {
         let issuer = match &config.issuer {
             Some(l) => l.0.clone(),
-            None => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "pam_toopher".into()),
+            None => host_name(),
         };
-        Daemon {
+        let toopher = match config.backend {
+            Backend::Toopher => Some(ToopherBackend::new(&config.toopher, &host_name())?),
+            Backend::Local => None,
+        };
+        Ok(Daemon {
             config,
             store: Mutex::new(store),
             log,
             issuer,
-        }
+            toopher,
+        })
     }
 
     fn limits(&self) -> Limits {
@@ -220,6 +235,25 @@ struct Login {
     ctx: LoginContext,
     attempts: u32,
     done: bool,
+    /// Toopher backend: the push waiting for the person.
+    push: Option<PendingPush>,
+}
+
+#[derive(Clone)]
+struct PendingPush {
+    id: String,
+    deadline: Instant,
+}
+
+impl Login {
+    fn new(ctx: LoginContext) -> Login {
+        Login {
+            ctx,
+            attempts: 0,
+            done: false,
+            push: None,
+        }
+    }
 }
 
 struct Conn {
@@ -237,10 +271,14 @@ impl Conn {
     async fn handle(&mut self, req: Request) -> Response {
         match req {
             Request::Begin(ctx) => self.begin(ctx).await,
+            Request::Otp { code } if self.d.toopher.is_some() => self.otp_toopher(code).await,
             Request::Otp { code } => self.otp(code).await,
+            Request::Push if self.d.toopher.is_some() => self.push().await,
+            Request::Wait { timeout_ms } if self.d.toopher.is_some() => self.wait(timeout_ms).await,
+            Request::Cancel if self.d.toopher.is_some() => self.cancel(),
             Request::Push | Request::Wait { .. } | Request::Cancel => Response::error(
                 ErrorKind::Unsupported,
-                "push needs a push backend; this toopherd uses the local backend",
+                "push needs backend = \"toopher\"; this toopherd uses the local backend",
             ),
             Request::RegistrationResponse { .. } | Request::RegistrationApprove { .. } => {
                 Response::error(
@@ -316,6 +354,9 @@ impl Conn {
         {
             return Response::error(ErrorKind::BadRequest, "invalid login context");
         }
+        if self.d.toopher.is_some() {
+            return self.begin_toopher(ctx).await;
+        }
         let limits = self.d.limits();
         let user = ctx.user.clone();
         let state = match self
@@ -331,11 +372,7 @@ impl Conn {
         };
         match state {
             LoginState::Active => {
-                self.login = Some(Login {
-                    ctx,
-                    attempts: 0,
-                    done: false,
-                });
+                self.login = Some(Login::new(ctx));
                 Response::Challenge {
                     methods: vec![Method::Otp, Method::RecoveryCode],
                     push_pending: false,
@@ -349,24 +386,318 @@ impl Conn {
                 );
                 Response::denied(DenyReason::RateLimited)
             }
-            LoginState::NotEnrolled => match self.d.config.availability {
-                Availability::Required => {
-                    self.log_auth(&ctx, "denied", "reason=not_enrolled");
-                    Response::Denied {
-                        reason: DenyReason::NotEnrolled,
-                        message: Some(
-                            "Two-factor authentication is required, but this account is not enrolled."
-                                .into(),
-                        ),
-                    }
+            LoginState::NotEnrolled => self.not_enrolled(&ctx),
+        }
+    }
+
+    /// An account without a second factor: `availability` decides.
+    fn not_enrolled(&self, ctx: &LoginContext) -> Response {
+        match self.d.config.availability {
+            Availability::Required => {
+                self.log_auth(ctx, "denied", "reason=not_enrolled");
+                Response::Denied {
+                    reason: DenyReason::NotEnrolled,
+                    message: Some(
+                        "Two-factor authentication is required, but this account is not enrolled."
+                            .into(),
+                    ),
                 }
-                Availability::Available => {
-                    self.log_auth(&ctx, "allowed", "reason=not_enrolled");
-                    Response::Allow {
-                        reason: AllowReason::NotEnrolled,
-                    }
+            }
+            Availability::Available => {
+                self.log_auth(ctx, "allowed", "reason=not_enrolled");
+                Response::Allow {
+                    reason: AllowReason::NotEnrolled,
                 }
+            }
+        }
+    }
+
+    /// The backend service could not be reached: `failmode` decides (and only here).
+    fn unreachable(&self, ctx: &LoginContext, detail: &str) -> Response {
+        let detail = field(Some(detail));
+        match self.d.config.failmode {
+            Failmode::Safe => {
+                self.log_auth(
+                    ctx,
+                    "allowed",
+                    &format!(
+                        "reason=backend_unreachable failmode=safe NO_SECOND_FACTOR detail={detail}"
+                    ),
+                );
+                Response::Allow {
+                    reason: AllowReason::Failmode,
+                }
+            }
+            Failmode::Secure => {
+                self.log_auth(
+                    ctx,
+                    "unavailable",
+                    &format!("reason=backend_unreachable failmode=secure detail={detail}"),
+                );
+                Response::Unavailable {
+                    detail: "the second-factor service could not be reached".into(),
+                }
+            }
+        }
+    }
+
+    /// The user's failures refuse attempts right now (logged), or an internal error.
+    async fn rate_limit_refusal(&self, ctx: &LoginContext) -> Option<Response> {
+        let limits = self.d.limits();
+        let user = ctx.user.clone();
+        match self
+            .d
+            .db(move |s| s.rate_limited(&user, now(), limits))
+            .await
+        {
+            Ok(None) => None,
+            Ok(Some(until)) => {
+                self.log_auth(
+                    ctx,
+                    "refused",
+                    &format!("reason=rate_limited until={until}"),
+                );
+                Some(Response::denied(DenyReason::RateLimited))
+            }
+            Err(e) => Some(internal(&self.d, "rate limit", &e)),
+        }
+    }
+
+    async fn note_result(&self, user: &str, success: bool) {
+        let window = self.d.config.rate_limit.window.0;
+        let user = user.to_owned();
+        if let Err(e) = self
+            .d
+            .db(move |s| s.note_result(&user, success, now(), window))
+            .await
+        {
+            self.d
+                .log
+                .err(&format!("recording a second-factor result: {e}"));
+        }
+    }
+
+    async fn begin_toopher(&mut self, ctx: LoginContext) -> Response {
+        let d = Arc::clone(&self.d);
+        let Some(tb) = d.toopher.as_ref() else {
+            return Response::error(ErrorKind::Internal, "no toopher backend");
+        };
+        if let Some(refusal) = self.rate_limit_refusal(&ctx).await {
+            return refusal;
+        }
+        match tb.preauth(&ctx).await {
+            Preauth::Enrolled => {}
+            Preauth::Other(outcome) => return self.settle(&ctx, outcome).await,
+        }
+        let autopush = ctx.autopush;
+        self.login = Some(Login::new(ctx.clone()));
+        if !autopush {
+            return Response::Challenge {
+                methods: vec![Method::Push, Method::Otp],
+                push_pending: false,
+            };
+        }
+        match self.send_push(tb, &ctx).await {
+            Response::Pending => Response::Challenge {
+                methods: vec![Method::Push, Method::Otp],
+                push_pending: true,
             },
+            other => other,
+        }
+    }
+
+    async fn send_push(&mut self, tb: &ToopherBackend, ctx: &LoginContext) -> Response {
+        match tb.push(ctx).await {
+            Outcome::Pending { request_id } => {
+                if let Some(l) = self.login.as_mut() {
+                    l.push = Some(PendingPush {
+                        id: request_id,
+                        deadline: Instant::now() + tb.push_timeout(),
+                    });
+                }
+                Response::Pending
+            }
+            other => self.settle(ctx, other).await,
+        }
+    }
+
+    /// The current login, when one is open on this connection.
+    fn open_login(&self) -> Result<LoginContext, Box<Response>> {
+        match self.login.as_ref().filter(|l| !l.done) {
+            Some(l) => Ok(l.ctx.clone()),
+            None => Err(Box::new(Response::error(
+                ErrorKind::BadRequest,
+                "no login in progress on this connection",
+            ))),
+        }
+    }
+
+    async fn push(&mut self) -> Response {
+        let d = Arc::clone(&self.d);
+        let Some(tb) = d.toopher.as_ref() else {
+            return Response::error(ErrorKind::Internal, "no toopher backend");
+        };
+        let ctx = match self.open_login() {
+            Ok(c) => c,
+            Err(r) => return *r,
+        };
+        if self.login.as_ref().is_some_and(|l| l.push.is_some()) {
+            return Response::Pending;
+        }
+        if let Some(refusal) = self.rate_limit_refusal(&ctx).await {
+            return refusal;
+        }
+        self.send_push(tb, &ctx).await
+    }
+
+    /// Polls the pending push until it is answered, `timeout_ms` passes (`Pending`), or
+    /// the push times out (`Denied{PushTimeout}`, or `failmode` when the API was unreachable).
+    async fn wait(&mut self, timeout_ms: u32) -> Response {
+        let d = Arc::clone(&self.d);
+        let Some(tb) = d.toopher.as_ref() else {
+            return Response::error(ErrorKind::Internal, "no toopher backend");
+        };
+        let ctx = match self.open_login() {
+            Ok(c) => c,
+            Err(r) => return *r,
+        };
+        let Some(push) = self.login.as_ref().and_then(|l| l.push.clone()) else {
+            return Response::error(ErrorKind::BadRequest, "no push is pending");
+        };
+        let slice_end =
+            Instant::now() + Duration::from_millis(u64::from(timeout_ms)).min(MAX_WAIT_SLICE);
+        loop {
+            let last_error = match tb.poll(&ctx, &push.id, push.deadline).await {
+                Outcome::Pending { .. } => None,
+                Outcome::Unreachable(e) => Some(e),
+                settled => {
+                    self.clear_push();
+                    return self.settle(&ctx, settled).await;
+                }
+            };
+            let now = Instant::now();
+            if now >= push.deadline {
+                self.clear_push();
+                return match last_error {
+                    Some(e) => self.unreachable(&ctx, &e),
+                    None => {
+                        self.log_auth(&ctx, "timeout", "reason=push_timeout");
+                        Response::denied(DenyReason::PushTimeout)
+                    }
+                };
+            }
+            let next = (now + tb.poll_interval()).min(push.deadline);
+            if next > slice_end {
+                return Response::Pending;
+            }
+            tokio::time::sleep_until(next.into()).await;
+        }
+    }
+
+    fn clear_push(&mut self) {
+        if let Some(l) = self.login.as_mut() {
+            l.push = None;
+        }
+    }
+
+    fn cancel(&mut self) -> Response {
+        let cancelled = self
+            .login
+            .as_mut()
+            .and_then(|l| l.push.take().map(|_| l.ctx.clone()));
+        if let Some(ctx) = cancelled {
+            self.log_auth(&ctx, "cancelled", "reason=module_cancelled_push");
+        }
+        Response::Denied {
+            reason: DenyReason::Other,
+            message: Some("cancelled".into()),
+        }
+    }
+
+    async fn otp_toopher(&mut self, code: Secret) -> Response {
+        let d = Arc::clone(&self.d);
+        let Some(tb) = d.toopher.as_ref() else {
+            return Response::error(ErrorKind::Internal, "no toopher backend");
+        };
+        let ctx = match self.open_login() {
+            Ok(c) => c,
+            Err(r) => return *r,
+        };
+        let pending = match self.login.as_mut() {
+            Some(l) => {
+                l.attempts += 1;
+                if l.attempts > MAX_ATTEMPTS_PER_LOGIN {
+                    l.done = true;
+                    return Response::denied(DenyReason::RateLimited);
+                }
+                l.push.take().map(|p| p.id)
+            }
+            None => None,
+        };
+        if let Some(refusal) = self.rate_limit_refusal(&ctx).await {
+            return refusal;
+        }
+        let outcome = tb.otp(&ctx, pending.as_deref(), code.expose().trim()).await;
+        self.settle(&ctx, outcome).await
+    }
+
+    /// Turns a backend outcome into the answer, logging the decision and keeping the
+    /// rate limit's record.
+    async fn settle(&mut self, ctx: &LoginContext, outcome: Outcome) -> Response {
+        match outcome {
+            Outcome::Granted { method, automated } => {
+                let name = match method {
+                    Method::Push => "push",
+                    _ => "otp",
+                };
+                self.log_auth(
+                    ctx,
+                    "granted",
+                    &format!("method={name} automated={automated}"),
+                );
+                self.note_result(&ctx.user, true).await;
+                if let Some(l) = self.login.as_mut() {
+                    l.done = true;
+                }
+                Response::Granted { method }
+            }
+            Outcome::Denied {
+                reason,
+                message,
+                detail,
+            } => {
+                self.log_auth(
+                    ctx,
+                    "denied",
+                    &format!("reason={} detail={}", reason.as_str(), field(Some(&detail))),
+                );
+                if matches!(reason, DenyReason::WrongCode | DenyReason::PushDenied) {
+                    self.note_result(&ctx.user, false).await;
+                } else if let Some(l) = self.login.as_mut() {
+                    l.done = true;
+                }
+                Response::Denied { reason, message }
+            }
+            Outcome::Pending { .. } => Response::Pending,
+            Outcome::NotEnrolled => {
+                if let Some(l) = self.login.as_mut() {
+                    l.done = true;
+                }
+                self.not_enrolled(ctx)
+            }
+            Outcome::OtpRequired => {
+                self.log_auth(ctx, "challenge", "reason=toopher_708_requires_otp");
+                Response::Challenge {
+                    methods: vec![Method::Otp],
+                    push_pending: false,
+                }
+            }
+            Outcome::Unreachable(detail) => {
+                if let Some(l) = self.login.as_mut() {
+                    l.done = true;
+                }
+                self.unreachable(ctx, &detail)
+            }
         }
     }
 

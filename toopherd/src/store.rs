@@ -257,6 +257,37 @@ impl Store {
         Ok(())
     }
 
+    /// When the rate limit refuses `user` right now, until when.
+    pub fn rate_limited(
+        &self,
+        user: &str,
+        now: u64,
+        limits: Limits,
+    ) -> Result<Option<u64>, StoreError> {
+        Self::locked_until(&self.conn, user, now, limits)
+    }
+
+    /// Records a failed second factor outside the local backend (a wrong OTP or a denied
+    /// push at the Toopher API), or clears the record after a success.
+    pub fn note_result(
+        &mut self,
+        user: &str,
+        success: bool,
+        now: u64,
+        window: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if success {
+            tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
+        } else {
+            Self::record_failure(&tx, user, now, window)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// What a login of `user` meets right now.
     pub fn login_state(
         &self,

@@ -84,7 +84,10 @@ fn run(config: Config, log: Log) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let daemon = Arc::new(Daemon::new(config, store, log));
+    let daemon = match Daemon::new(config, store, log) {
+        Ok(d) => Arc::new(d),
+        Err(e) => return Err(e),
+    };
     let result = runtime.block_on(async {
         let listener = bind(&socket)?;
         daemon.log.info(&format!(
