@@ -6,11 +6,21 @@ use crate::conversation::{ConvError, Conversation};
 use crate::daemon::Daemon;
 use crate::options::{Failmode, Options};
 use crate::text::printable;
+use std::time::{Duration, Instant};
 use toopher_ipc::{
     AllowReason, DenyReason, ErrorKind, FrameError, LoginContext, Method, Request, Response, Secret,
 };
 
 pub const OTP_PROMPT: &str = "One-time password: ";
+/// The "choose" placement: Enter sends the push, a typed code is checked at once.
+pub const CHOOSE_PROMPT: &str = "Press Enter to approve on your phone, or type a one-time password: ";
+/// The "type while waiting" placement: the push is already out.
+pub const AUTOPUSH_PROMPT: &str =
+    "Approve on your phone and press Enter, or type a one-time password: ";
+/// Each `Wait` is this long at most, so toopherd soon notices a vanished module.
+const WAIT_SLICE: Duration = Duration::from_secs(5);
+/// Allowance for toopherd's own poll on top of a slice.
+const WAIT_MARGIN: Duration = Duration::from_secs(20);
 /// Longest input worth sending: a recovery code with its dashes is 14 characters.
 const MAX_CODE_LEN: usize = 64;
 
@@ -102,16 +112,16 @@ pub fn authenticate<D: Daemon>(
     };
     login.debug(&format!("begin answered {}", describe(&answer)));
     match answer {
-        Response::Allow { reason } => {
-            let why = match reason {
-                AllowReason::NotEnrolled => "not_enrolled",
-                AllowReason::Exempt => "exempt",
-                AllowReason::Failmode => "backend_unreachable_failmode_safe",
-            };
-            login.note(Level::Info, &format!("outcome=allowed reason={why}"));
+        Response::Allow { reason } => allowed(&mut login, reason),
+        // An automated grant can come back at once with autopush.
+        Response::Granted { method } => {
+            login.note(Level::Info, &format!("outcome=granted method={}", method_name(method)));
             Outcome::Success
         }
-        Response::Challenge { methods, .. } => challenge(&mut login, &mut daemon, &methods),
+        Response::Challenge {
+            methods,
+            push_pending,
+        } => challenge(&mut login, &mut daemon, &methods, push_pending),
         Response::Denied { reason, message } => denied(&mut login, reason, message.as_deref()),
         Response::Unavailable { detail } => {
             login.note(
@@ -188,77 +198,214 @@ fn denied(login: &mut Login<'_>, reason: DenyReason, message: Option<&str>) -> O
     Outcome::AuthErr
 }
 
-fn challenge<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, methods: &[Method]) -> Outcome {
-    if !methods
-        .iter()
-        .any(|m| matches!(m, Method::Otp | Method::RecoveryCode))
-    {
+/// Where the conversation stands between prompts.
+struct ChallengeState {
+    /// A push is out (autopush, or sent after Enter and not yet answered).
+    push_pending: bool,
+    /// Only a typed code will do (no push method, or the push timed out).
+    otp_only: bool,
+    /// Said at the start of the next prompt: OpenSSH shows PAM messages only together with
+    /// a prompt, and sudo silences them, so what the person must know rides on the prompt.
+    note: Option<String>,
+}
+
+impl ChallengeState {
+    fn prompt(&mut self) -> String {
+        let ask = if self.otp_only {
+            OTP_PROMPT
+        } else if self.push_pending {
+            AUTOPUSH_PROMPT
+        } else {
+            CHOOSE_PROMPT
+        };
+        match self.note.take() {
+            Some(note) => format!("{note}\n{ask}"),
+            None => ask.to_owned(),
+        }
+    }
+}
+
+/// What an answer means for the conversation.
+enum Step {
+    Done(Outcome),
+    /// Ask again (with this note).
+    Again(String),
+}
+
+fn challenge<D: Daemon>(
+    login: &mut Login<'_>,
+    daemon: &mut D,
+    methods: &[Method],
+    push_pending: bool,
+) -> Outcome {
+    let can_push = methods.contains(&Method::Push);
+    let can_type = methods.iter().any(|m| matches!(m, Method::Otp | Method::RecoveryCode));
+    if !can_push && !can_type {
         login.note(Level::Err, "outcome=error no method this module can offer");
         return Outcome::AuthErr;
     }
+    let mut st = ChallengeState {
+        push_pending: push_pending && can_push,
+        otp_only: !can_push,
+        note: None,
+    };
+    let deadline = Instant::now() + login.opts.timeout;
     let tries = login.opts.prompts;
     for attempt in 1..=tries {
-        let code = match login.conv.prompt_hidden(OTP_PROMPT) {
+        let prompt = st.prompt();
+        let input = match login.conv.prompt_hidden(&prompt) {
             Ok(c) => c,
             Err(ConvError) => {
                 login.note(Level::Notice, "outcome=aborted conversation failed");
+                if st.push_pending {
+                    let _ = daemon.call(&Request::Cancel);
+                }
                 return Outcome::ConvErr;
             }
         };
-        let code = Secret::new(code.expose().trim());
-        if code.is_empty() || code.expose().len() > MAX_CODE_LEN {
-            login.conv.error("No valid code entered.");
-            continue;
-        }
-        match daemon.call(&Request::Otp { code }) {
-            Ok(Response::Granted { method }) => {
-                login.note(
-                    Level::Info,
-                    &format!("outcome=granted method={}", method_name(method)),
-                );
-                return Outcome::Success;
+        let code = Secret::new(input.expose().trim());
+        drop(input);
+        let step = if code.is_empty() && !st.otp_only {
+            push_and_wait(login, daemon, &mut st, deadline)
+        } else if code.is_empty() || code.expose().len() > MAX_CODE_LEN {
+            Step::Again("No valid code entered.".into())
+        } else {
+            // A code typed while a push is pending settles that push (otp_auth).
+            st.push_pending = false;
+            match daemon.call(&Request::Otp { code }) {
+                Ok(answer) => answer_step(login, &mut st, answer, attempt),
+                Err(e) => Step::Done(failed_mid_login(login, &e)),
             }
-            Ok(Response::Denied {
-                reason: DenyReason::WrongCode,
-                ..
-            }) => {
-                login.note(
-                    Level::Notice,
-                    &format!("outcome=retry reason=wrong_code attempt={attempt}"),
-                );
-                if attempt < tries {
-                    login.conv.error("Incorrect code. Try again.");
-                } else {
-                    login.conv.error("Incorrect code.");
+        };
+        match step {
+            Step::Done(outcome) => return outcome,
+            Step::Again(note) => {
+                if attempt == tries {
+                    // No prompt left to carry it: say it the only way left.
+                    login.conv.error(&note);
                 }
-            }
-            Ok(Response::Denied { reason, message }) => {
-                return denied(login, reason, message.as_deref());
-            }
-            Ok(Response::Error { kind, message }) => return daemon_error(login, kind, &message),
-            Ok(other) => {
-                login.note(
-                    Level::Err,
-                    &format!("outcome=error unexpected answer {}", describe(&other)),
-                );
-                return Outcome::AuthErr;
-            }
-            Err(e) => {
-                // toopherd was reached and then failed: never a failmode case.
-                login.note(
-                    Level::Err,
-                    &format!("outcome=error toopherd failed during the login: {e}"),
-                );
-                login.conv.error("The second-factor service failed.");
-                return Outcome::AuthInfoUnavail;
+                st.note = Some(note);
             }
         }
     }
-    login.note(
-        Level::Notice,
-        &format!("outcome=denied reason=max_tries tries={tries}"),
-    );
+    login.note(Level::Notice, &format!("outcome=denied reason=max_tries tries={tries}"));
     Outcome::MaxTries
+}
+
+/// Sends the push if it is not out yet, then waits for the answer in slices (so
+/// toopherd notices if this process goes away), within the module's `timeout`.
+fn push_and_wait<D: Daemon>(
+    login: &mut Login<'_>,
+    daemon: &mut D,
+    st: &mut ChallengeState,
+    deadline: Instant,
+) -> Step {
+    if !st.push_pending {
+        match daemon.call(&Request::Push) {
+            Ok(Response::Pending) => st.push_pending = true,
+            Ok(answer) => return answer_step(login, st, answer, 0),
+            Err(e) => return Step::Done(failed_mid_login(login, &e)),
+        }
+        login.debug("push sent");
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let _ = daemon.call(&Request::Cancel);
+            login.note(Level::Notice, "outcome=denied reason=module_timeout");
+            login.conv.error("Timed out waiting for approval.");
+            return Step::Done(Outcome::AuthErr);
+        }
+        let slice = left.min(WAIT_SLICE);
+        let wait = Request::Wait {
+            timeout_ms: u32::try_from(slice.as_millis()).unwrap_or(u32::MAX),
+        };
+        match daemon.call_within(&wait, slice + WAIT_MARGIN) {
+            Ok(Response::Pending) => continue,
+            Ok(answer) => {
+                st.push_pending = false;
+                return answer_step(login, st, answer, 0);
+            }
+            Err(e) => return Step::Done(failed_mid_login(login, &e)),
+        }
+    }
+}
+
+/// toopherd was reached and then failed: never a failmode case.
+fn failed_mid_login(login: &mut Login<'_>, e: &FrameError) -> Outcome {
+    login.note(Level::Err, &format!("outcome=error toopherd failed during the login: {e}"));
+    login.conv.error("The second-factor service failed.");
+    Outcome::AuthInfoUnavail
+}
+
+fn answer_step(login: &mut Login<'_>, st: &mut ChallengeState, answer: Response, attempt: u32) -> Step {
+    match answer {
+        Response::Granted { method } => {
+            login.note(Level::Info, &format!("outcome=granted method={}", method_name(method)));
+            Step::Done(Outcome::Success)
+        }
+        Response::Allow { reason } => Step::Done(allowed(login, reason)),
+        Response::Denied {
+            reason: DenyReason::WrongCode,
+            ..
+        } => {
+            login.note(Level::Notice, &format!("outcome=retry reason=wrong_code attempt={attempt}"));
+            Step::Again("Incorrect code.".into())
+        }
+        Response::Denied {
+            reason: DenyReason::PushDenied,
+            message,
+        } => {
+            login.note(Level::Notice, "outcome=retry reason=push_denied");
+            let why = message
+                .map(|m| printable(&m, 200))
+                .filter(|m| !m.trim().is_empty())
+                .map_or_else(String::new, |m| format!(": {m}"));
+            Step::Again(format!("Denied on your phone{why}."))
+        }
+        Response::Denied {
+            reason: DenyReason::PushTimeout,
+            ..
+        } => {
+            login.note(Level::Notice, "outcome=retry reason=push_timeout");
+            st.otp_only = true;
+            Step::Again("No answer from your phone. Type a one-time password instead.".into())
+        }
+        Response::Denied { reason, message } => Step::Done(denied(login, reason, message.as_deref())),
+        // The service requires a typed code for this account (Toopher 708).
+        Response::Challenge { methods, .. } if methods.contains(&Method::Otp) => {
+            st.otp_only = true;
+            Step::Again("A one-time password is required.".into())
+        }
+        Response::Unavailable { detail } => {
+            login.note(
+                Level::Err,
+                &format!("outcome=unavailable toopherd backend: {}", printable(&detail, 200)),
+            );
+            login.conv.error("The second-factor service is unavailable.");
+            Step::Done(Outcome::AuthInfoUnavail)
+        }
+        Response::Error { kind, message } => Step::Done(daemon_error(login, kind, &message)),
+        other => {
+            login.note(Level::Err, &format!("outcome=error unexpected answer {}", describe(&other)));
+            Step::Done(Outcome::AuthErr)
+        }
+    }
+}
+
+fn allowed(login: &mut Login<'_>, reason: AllowReason) -> Outcome {
+    let why = match reason {
+        AllowReason::NotEnrolled => "not_enrolled",
+        AllowReason::Exempt => "exempt",
+        AllowReason::Failmode => "backend_unreachable_failmode_safe",
+    };
+    let level = if reason == AllowReason::Failmode {
+        Level::Warning
+    } else {
+        Level::Info
+    };
+    login.note(level, &format!("outcome=allowed reason={why}"));
+    Outcome::Success
 }
 
 fn method_name(m: Method) -> &'static str {

@@ -18,6 +18,10 @@ pub struct Options {
     /// How many codes the person may type in one login.
     pub prompts: u32,
     pub debug: bool,
+    /// Send the push at once, before the first prompt.
+    pub autopush: bool,
+    /// Bound on the whole wait for the phone within one login.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for Options {
@@ -27,11 +31,14 @@ impl Default for Options {
             failmode: Failmode::Secure,
             prompts: 3,
             debug: false,
+            autopush: false,
+            timeout: std::time::Duration::from_secs(120),
         }
     }
 }
 
 pub const MAX_PROMPTS: u32 = 10;
+pub const MAX_TIMEOUT_SECS: u64 = 900;
 
 /// An option the module does not understand. The module refuses to run with it rather
 /// than guess (a typo in `failmode=` must not silently change security).
@@ -54,6 +61,17 @@ impl Options {
             };
             match (key, value) {
                 ("debug", None) => o.debug = true,
+                ("autopush", None) => o.autopush = true,
+                ("timeout", Some(v)) => match v.parse::<u64>() {
+                    Ok(n) if (1..=MAX_TIMEOUT_SECS).contains(&n) => {
+                        o.timeout = std::time::Duration::from_secs(n)
+                    }
+                    _ => {
+                        return Err(OptionError(format!(
+                            "invalid option {arg}: timeout must be 1 to {MAX_TIMEOUT_SECS} seconds"
+                        )));
+                    }
+                },
                 ("socket", Some(v)) if v.starts_with('/') => o.socket = PathBuf::from(v),
                 ("failmode", Some("secure")) => o.failmode = Failmode::Secure,
                 ("failmode", Some("safe")) => o.failmode = Failmode::Safe,

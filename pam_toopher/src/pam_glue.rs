@@ -117,7 +117,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         rhost: item::<RHost>(pamh, |v| v.0),
         tty: item::<Tty>(pamh, |v| v.0),
         ruser: item::<RUser>(pamh, |v| v.0),
-        autopush: false,
+        autopush: opts.autopush,
     };
     let mut conv = PamConversation {
         conv: pamh.get_item::<Conv>().ok().flatten(),

@@ -224,9 +224,28 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
         };
         drop(body);
         wait = IDLE_TIMEOUT;
-        let resp = conn.handle(req).await;
+        // A client that goes away mid-request (a module giving up on a push) ends the work.
+        let resp = tokio::select! {
+            r = conn.handle(req) => r,
+            _ = peer_gone(&stream) => return,
+        };
         if send(&mut stream, &resp).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Resolves when the peer closes its end (or sends before its answer, which the
+/// protocol does not allow).
+async fn peer_gone(stream: &UnixStream) {
+    let mut probe = [0u8; 1];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            _ => return,
         }
     }
 }
