@@ -52,9 +52,14 @@ impl Toopherd {
         std::fs::write(
             &config,
             format!(
-                "socket = \"{}\"\nstate_dir = \"{}\"\nbackend = \"local\"\n{extra}\n",
+                "socket = \"{}\"\nstate_dir = \"{}\"\n{}{extra}\n",
                 socket.display(),
-                dir.path().join("state").display()
+                dir.path().join("state").display(),
+                if extra.contains("backend =") {
+                    ""
+                } else {
+                    "backend = \"local\"\n"
+                }
             ),
         )
         .expect("write config");

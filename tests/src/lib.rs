@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod otp;
 pub mod pam;
+pub mod sim;
 pub mod system;
 
 use std::path::PathBuf;

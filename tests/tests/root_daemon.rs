@@ -1,3 +1,4 @@
+//! Needs root: toopherd authorises peers by uid, and these tests act for several accounts.
 //! toopherd as a service: misbehaving clients, peer authorisation, configuration errors,
 //! file modes, shutdown, and toopherctl.
 
@@ -11,7 +12,7 @@ use toopher_ipc::{
 };
 use toopher_tests::daemon::{Toopherd, ctl_as};
 use toopher_tests::pam::{self, Stack};
-use toopher_tests::{artifact, is_root, otp};
+use toopher_tests::{artifact, otp};
 
 fn error_kind(stream: &mut UnixStream) -> Option<ErrorKind> {
     stream
@@ -108,7 +109,8 @@ fn a_non_root_peer_may_not_act_for_another_user() {
     d.enroll("daemon");
     // The state dir is private to root; a non-root test process needs to reach the socket.
     std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let as_uid = is_root().then(nobody_uid);
+    toopher_tests::system::require_root();
+    let as_uid = Some(nobody_uid());
     for args in [
         vec!["status", "daemon"],
         vec!["enroll", "daemon", "--json"],
@@ -140,30 +142,7 @@ fn a_non_root_peer_may_not_act_for_another_user() {
 
 #[test]
 fn a_non_root_peer_may_not_begin_a_login_for_another_user() {
-    if !is_root() {
-        // The test process itself is the non-root peer.
-        let d = Toopherd::start();
-        let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
-        let r = c.call(&Request::Begin(LoginContext {
-            user: "root".into(),
-            service: "x".into(),
-            rhost: None,
-            tty: None,
-            ruser: None,
-            autopush: false,
-        }));
-        assert!(
-            matches!(
-                r,
-                Ok(Response::Error {
-                    kind: ErrorKind::Forbidden,
-                    ..
-                })
-            ),
-            "{r:?}"
-        );
-        return;
-    }
+    toopher_tests::system::require_root();
     // As root: the module run by a non-root process (setpriv) asks for root's login.
     let d = Toopherd::start_with("availability = \"available\"\n");
     std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

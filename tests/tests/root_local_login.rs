@@ -1,4 +1,4 @@
-//! Logins through the real libpam and the built module against a real toopherd with the
+//! Needs root (toopherd lets only root act for other accounts). Logins through the real libpam and the built module against a real toopherd with the
 //! local backend; codes come from oathtool.
 
 use toopher_tests::daemon::Toopherd;

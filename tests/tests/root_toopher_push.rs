@@ -1,0 +1,428 @@
+//! Push and OTP through the Toopher backend: the real module through the real libpam, a
+//! real toopherd, and the Toopher API simulator over HTTPS. Needs root (toopherd lets only
+//! root act for other accounts).
+
+use std::time::Duration;
+use toopher_ipc::{Client, LoginContext, Request, Response, Timeouts};
+use toopher_tests::daemon::Toopherd;
+use toopher_tests::otp;
+use toopher_tests::pam::{self, Stack};
+use toopher_tests::sim::{Failure, FailureRule, Sim};
+
+const CHOOSE: &str = "Press Enter to approve on your phone, or type a one-time password: ";
+const AUTOPUSH: &str = "Approve on your phone and press Enter, or type a one-time password: ";
+
+fn host() -> String {
+    nix_hostname()
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn enter_sends_a_push_that_the_phone_approves() {
+    let sim = Sim::start();
+    sim.paired("alice");
+    let d = sim.toopherd("", "");
+    let answer = sim.answer_next_push(Some(None));
+    let t = pam::login(
+        &Stack::toopher(&d.socket, ""),
+        "alice",
+        &[""],
+        Some("192.0.2.10"),
+    );
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    assert_eq!(t.messages[0], (pam::PROMPT_ECHO_OFF, CHOOSE.into()));
+    let id = answer.join().unwrap().expect("a push was sent");
+    let req = sim
+        .handle
+        .requests()
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(req.user_name, "alice");
+    assert_eq!(
+        req.terminal_name,
+        format!("{} toopher-test from 192.0.2.10", host())
+    );
+    assert_eq!(req.terminal_requester_specified_id.len(), 32);
+    assert_eq!(req.action_name, "Log In");
+    assert!(req.automation_allowed);
+    assert!(d.log().contains("auth user=alice service=toopher-test rhost=192.0.2.10 tty=- outcome=granted method=push automated=false"), "{}", d.log());
+}
+
+#[test]
+fn a_denied_push_shows_the_reason_and_never_grants() {
+    let sim = Sim::start();
+    sim.paired("bob");
+    let d = sim.toopherd("", "");
+    let a1 = sim.answer_next_push(Some(Some("Not me\x1b[2J")));
+    let stack = Stack::toopher(&d.socket, "prompts=2");
+    // The second answer is typed after the first push was denied; deny that one too.
+    let sim2 = sim.clone();
+    let a2 = std::thread::spawn(move || {
+        a1.join().unwrap();
+        sim2.answer_next_push(Some(Some("Still not me")))
+            .join()
+            .unwrap()
+    });
+    let t = pam::login(&stack, "bob", &["", ""], None);
+    a2.join().unwrap();
+    assert_eq!(t.auth, pam::PAM_MAXTRIES, "{t:?}\n{}", d.log());
+    assert_eq!(
+        t.messages[1],
+        (
+            pam::PROMPT_ECHO_OFF,
+            format!("Denied on your phone: Not me[2J.\n{CHOOSE}")
+        )
+    );
+    assert!(t.shown("Still not me"));
+    assert_eq!(
+        d.log().matches("outcome=denied reason=push_denied").count(),
+        2,
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn no_answer_then_a_one_time_password() {
+    let sim = Sim::start();
+    let user = sim.paired("carol");
+    let d = sim.toopherd("", "push_timeout = 1.5");
+    let secret = user.totp_secret.clone().unwrap();
+    // The person reads the next code while the push times out.
+    let code = otp::totp_at(&secret, otp::now());
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "carol", &["", &code], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    assert_eq!(
+        t.messages[1].1,
+        "No answer from your phone. Type a one-time password instead.\nOne-time password: "
+    );
+    assert!(d.log().contains("outcome=timeout reason=push_timeout"));
+    assert!(d.log().contains("outcome=granted method=otp"));
+    let initiates = sim.calls("/authentication_requests/initiate");
+    assert_eq!(initiates.len(), 2, "a push, then the OTP on a new request");
+    assert_eq!(initiates[1].param("otp"), Some("<redacted>"));
+    assert!(!d.log().contains(&code));
+}
+
+#[test]
+fn autopush_a_code_typed_while_the_push_waits_settles_it() {
+    let sim = Sim::start();
+    let user = sim.paired("dave");
+    let d = sim.toopherd("", "");
+    let code = otp::totp_at(&user.totp_secret.clone().unwrap(), otp::now());
+    let t = pam::login(
+        &Stack::toopher(&d.socket, "autopush"),
+        "dave",
+        &[&code],
+        None,
+    );
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    assert_eq!(t.messages[0].1, AUTOPUSH);
+    let pushes = sim.handle.requests();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    let otp_auth = sim.calls(&format!(
+        "/authentication_requests/{}/otp_auth",
+        pushes[0].id
+    ));
+    assert_eq!(otp_auth.len(), 1, "{:?}", sim.handle.request_log());
+    assert!(
+        sim.calls("/authentication_requests/initiate")
+            .iter()
+            .all(|e| e.param("otp").is_none())
+    );
+}
+
+#[test]
+fn autopush_enter_after_approving() {
+    let sim = Sim::start();
+    sim.paired("erin");
+    let d = sim.toopherd("", "");
+    let answer = sim.answer_next_push(Some(None));
+    let t = pam::login(&Stack::toopher(&d.socket, "autopush"), "erin", &[""], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}");
+    answer.join().unwrap().unwrap();
+    assert_eq!(sim.handle.requests().len(), 1);
+}
+
+#[test]
+fn a_code_typed_first_goes_with_the_request_and_is_used_once() {
+    let sim = Sim::start();
+    let user = sim.paired("frank");
+    let d = sim.toopherd("", "");
+    let code = otp::totp_at(&user.totp_secret.clone().unwrap(), otp::now());
+    let stack = Stack::toopher(&d.socket, "prompts=1");
+    let t = pam::login(&stack, "frank", &[&code], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    let t = pam::login(&stack, "frank", &[&code], None);
+    assert_eq!(t.auth, pam::PAM_MAXTRIES, "{t:?}");
+    assert!(d.log().contains("detail=replayed_code"), "{}", d.log());
+    assert_eq!(
+        sim.calls("/authentication_requests/initiate").len(),
+        1,
+        "the replay never reached the API"
+    );
+    let wrong = otp::wrong_code(&user.totp_secret.unwrap());
+    let t = pam::login(&stack, "frank", &[&wrong], None);
+    assert_eq!(t.auth, pam::PAM_MAXTRIES);
+}
+
+#[test]
+fn api_down_secure_denies_safe_allows() {
+    let sim = Sim::start();
+    sim.paired("gina");
+    for (failure, what) in [
+        (
+            Failure::Status {
+                status: 503,
+                error_code: None,
+                error_message: None,
+            },
+            "5xx",
+        ),
+        (Failure::Malformed { status: 200 }, "malformed json"),
+        (Failure::Drop, "dropped connection"),
+        (Failure::Delay { ms: 5_000 }, "slower than the timeout"),
+    ] {
+        sim.handle.clear_failures();
+        sim.handle
+            .inject_failure(FailureRule::new("/users", failure));
+        let d = sim.toopherd("failmode = \"secure\"", "");
+        let t = pam::login(&Stack::toopher(&d.socket, ""), "gina", &[""], None);
+        assert_eq!(
+            t.auth,
+            pam::PAM_AUTHINFO_UNAVAIL,
+            "{what}: {t:?}\n{}",
+            d.log()
+        );
+        assert_eq!(t.prompts(), 0);
+        assert!(
+            d.log()
+                .contains("outcome=unavailable reason=backend_unreachable failmode=secure"),
+            "{what}"
+        );
+        let d = sim.toopherd("failmode = \"safe\"", "");
+        let t = pam::login(&Stack::toopher(&d.socket, ""), "gina", &[""], None);
+        assert_eq!(t.auth, pam::PAM_SUCCESS, "{what}: {t:?}\n{}", d.log());
+        assert!(
+            d.log()
+                .contains("outcome=allowed reason=backend_unreachable failmode=safe"),
+            "{what}"
+        );
+    }
+    // Nothing listening at all, and a server whose certificate is not trusted.
+    let dead = Toopherd::start_with(
+        &sim.config("")
+            .replace(sim.handle.base_url(), "https://127.0.0.1:9/v1"),
+    );
+    let t = pam::login(&Stack::toopher(&dead.socket, ""), "gina", &[""], None);
+    assert_eq!(t.auth, pam::PAM_AUTHINFO_UNAVAIL, "{t:?}");
+    let untrusted = Toopherd::start_with(
+        &sim.config("")
+            .lines()
+            .filter(|l| !l.starts_with("ca_file"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let t = pam::login(&Stack::toopher(&untrusted.socket, ""), "gina", &[""], None);
+    assert_eq!(
+        t.auth,
+        pam::PAM_AUTHINFO_UNAVAIL,
+        "TLS failure: {t:?}\n{}",
+        untrusted.log()
+    );
+}
+
+#[test]
+fn the_api_failing_during_a_push_follows_failmode_too() {
+    let sim = Sim::start();
+    sim.paired("hank");
+    let d = sim.toopherd("failmode = \"secure\"", "");
+    sim.handle.inject_failure(FailureRule::new(
+        "/authentication_requests/initiate",
+        Failure::Status {
+            status: 502,
+            error_code: None,
+            error_message: None,
+        },
+    ));
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "hank", &[""], None);
+    assert_eq!(t.auth, pam::PAM_AUTHINFO_UNAVAIL, "{t:?}");
+}
+
+#[test]
+fn api_refusals_are_policy_decisions_named_in_the_log() {
+    let sim = Sim::start();
+    // 704: the user turned Toopher off.
+    sim.handle
+        .create_user(&toopher_tests::sim::NewUser {
+            enabled: false,
+            ..toopher_tests::sim::NewUser::paired("ivan")
+        })
+        .unwrap();
+    // 707: pairing deactivated.
+    let judy = sim.paired("judy");
+    sim.handle
+        .deactivate_pairing(judy.pairing_id.as_deref().unwrap())
+        .unwrap();
+    let d = sim.toopherd("", "");
+    let stack = Stack::toopher(&d.socket, "");
+    let t = pam::login(&stack, "ivan", &[""], None);
+    assert_eq!(t.auth, pam::PAM_AUTH_ERR, "{t:?}");
+    assert!(t.shown("Toopher is disabled for this account."));
+    assert!(
+        d.log().contains("user=ivan")
+            && d.log()
+                .contains("reason=user_disabled detail=toopher_704_user_disabled"),
+        "{}",
+        d.log()
+    );
+    let t = pam::login(&stack, "judy", &[""], None);
+    assert_eq!(t.auth, pam::PAM_AUTH_ERR, "{t:?}\n{}", d.log());
+    assert!(
+        d.log().contains("toopher_707_pairing_deactivated"),
+        "{}",
+        d.log()
+    );
+    // 705: unknown to the API: availability decides.
+    let t = pam::login(&stack, "nobody-there", &[], None);
+    assert_eq!(t.auth, pam::PAM_AUTH_ERR);
+    assert!(
+        d.log().contains("user=nobody-there")
+            && d.log().contains("outcome=denied reason=not_enrolled")
+    );
+    let open = sim.toopherd("availability = \"available\"", "");
+    let t = pam::login(&Stack::toopher(&open.socket, ""), "nobody-there", &[], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS);
+}
+
+#[test]
+fn requires_otp_switches_to_the_code() {
+    let sim = Sim::start();
+    let k = sim
+        .handle
+        .create_user(&toopher_tests::sim::NewUser {
+            requires_otp: true,
+            ..toopher_tests::sim::NewUser::paired("kim")
+        })
+        .unwrap();
+    let d = sim.toopherd("", "");
+    let code = otp::totp_at(&k.totp_secret.unwrap(), otp::now());
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "kim", &["", &code], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    assert_eq!(
+        t.messages[1].1,
+        "A one-time password is required.\nOne-time password: "
+    );
+    assert!(d.log().contains("toopher_708_requires_otp"));
+}
+
+#[test]
+fn rate_limited_by_the_api_backs_off_as_told() {
+    let sim = Sim::start();
+    sim.paired("lee");
+    let d = sim.toopherd("", "");
+    sim.handle.inject_failure(
+        FailureRule::new(
+            "/authentication_requests/initiate",
+            Failure::RateLimit { retry_after: 1 },
+        )
+        .times(1),
+    );
+    let answer = sim.answer_next_push(Some(None));
+    let start = std::time::Instant::now();
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "lee", &[""], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    answer.join().unwrap().unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "did not wait for Retry-After"
+    );
+    assert_eq!(sim.calls("/authentication_requests/initiate").len(), 2);
+}
+
+#[test]
+fn sudo_forbids_automation_and_names_the_action() {
+    let sim = Sim::start();
+    sim.paired("mia");
+    let d = sim.toopherd("", "");
+    let answer = sim.answer_next_push(Some(None));
+    let stack = Stack::new(
+        "sudo",
+        &format!(
+            "auth required {} socket={}\n",
+            toopher_tests::module_path().display(),
+            d.socket.display()
+        ),
+    );
+    let t = pam::login(&stack, "mia", &[""], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}");
+    let id = answer.join().unwrap().unwrap();
+    let req = sim
+        .handle
+        .requests()
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    assert_eq!(req.action_name, "sudo");
+    assert!(!req.automation_allowed);
+}
+
+#[test]
+fn a_module_that_goes_away_ends_its_poll() {
+    let sim = Sim::start();
+    sim.paired("ned");
+    let d = sim.toopherd("", "push_timeout = 30");
+    let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
+    let begin = c.call(&Request::Begin(LoginContext {
+        user: "ned".into(),
+        service: "sshd".into(),
+        rhost: None,
+        tty: None,
+        ruser: None,
+        autopush: true,
+    }));
+    assert!(
+        matches!(
+            begin,
+            Ok(Response::Challenge {
+                push_pending: true,
+                ..
+            })
+        ),
+        "{begin:?}"
+    );
+    // Start a long wait, then vanish in the middle of it.
+    let socket = d.socket.clone();
+    drop(socket);
+    let mut raw = c;
+    std::thread::spawn(move || {
+        let _ = raw.call_within(
+            &Request::Wait { timeout_ms: 10_000 },
+            Duration::from_millis(500),
+        );
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let polls = |sim: &Sim| {
+        sim.calls("/authentication_requests/")
+            .iter()
+            .filter(|e| e.method == "GET")
+            .count()
+    };
+    let before = polls(&sim);
+    assert!(before > 0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        polls(&sim),
+        before,
+        "toopherd kept polling for a client that left"
+    );
+}
