@@ -86,3 +86,133 @@ fn toopherd_down_denies_ssh_by_default() {
     let login = sshd.login(&user.name, &[&user.password]);
     assert!(!login.ok, "{login:?}");
 }
+
+mod push {
+    //! The Toopher backend behind real sshd: push, denial, timeout fallback, OTP while
+    //! waiting, API down, and a wrong password that never sends a push.
+    use super::*;
+    use std::sync::Arc;
+    use toopher_tests::sim::{Failure, FailureRule, Sim};
+
+    fn setup(
+        tag: &str,
+        top: &str,
+        toopher: &str,
+        options: &str,
+    ) -> (Arc<Sim>, Toopherd, TestUser, Sshd) {
+        let sim = Sim::start();
+        let user = TestUser::create(tag);
+        let d = sim.toopherd(top, toopher);
+        let sshd = Sshd::start(PamDir::password_then_toopher("sshd", &d.socket, options));
+        (sim, d, user, sshd)
+    }
+
+    #[test]
+    fn password_and_an_approved_push() {
+        let (sim, d, user, sshd) = setup("p", "", "", "");
+        sim.paired(&user.name);
+        let answer = sim.answer_next_push(Some(None));
+        let login = sshd.login(&user.name, &[&user.password, ""]);
+        assert!(login.ok, "{login:?}\n{}\n{}", sshd.log(), d.log());
+        assert!(
+            login.prompts[1]
+                .ends_with("Press Enter to approve on your phone, or type a one-time password: "),
+            "{login:?}"
+        );
+        let id = answer.join().unwrap().unwrap();
+        let req = sim
+            .handle
+            .requests()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap();
+        assert!(
+            req.terminal_name.ends_with("sshd from 127.0.0.1"),
+            "{req:?}"
+        );
+        assert_eq!(req.action_name, "Log In");
+    }
+
+    #[test]
+    fn a_denied_push_refuses_the_login() {
+        let (sim, d, user, sshd) = setup("q", "", "", "prompts=1");
+        sim.paired(&user.name);
+        let answer = sim.answer_next_push(Some(Some("Not me")));
+        let login = sshd.login(&user.name, &[&user.password, ""]);
+        answer.join().unwrap().unwrap();
+        assert!(!login.ok, "{login:?}");
+        assert!(
+            d.log().contains("outcome=denied reason=push_denied"),
+            "{}",
+            d.log()
+        );
+    }
+
+    #[test]
+    fn no_answer_then_a_one_time_password() {
+        let (sim, d, user, sshd) = setup("r", "", "push_timeout = 1.5", "");
+        let u = sim.paired(&user.name);
+        let code = otp::totp_at(&u.totp_secret.unwrap(), otp::now());
+        let login = sshd.login(&user.name, &[&user.password, "", &code]);
+        assert!(login.ok, "{login:?}\n{}", d.log());
+        let joined = login.prompts.join("\n");
+        assert!(joined.contains("No answer from your phone."), "{login:?}");
+    }
+
+    #[test]
+    fn a_code_typed_while_the_push_waits() {
+        let (sim, d, user, sshd) = setup("s", "", "", "autopush");
+        let u = sim.paired(&user.name);
+        let code = otp::totp_at(&u.totp_secret.unwrap(), otp::now());
+        let login = sshd.login(&user.name, &[&user.password, &code]);
+        assert!(login.ok, "{login:?}\n{}", d.log());
+        assert!(
+            login.prompts[1]
+                .ends_with("Approve on your phone and press Enter, or type a one-time password: ")
+        );
+        let id = &sim.handle.requests()[0].id;
+        assert_eq!(
+            sim.calls(&format!("/authentication_requests/{id}/otp_auth"))
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn api_down_follows_failmode() {
+        for (mode, ok) in [("secure", false), ("safe", true)] {
+            let (sim, d, user, sshd) = setup(
+                if ok { "t" } else { "u" },
+                &format!("failmode = \"{mode}\""),
+                "",
+                "",
+            );
+            sim.paired(&user.name);
+            sim.handle.inject_failure(FailureRule::new(
+                "*",
+                Failure::Status {
+                    status: 503,
+                    error_code: None,
+                    error_message: None,
+                },
+            ));
+            let login = sshd.login(&user.name, &[&user.password, ""]);
+            assert_eq!(login.ok, ok, "failmode {mode}: {login:?}\n{}", d.log());
+        }
+    }
+
+    #[test]
+    fn a_wrong_password_never_sends_a_push() {
+        let (sim, d, user, sshd) = setup("v", "", "", "autopush");
+        sim.paired(&user.name);
+        let login = sshd.login(&user.name, &["wrong-password", ""]);
+        assert!(!login.ok);
+        assert!(
+            sim.calls("/authentication_requests").is_empty(),
+            "{:?}",
+            sim.handle.request_log()
+        );
+        assert!(sim.calls("/users").is_empty());
+        assert!(!d.log().contains(&format!("user={}", user.name)));
+    }
+}

@@ -43,3 +43,51 @@ fn sudo_with_password_and_one_time_password() {
         d.log()
     );
 }
+
+mod push {
+    //! The Toopher backend behind real sudo: approved, denied, OTP.
+    use super::*;
+    use toopher_tests::sim::Sim;
+
+    #[test]
+    fn sudo_approved_denied_and_otp() {
+        let sim = Sim::start();
+        let user = TestUser::create("x");
+        let u = sim.paired(&user.name);
+        // The test's sudo uses its own PAM service name; give it sudo's policy.
+        let d = sim.toopherd(
+            "",
+            &format!("[toopher.services.{SERVICE}]\naction = \"sudo\"\nautomation_allowed = false\n"),
+        );
+        let _dropin = SudoersDropIn::install(&user.name, SERVICE);
+        let pam = PamDir::password_then_toopher(SERVICE, &d.socket, "prompts=1");
+
+        let answer = sim.answer_next_push(Some(None));
+        let run = sudo(&pam, &user.name, &[&user.password, ""], "id -u");
+        assert!(run.ok, "{run:?}\n{}", d.log());
+        assert_eq!(run.stdout.trim(), "0");
+        let id = answer.join().unwrap().unwrap();
+        let req = sim
+            .handle
+            .requests()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap();
+        assert_eq!(req.action_name, "sudo");
+        assert!(
+            !req.automation_allowed,
+            "automation is off for sudo by default"
+        );
+
+        let answer = sim.answer_next_push(Some(Some("Not me")));
+        let run = sudo(&pam, &user.name, &[&user.password, ""], "id -u");
+        answer.join().unwrap().unwrap();
+        assert!(!run.ok, "{run:?}");
+        assert!(run.stdout.is_empty());
+
+        let code = otp::totp_at(&u.totp_secret.unwrap(), otp::now());
+        let run = sudo(&pam, &user.name, &[&user.password, &code], "id -u");
+        assert!(run.ok, "{run:?}\n{}", d.log());
+        assert_eq!(run.stdout.trim(), "0");
+    }
+}
