@@ -13,7 +13,8 @@ use toopher_ipc::{
 
 pub const OTP_PROMPT: &str = "One-time password: ";
 /// The "choose" placement: Enter sends the push, a typed code is checked at once.
-pub const CHOOSE_PROMPT: &str = "Press Enter to approve on your phone, or type a one-time password: ";
+pub const CHOOSE_PROMPT: &str =
+    "Press Enter to approve on your phone, or type a one-time password: ";
 /// The "type while waiting" placement: the push is already out.
 pub const AUTOPUSH_PROMPT: &str =
     "Approve on your phone and press Enter, or type a one-time password: ";
@@ -115,7 +116,10 @@ pub fn authenticate<D: Daemon>(
         Response::Allow { reason } => allowed(&mut login, reason),
         // An automated grant can come back at once with autopush.
         Response::Granted { method } => {
-            login.note(Level::Info, &format!("outcome=granted method={}", method_name(method)));
+            login.note(
+                Level::Info,
+                &format!("outcome=granted method={}", method_name(method)),
+            );
             Outcome::Success
         }
         Response::Challenge {
@@ -239,7 +243,9 @@ fn challenge<D: Daemon>(
     push_pending: bool,
 ) -> Outcome {
     let can_push = methods.contains(&Method::Push);
-    let can_type = methods.iter().any(|m| matches!(m, Method::Otp | Method::RecoveryCode));
+    let can_type = methods
+        .iter()
+        .any(|m| matches!(m, Method::Otp | Method::RecoveryCode));
     if !can_push && !can_type {
         login.note(Level::Err, "outcome=error no method this module can offer");
         return Outcome::AuthErr;
@@ -288,7 +294,10 @@ fn challenge<D: Daemon>(
             }
         }
     }
-    login.note(Level::Notice, &format!("outcome=denied reason=max_tries tries={tries}"));
+    login.note(
+        Level::Notice,
+        &format!("outcome=denied reason=max_tries tries={tries}"),
+    );
     Outcome::MaxTries
 }
 
@@ -333,15 +342,26 @@ fn push_and_wait<D: Daemon>(
 
 /// toopherd was reached and then failed: never a failmode case.
 fn failed_mid_login(login: &mut Login<'_>, e: &FrameError) -> Outcome {
-    login.note(Level::Err, &format!("outcome=error toopherd failed during the login: {e}"));
+    login.note(
+        Level::Err,
+        &format!("outcome=error toopherd failed during the login: {e}"),
+    );
     login.conv.error("The second-factor service failed.");
     Outcome::AuthInfoUnavail
 }
 
-fn answer_step(login: &mut Login<'_>, st: &mut ChallengeState, answer: Response, attempt: u32) -> Step {
+fn answer_step(
+    login: &mut Login<'_>,
+    st: &mut ChallengeState,
+    answer: Response,
+    attempt: u32,
+) -> Step {
     match answer {
         Response::Granted { method } => {
-            login.note(Level::Info, &format!("outcome=granted method={}", method_name(method)));
+            login.note(
+                Level::Info,
+                &format!("outcome=granted method={}", method_name(method)),
+            );
             Step::Done(Outcome::Success)
         }
         Response::Allow { reason } => Step::Done(allowed(login, reason)),
@@ -349,7 +369,10 @@ fn answer_step(login: &mut Login<'_>, st: &mut ChallengeState, answer: Response,
             reason: DenyReason::WrongCode,
             ..
         } => {
-            login.note(Level::Notice, &format!("outcome=retry reason=wrong_code attempt={attempt}"));
+            login.note(
+                Level::Notice,
+                &format!("outcome=retry reason=wrong_code attempt={attempt}"),
+            );
             Step::Again("Incorrect code.".into())
         }
         Response::Denied {
@@ -371,7 +394,9 @@ fn answer_step(login: &mut Login<'_>, st: &mut ChallengeState, answer: Response,
             st.otp_only = true;
             Step::Again("No answer from your phone. Type a one-time password instead.".into())
         }
-        Response::Denied { reason, message } => Step::Done(denied(login, reason, message.as_deref())),
+        Response::Denied { reason, message } => {
+            Step::Done(denied(login, reason, message.as_deref()))
+        }
         // The service requires a typed code for this account (Toopher 708).
         Response::Challenge { methods, .. } if methods.contains(&Method::Otp) => {
             st.otp_only = true;
@@ -380,14 +405,22 @@ fn answer_step(login: &mut Login<'_>, st: &mut ChallengeState, answer: Response,
         Response::Unavailable { detail } => {
             login.note(
                 Level::Err,
-                &format!("outcome=unavailable toopherd backend: {}", printable(&detail, 200)),
+                &format!(
+                    "outcome=unavailable toopherd backend: {}",
+                    printable(&detail, 200)
+                ),
             );
-            login.conv.error("The second-factor service is unavailable.");
+            login
+                .conv
+                .error("The second-factor service is unavailable.");
             Step::Done(Outcome::AuthInfoUnavail)
         }
         Response::Error { kind, message } => Step::Done(daemon_error(login, kind, &message)),
         other => {
-            login.note(Level::Err, &format!("outcome=error unexpected answer {}", describe(&other)));
+            login.note(
+                Level::Err,
+                &format!("outcome=error unexpected answer {}", describe(&other)),
+            );
             Step::Done(Outcome::AuthErr)
         }
     }

@@ -57,7 +57,9 @@ mod push {
         // The test's sudo uses its own PAM service name; give it sudo's policy.
         let d = sim.toopherd(
             "",
-            &format!("[toopher.services.{SERVICE}]\naction = \"sudo\"\nautomation_allowed = false\n"),
+            &format!(
+                "[toopher.services.{SERVICE}]\naction = \"sudo\"\nautomation_allowed = false\n"
+            ),
         );
         let _dropin = SudoersDropIn::install(&user.name, SERVICE);
         let pam = PamDir::password_then_toopher(SERVICE, &d.socket, "prompts=1");

@@ -36,7 +36,11 @@ impl Daemon for FakeDaemon {
         self.seen.borrow_mut().push(req.clone());
         self.answers.pop_front().unwrap_or(Err(FrameError::Closed))
     }
-    fn call_within(&mut self, req: &Request, _: std::time::Duration) -> Result<Response, FrameError> {
+    fn call_within(
+        &mut self,
+        req: &Request,
+        _: std::time::Duration,
+    ) -> Result<Response, FrameError> {
         // A Wait takes time, as toopherd's does.
         std::thread::sleep(std::time::Duration::from_millis(5));
         self.call(req)
@@ -309,7 +313,6 @@ fn allowed_when_not_enrolled_and_policy_says_so() {
     assert_eq!(r.outcome, Outcome::Success);
 }
 
-
 fn push_challenge(pending: bool) -> Result<Response, FrameError> {
     Ok(Response::Challenge {
         methods: vec![Method::Push, Method::Otp],
@@ -326,14 +329,20 @@ fn choose_enter_sends_the_push_and_waits_for_the_grant() {
             push_challenge(false),
             Ok(Response::Pending),
             Ok(Response::Pending),
-            Ok(Response::Granted { method: Method::Push }),
+            Ok(Response::Granted {
+                method: Method::Push,
+            }),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, vec![format!("prompt:{CHOOSE_PROMPT}")]);
     assert_eq!(r.requests[1], Request::Push);
     assert!(matches!(r.requests[2], Request::Wait { timeout_ms } if timeout_ms <= 5000));
-    assert!(r.log.iter().any(|(_, l)| l.contains("outcome=granted method=push")));
+    assert!(
+        r.log
+            .iter()
+            .any(|(_, l)| l.contains("outcome=granted method=push"))
+    );
 }
 
 #[test]
@@ -341,7 +350,12 @@ fn choose_a_typed_code_is_checked_without_a_push() {
     let r = run(
         Options::default(),
         vec![Ok("123456")],
-        Some(vec![push_challenge(false), Ok(Response::Granted { method: Method::Otp })]),
+        Some(vec![
+            push_challenge(false),
+            Ok(Response::Granted {
+                method: Method::Otp,
+            }),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert!(!r.requests.contains(&Request::Push));
@@ -352,11 +366,21 @@ fn autopush_a_code_typed_while_waiting_settles_the_push() {
     let r = run(
         Options::default(),
         vec![Ok("654321")],
-        Some(vec![push_challenge(true), Ok(Response::Granted { method: Method::Otp })]),
+        Some(vec![
+            push_challenge(true),
+            Ok(Response::Granted {
+                method: Method::Otp,
+            }),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, vec![format!("prompt:{AUTOPUSH_PROMPT}")]);
-    assert_eq!(r.requests[1], Request::Otp { code: Secret::new("654321") });
+    assert_eq!(
+        r.requests[1],
+        Request::Otp {
+            code: Secret::new("654321")
+        }
+    );
 }
 
 #[test]
@@ -364,7 +388,12 @@ fn autopush_enter_waits_for_the_pending_push_without_sending_another() {
     let r = run(
         Options::default(),
         vec![Ok("")],
-        Some(vec![push_challenge(true), Ok(Response::Granted { method: Method::Push })]),
+        Some(vec![
+            push_challenge(true),
+            Ok(Response::Granted {
+                method: Method::Push,
+            }),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert!(matches!(r.requests[1], Request::Wait { .. }));
@@ -379,13 +408,17 @@ fn no_answer_falls_back_to_a_one_time_password() {
             push_challenge(false),
             Ok(Response::Pending),
             Ok(Response::denied(DenyReason::PushTimeout)),
-            Ok(Response::Granted { method: Method::Otp }),
+            Ok(Response::Granted {
+                method: Method::Otp,
+            }),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success, "{:?}", r.shown);
     assert_eq!(
         r.shown[1],
-        format!("prompt:No answer from your phone. Type a one-time password instead.\n{OTP_PROMPT}")
+        format!(
+            "prompt:No answer from your phone. Type a one-time password instead.\n{OTP_PROMPT}"
+        )
     );
 }
 
@@ -404,7 +437,10 @@ fn a_denied_push_shows_the_reason_on_the_next_prompt() {
         ]),
     );
     assert_eq!(r.outcome, Outcome::ConvErr);
-    assert_eq!(r.shown[1], format!("prompt:Denied on your phone: Not me[2J.\n{CHOOSE_PROMPT}"));
+    assert_eq!(
+        r.shown[1],
+        format!("prompt:Denied on your phone: Not me[2J.\n{CHOOSE_PROMPT}")
+    );
 }
 
 #[test]
@@ -422,7 +458,11 @@ fn the_module_timeout_bounds_the_wait_and_cancels_the_push() {
 
 #[test]
 fn a_person_who_walks_away_cancels_the_pending_push() {
-    let r = run(Options::default(), vec![Err(ConvError)], Some(vec![push_challenge(true)]));
+    let r = run(
+        Options::default(),
+        vec![Err(ConvError)],
+        Some(vec![push_challenge(true)]),
+    );
     assert_eq!(r.outcome, Outcome::ConvErr);
     assert_eq!(r.requests.last(), Some(&Request::Cancel));
 }
@@ -434,12 +474,20 @@ fn otp_required_switches_to_the_code_prompt() {
         vec![Ok(""), Ok("123123")],
         Some(vec![
             push_challenge(false),
-            Ok(Response::Challenge { methods: vec![Method::Otp], push_pending: false }),
-            Ok(Response::Granted { method: Method::Otp }),
+            Ok(Response::Challenge {
+                methods: vec![Method::Otp],
+                push_pending: false,
+            }),
+            Ok(Response::Granted {
+                method: Method::Otp,
+            }),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
-    assert_eq!(r.shown[1], format!("prompt:A one-time password is required.\n{OTP_PROMPT}"));
+    assert_eq!(
+        r.shown[1],
+        format!("prompt:A one-time password is required.\n{OTP_PROMPT}")
+    );
 }
 
 #[test]
@@ -447,18 +495,34 @@ fn failmode_safe_from_the_daemon_mid_push_is_its_decision_and_logged() {
     let r = run(
         Options::default(),
         vec![Ok("")],
-        Some(vec![push_challenge(false), Ok(Response::Allow { reason: AllowReason::Failmode })]),
+        Some(vec![
+            push_challenge(false),
+            Ok(Response::Allow {
+                reason: AllowReason::Failmode,
+            }),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
-    assert!(r.log.iter().any(|(l, m)| *l == Level::Warning && m.contains("failmode_safe")));
+    assert!(
+        r.log
+            .iter()
+            .any(|(l, m)| *l == Level::Warning && m.contains("failmode_safe"))
+    );
 }
 
 #[test]
 fn a_broken_link_during_the_wait_denies() {
     let r = run(
-        Options { failmode: Failmode::Safe, ..Default::default() },
+        Options {
+            failmode: Failmode::Safe,
+            ..Default::default()
+        },
         vec![Ok("")],
-        Some(vec![push_challenge(false), Ok(Response::Pending), Err(FrameError::Closed)]),
+        Some(vec![
+            push_challenge(false),
+            Ok(Response::Pending),
+            Err(FrameError::Closed),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::AuthInfoUnavail);
 }
