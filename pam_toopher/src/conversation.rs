@@ -10,6 +10,8 @@ pub struct ConvError;
 pub trait Conversation {
     /// Asks a question without echoing the answer.
     fn prompt_hidden(&mut self, text: &str) -> Result<Secret, ConvError>;
+    /// Asks a question whose answer is not secret (a registration response, a phrase).
+    fn prompt_visible(&mut self, text: &str) -> Result<Secret, ConvError>;
     /// Shows an informational line.
     fn info(&mut self, text: &str);
     /// Shows an error line.

@@ -23,7 +23,7 @@ const WAIT_SLICE: Duration = Duration::from_secs(5);
 /// Allowance for toopherd's own poll on top of a slice.
 const WAIT_MARGIN: Duration = Duration::from_secs(20);
 /// Longest input worth sending: a recovery code with its dashes is 14 characters.
-const MAX_CODE_LEN: usize = 64;
+pub(crate) const MAX_CODE_LEN: usize = 64;
 
 /// What the module returns to PAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,15 +51,15 @@ pub trait Syslog {
     fn log(&mut self, level: Level, msg: &str);
 }
 
-struct Login<'a> {
-    ctx: &'a LoginContext,
-    opts: &'a Options,
-    conv: &'a mut dyn Conversation,
-    log: &'a mut dyn Syslog,
+pub(crate) struct Login<'a> {
+    pub(crate) ctx: &'a LoginContext,
+    pub(crate) opts: &'a Options,
+    pub(crate) conv: &'a mut dyn Conversation,
+    pub(crate) log: &'a mut dyn Syslog,
 }
 
 impl Login<'_> {
-    fn note(&mut self, level: Level, what: &str) {
+    pub(crate) fn note(&mut self, level: Level, what: &str) {
         let line = format!(
             "user={} service={} rhost={} {what}",
             printable(&self.ctx.user, 64),
@@ -72,7 +72,7 @@ impl Login<'_> {
         self.log.log(level, &line);
     }
 
-    fn debug(&mut self, what: &str) {
+    pub(crate) fn debug(&mut self, what: &str) {
         if self.opts.debug {
             self.note(Level::Debug, what);
         }
@@ -140,6 +140,15 @@ pub fn authenticate<D: Daemon>(
                 .error("The second-factor service is unavailable.");
             Outcome::AuthInfoUnavail
         }
+        Response::Register {
+            registration_code,
+            expires_in_secs,
+        } => crate::registration::register(
+            &mut login,
+            &mut daemon,
+            registration_code,
+            expires_in_secs,
+        ),
         Response::Error { kind, message } => daemon_error(&mut login, kind, &message),
         other => {
             login.note(
@@ -173,7 +182,7 @@ fn unreachable(login: &mut Login<'_>, why: &str) -> Outcome {
     }
 }
 
-fn daemon_error(login: &mut Login<'_>, kind: ErrorKind, message: &str) -> Outcome {
+pub(crate) fn daemon_error(login: &mut Login<'_>, kind: ErrorKind, message: &str) -> Outcome {
     login.note(
         Level::Err,
         &format!(
@@ -187,7 +196,7 @@ fn daemon_error(login: &mut Login<'_>, kind: ErrorKind, message: &str) -> Outcom
     }
 }
 
-fn denied(login: &mut Login<'_>, reason: DenyReason, message: Option<&str>) -> Outcome {
+pub(crate) fn denied(login: &mut Login<'_>, reason: DenyReason, message: Option<&str>) -> Outcome {
     login.note(
         Level::Notice,
         &format!("outcome=denied reason={}", reason.as_str()),
@@ -317,13 +326,29 @@ fn push_and_wait<D: Daemon>(
         }
         login.debug("push sent");
     }
+    match wait_for_answer(login, daemon, deadline) {
+        Ok(answer) => {
+            st.push_pending = false;
+            answer_step(login, st, answer, 0)
+        }
+        Err(outcome) => Step::Done(outcome),
+    }
+}
+
+/// Waits in slices for toopherd's final answer to a pending push or pairing, within the
+/// module's deadline (then cancels and denies).
+pub(crate) fn wait_for_answer<D: Daemon>(
+    login: &mut Login<'_>,
+    daemon: &mut D,
+    deadline: Instant,
+) -> Result<Response, Outcome> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             let _ = daemon.call(&Request::Cancel);
             login.note(Level::Notice, "outcome=denied reason=module_timeout");
             login.conv.error("Timed out waiting for approval.");
-            return Step::Done(Outcome::AuthErr);
+            return Err(Outcome::AuthErr);
         }
         let slice = left.min(WAIT_SLICE);
         let wait = Request::Wait {
@@ -331,17 +356,14 @@ fn push_and_wait<D: Daemon>(
         };
         match daemon.call_within(&wait, slice + WAIT_MARGIN) {
             Ok(Response::Pending) => continue,
-            Ok(answer) => {
-                st.push_pending = false;
-                return answer_step(login, st, answer, 0);
-            }
-            Err(e) => return Step::Done(failed_mid_login(login, &e)),
+            Ok(answer) => return Ok(answer),
+            Err(e) => return Err(failed_mid_login(login, &e)),
         }
     }
 }
 
 /// toopherd was reached and then failed: never a failmode case.
-fn failed_mid_login(login: &mut Login<'_>, e: &FrameError) -> Outcome {
+pub(crate) fn failed_mid_login(login: &mut Login<'_>, e: &FrameError) -> Outcome {
     login.note(
         Level::Err,
         &format!("outcome=error toopherd failed during the login: {e}"),
@@ -441,7 +463,7 @@ fn allowed(login: &mut Login<'_>, reason: AllowReason) -> Outcome {
     Outcome::Success
 }
 
-fn method_name(m: Method) -> &'static str {
+pub(crate) fn method_name(m: Method) -> &'static str {
     match m {
         Method::Otp => "otp",
         Method::RecoveryCode => "recovery_code",
@@ -451,7 +473,7 @@ fn method_name(m: Method) -> &'static str {
 }
 
 /// The answer's type, for debug lines (never its content, which may hold secrets).
-fn describe(r: &Response) -> &'static str {
+pub(crate) fn describe(r: &Response) -> &'static str {
     match r {
         Response::Allow { .. } => "allow",
         Response::Challenge { .. } => "challenge",
@@ -464,6 +486,13 @@ fn describe(r: &Response) -> &'static str {
         Response::Activated { .. } => "activated",
         Response::Status(_) => "status",
         Response::Removed { .. } => "removed",
+        Response::Pairing(_) => "pairing",
+        Response::Accounts { .. } => "accounts",
+        Response::ResetLink { .. } => "reset_link",
+        Response::Terminal(_) => "terminal",
+        Response::RecoveryCodes { .. } => "recovery_codes",
+        Response::RegistrationApproved { .. } => "registration_approved",
+        Response::Registration { .. } => "registration",
         Response::Error { .. } => "error",
     }
 }

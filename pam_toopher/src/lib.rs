@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod flow;
 pub mod options;
 mod pam_glue;
+mod registration;
 pub mod text;
 
 pub use flow::Outcome;

@@ -5,7 +5,8 @@ use crate::flow::{self, Level, Outcome, Syslog};
 use crate::options::Options;
 use crate::text::printable;
 use pam::constants::{
-    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_SILENT, PAM_TEXT_INFO, PamFlag, PamResultCode,
+    PAM_ERROR_MSG, PAM_PROMPT_ECHO_OFF, PAM_PROMPT_ECHO_ON, PAM_SILENT, PAM_TEXT_INFO, PamFlag,
+    PamResultCode,
 };
 use pam::conv::Conv;
 use pam::items::{RHost, RUser, Service, Tty};
@@ -46,10 +47,10 @@ struct PamConversation<'a> {
     silent: bool,
 }
 
-impl Conversation for PamConversation<'_> {
-    fn prompt_hidden(&mut self, text: &str) -> Result<Secret, ConvError> {
+impl PamConversation<'_> {
+    fn ask(&self, style: c_int, text: &str) -> Result<Secret, ConvError> {
         let conv = self.conv.as_ref().ok_or(ConvError)?;
-        match conv.send(PAM_PROMPT_ECHO_OFF, text) {
+        match conv.send(style, text) {
             Ok(Some(answer)) => {
                 let s = answer.as_str().map_err(|_| ConvError)?;
                 Ok(Secret::new(s))
@@ -57,6 +58,16 @@ impl Conversation for PamConversation<'_> {
             Ok(None) => Ok(Secret::default()),
             Err(_) => Err(ConvError),
         }
+    }
+}
+
+impl Conversation for PamConversation<'_> {
+    fn prompt_hidden(&mut self, text: &str) -> Result<Secret, ConvError> {
+        self.ask(PAM_PROMPT_ECHO_OFF, text)
+    }
+
+    fn prompt_visible(&mut self, text: &str) -> Result<Secret, ConvError> {
+        self.ask(PAM_PROMPT_ECHO_ON, text)
     }
 
     fn info(&mut self, text: &str) {

@@ -9,6 +9,14 @@ pub fn printable(s: &str, max_chars: usize) -> String {
         .collect()
 }
 
+/// Like [`printable`], keeping line breaks (for multi-line text such as a QR drawing).
+pub fn printable_lines(s: &str, max_chars: usize) -> String {
+    s.chars()
+        .filter(|c| *c == '\n' || !c.is_control())
+        .take(max_chars)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -65,6 +65,67 @@ pub enum Request {
     Remove {
         user: String,
     },
+    /// Start pairing a phone with the Toopher API (toopher backend).
+    Pair {
+        user: String,
+        by: PairBy,
+    },
+    /// A pairing in the making; toopherd records it once the phone has confirmed it.
+    PairStatus {
+        user: String,
+        pairing_id: String,
+    },
+    /// During a login, after two-way registration (toopher backend): the app's phrase.
+    PairPhrase {
+        phrase: String,
+    },
+    /// Every account toopherd knows (admin).
+    List,
+    /// A link to reset the pairing of `user`, shown or e-mailed (admin).
+    ResetLink {
+        user: String,
+        email: Option<String>,
+    },
+    /// Suspend or resume the second factor of `user` (admin).
+    SetEnabled {
+        user: String,
+        enabled: bool,
+    },
+    /// Remove the pairing at Toopher (`users/reset`) and locally (admin).
+    Reset {
+        user: String,
+    },
+    /// Create a named terminal for `user` (admin, toopher backend).
+    TerminalCreate {
+        user: String,
+        name: String,
+        requester_id: String,
+    },
+    /// Show a terminal by id (admin, toopher backend).
+    TerminalShow {
+        user: String,
+        id: String,
+    },
+    /// New recovery codes; the old ones stop working at once.
+    RegenerateRecoveryCodes {
+        user: String,
+    },
+}
+
+/// How a phone is paired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum PairBy {
+    /// The phrase the Toopher app shows.
+    Phrase { phrase: String },
+    /// A text message to this number.
+    Sms {
+        phone: String,
+        #[serde(default)]
+        country: Option<String>,
+    },
+    /// A QR code to scan with the app.
+    Qr,
 }
 
 impl Request {
@@ -82,6 +143,16 @@ impl Request {
             Request::Activate { .. } => "activate",
             Request::Status { .. } => "status",
             Request::Remove { .. } => "remove",
+            Request::Pair { .. } => "pair",
+            Request::PairStatus { .. } => "pair_status",
+            Request::PairPhrase { .. } => "pair_phrase",
+            Request::List => "list",
+            Request::ResetLink { .. } => "reset_link",
+            Request::SetEnabled { .. } => "set_enabled",
+            Request::Reset { .. } => "reset",
+            Request::TerminalCreate { .. } => "terminal_create",
+            Request::TerminalShow { .. } => "terminal_show",
+            Request::RegenerateRecoveryCodes { .. } => "regenerate_recovery_codes",
         }
     }
 }
@@ -187,6 +258,83 @@ pub struct AccountStatus {
     pub recovery_codes_left: u32,
     /// Set while the rate limit refuses attempts.
     pub locked_until: Option<u64>,
+    /// The recorded Toopher pairing (toopher backend).
+    #[serde(default)]
+    pub pairing_id: Option<String>,
+    /// False while an administrator has suspended the second factor (logins are denied).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A Toopher pairing as toopherctl sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingInfo {
+    pub user: String,
+    pub pairing_id: String,
+    pub enabled: bool,
+    pub pending: bool,
+    /// For QR pairing: the code to scan, PNG, base64.
+    #[serde(default)]
+    pub qr_png_base64: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalInfo {
+    pub id: String,
+    pub name: String,
+    pub requester_specified_id: String,
+    pub user: String,
+}
+
+/// Two-way registration outcomes, with the seed's status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegistrationStatus {
+    /// 2000: registered; enrolment follows in the same login.
+    Registered,
+    /// 4001: the registration code was approved, but the response code is wrong (a typo).
+    WrongResponse,
+    /// 4002: the registration code was never approved where the person is known.
+    NotApproved,
+    /// 5000: anything else (expired, too many tries, revoked): start over.
+    Failed,
+}
+
+impl RegistrationStatus {
+    pub fn code(self) -> u16 {
+        match self {
+            RegistrationStatus::Registered => 2000,
+            RegistrationStatus::WrongResponse => 4001,
+            RegistrationStatus::NotApproved => 4002,
+            RegistrationStatus::Failed => 5000,
+        }
+    }
+}
+
+/// What the login does after a registration response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "next", rename_all = "snake_case")]
+pub enum RegistrationNext {
+    /// Ask for the response code again.
+    Retry,
+    /// A new registration code replaces the old one.
+    StartOver {
+        registration_code: String,
+        expires_in_secs: u32,
+    },
+    /// Local backend: show this TOTP enrolment, then ask for its first code (`Otp`).
+    EnrollTotp {
+        /// The QR code drawn with block characters (no escape sequences).
+        qr_text: String,
+        secret: Secret,
+        otpauth_uri: Secret,
+        recovery_codes: Vec<Secret>,
+    },
+    /// Toopher backend: ask for the app's pairing phrase (`PairPhrase`), then `Wait`.
+    PairPhrase,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +401,33 @@ pub enum Response {
     Removed {
         user: String,
         existed: bool,
+    },
+    Pairing(PairingInfo),
+    Accounts {
+        accounts: Vec<AccountStatus>,
+    },
+    ResetLink {
+        user: String,
+        url: Option<String>,
+        emailed_to: Option<String>,
+    },
+    Terminal(TerminalInfo),
+    RecoveryCodes {
+        user: String,
+        codes: Vec<Secret>,
+    },
+    /// Two-way registration: the response code to type at the login prompt.
+    RegistrationApproved {
+        user: String,
+        response_code: Secret,
+    },
+    /// Two-way registration: the outcome of a response code typed at the login prompt.
+    Registration {
+        status: RegistrationStatus,
+        /// A plain sentence for the person.
+        message: String,
+        #[serde(flatten)]
+        next: RegistrationNext,
     },
     Error {
         kind: ErrorKind,

@@ -31,6 +31,16 @@ pub struct Config {
     pub enrollment_ttl: Ranged<60, 86_400>,
     #[serde(default)]
     pub rate_limit: RateLimit,
+    /// What a login of an account without a second factor does when `availability` requires
+    /// one: `"none"` denies, `"two-way"` starts two-way registration then enrolment.
+    #[serde(default)]
+    pub enroll: EnrollMode,
+    /// Seconds a two-way registration code stays valid.
+    #[serde(default = "default_registration_ttl")]
+    pub registration_ttl: Ranged<60, 86_400>,
+    /// Members of this group may make administrative requests (root always may).
+    #[serde(default)]
+    pub admin_group: Option<Label>,
     /// The Toopher API backend (`backend = "toopher"`).
     #[serde(default)]
     pub toopher: ToopherConfig,
@@ -220,6 +230,15 @@ impl Backend {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnrollMode {
+    #[default]
+    None,
+    /// Two-way registration at the login prompt, then enrolment in the same login.
+    TwoWay,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Failmode {
     /// Deny when the service cannot be reached.
@@ -332,6 +351,9 @@ impl<'de> Deserialize<'de> for Label {
     }
 }
 
+fn default_registration_ttl() -> Ranged<60, 86_400> {
+    Ranged(600)
+}
 fn default_true() -> bool {
     true
 }
@@ -414,6 +436,10 @@ mod tests {
         assert_eq!(c.rate_limit.max_failures.0, 5);
         assert_eq!(c.rate_limit.window.0, 300);
         assert_eq!(c.enrollment_ttl.0, 600);
+        assert_eq!(c.enroll, EnrollMode::None);
+        assert!(c.admin_group.is_none());
+        let c = Config::parse("enroll = \"two-way\"\nadmin_group = \"wheel\"\n").unwrap();
+        assert_eq!(c.enroll, EnrollMode::TwoWay);
     }
 
     #[test]

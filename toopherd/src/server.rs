@@ -176,7 +176,10 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
             return;
         }
     };
-    let peer = match tokio::task::spawn_blocking(move || Peer::lookup(uid)).await {
+    let admin_group = d.config.admin_group.as_ref().map(|g| g.0.clone());
+    let peer = match tokio::task::spawn_blocking(move || Peer::lookup(uid, admin_group.as_deref()))
+        .await
+    {
         Ok(p) => p,
         Err(_) => return,
     };
@@ -235,6 +238,9 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
     }
 }
 
+mod admin;
+mod registration;
+
 /// Resolves when the peer closes its end (or sends before its answer, which the
 /// protocol does not allow).
 async fn peer_gone(stream: &UnixStream) {
@@ -256,6 +262,25 @@ struct Login {
     done: bool,
     /// Toopher backend: the push waiting for the person.
     push: Option<PendingPush>,
+    phase: Phase,
+}
+
+/// Where a login stands. Most logins stay in `Challenge`; an account without a factor
+/// under `enroll = "two-way"` goes through registration and enrolment first.
+#[derive(Clone, PartialEq, Eq)]
+enum Phase {
+    Challenge,
+    /// A registration code was shown; waiting for the response code.
+    Registering,
+    /// Registered (local backend): the first TOTP code activates the new enrolment.
+    EnrollingTotp,
+    /// Registered (toopher backend): waiting for the app's pairing phrase.
+    AwaitingPhrase,
+    /// The pairing was created; waiting for the phone to confirm it.
+    Pairing {
+        id: String,
+        deadline: Instant,
+    },
 }
 
 #[derive(Clone)]
@@ -271,6 +296,7 @@ impl Login {
             attempts: 0,
             done: false,
             push: None,
+            phase: Phase::Challenge,
         }
     }
 }
@@ -290,21 +316,39 @@ impl Conn {
     async fn handle(&mut self, req: Request) -> Response {
         match req {
             Request::Begin(ctx) => self.begin(ctx).await,
+            Request::Otp { code } if self.in_phase(&Phase::EnrollingTotp) => {
+                self.activate_in_login(code).await
+            }
             Request::Otp { code } if self.d.toopher.is_some() => self.otp_toopher(code).await,
             Request::Otp { code } => self.otp(code).await,
             Request::Push if self.d.toopher.is_some() => self.push().await,
+            Request::Wait { timeout_ms } if self.pairing_in_login() => {
+                self.wait_for_pairing(timeout_ms).await
+            }
             Request::Wait { timeout_ms } if self.d.toopher.is_some() => self.wait(timeout_ms).await,
             Request::Cancel if self.d.toopher.is_some() => self.cancel(),
             Request::Push | Request::Wait { .. } | Request::Cancel => Response::error(
                 ErrorKind::Unsupported,
                 "push needs backend = \"toopher\"; this toopherd uses the local backend",
             ),
-            Request::RegistrationResponse { .. } | Request::RegistrationApprove { .. } => {
-                Response::error(
-                    ErrorKind::Unsupported,
-                    "two-way registration is not enabled on this toopherd",
-                )
+            Request::RegistrationResponse { code } => self.registration_response(code).await,
+            Request::RegistrationApprove { user, code } => {
+                self.registration_approve(user, code).await
             }
+            Request::PairPhrase { phrase } => self.pair_in_login(phrase).await,
+            Request::Pair { user, by } => self.pair(user, by).await,
+            Request::PairStatus { user, pairing_id } => self.pair_status(user, pairing_id).await,
+            Request::List => self.list().await,
+            Request::ResetLink { user, email } => self.reset_link(user, email).await,
+            Request::SetEnabled { user, enabled } => self.set_enabled(user, enabled).await,
+            Request::Reset { user } => self.reset(user).await,
+            Request::TerminalCreate {
+                user,
+                name,
+                requester_id,
+            } => self.terminal_create(user, name, requester_id).await,
+            Request::TerminalShow { user, id } => self.terminal_show(user, id).await,
+            Request::RegenerateRecoveryCodes { user } => self.regenerate_recovery_codes(user).await,
             Request::Enroll { user, force } => self.enroll(user, force).await,
             Request::Activate { user, code } => self.activate(user, code).await,
             Request::Status { user } => self.status(user).await,
@@ -405,8 +449,35 @@ impl Conn {
                 );
                 Response::denied(DenyReason::RateLimited)
             }
-            LoginState::NotEnrolled => self.not_enrolled(&ctx),
+            LoginState::Suspended => self.suspended(&ctx),
+            LoginState::NotEnrolled => self.no_factor(ctx).await,
         }
+    }
+
+    fn suspended(&self, ctx: &LoginContext) -> Response {
+        self.log_auth(
+            ctx,
+            "denied",
+            "reason=user_disabled detail=suspended_by_admin",
+        );
+        Response::Denied {
+            reason: DenyReason::UserDisabled,
+            message: Some(
+                "The second factor of this account is suspended; ask an administrator.".into(),
+            ),
+        }
+    }
+
+    fn in_phase(&self, phase: &Phase) -> bool {
+        self.login
+            .as_ref()
+            .is_some_and(|l| !l.done && &l.phase == phase)
+    }
+
+    fn pairing_in_login(&self) -> bool {
+        self.login
+            .as_ref()
+            .is_some_and(|l| !l.done && matches!(l.phase, Phase::Pairing { .. }))
     }
 
     /// An account without a second factor: `availability` decides.
@@ -504,8 +575,15 @@ impl Conn {
         if let Some(refusal) = self.rate_limit_refusal(&ctx).await {
             return refusal;
         }
+        let user = ctx.user.clone();
+        match self.d.db(move |s| s.is_suspended(&user)).await {
+            Ok(false) => {}
+            Ok(true) => return self.suspended(&ctx),
+            Err(e) => return internal(&self.d, "begin", &e),
+        }
         match tb.preauth(&ctx).await {
             Preauth::Enrolled => {}
+            Preauth::Other(Outcome::NotEnrolled) => return self.no_factor(ctx).await,
             Preauth::Other(outcome) => return self.settle(&ctx, outcome).await,
         }
         let autopush = ctx.autopush;

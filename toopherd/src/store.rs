@@ -26,6 +26,8 @@ pub enum StoreError {
     NoPendingEnrollment,
     /// The pending enrolment is past its lifetime.
     EnrollmentExpired,
+    /// The account has no active enrolment.
+    NotEnrolled,
 }
 
 impl std::fmt::Display for StoreError {
@@ -43,6 +45,7 @@ impl std::fmt::Display for StoreError {
             StoreError::EnrollmentExpired => {
                 f.write_str("the pending enrolment expired; enrol again")
             }
+            StoreError::NotEnrolled => f.write_str("the account has no active enrolment"),
         }
     }
 }
@@ -109,9 +112,13 @@ pub enum Verdict {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginState {
+    /// An administrator suspended the account's second factor.
+    Suspended,
     NotEnrolled,
     Active,
-    RateLimited { until: u64 },
+    RateLimited {
+        until: u64,
+    },
 }
 
 pub struct Store {
@@ -142,7 +149,40 @@ CREATE TABLE IF NOT EXISTS failures (
     at   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failures_user_at ON failures (user, at);
-PRAGMA user_version = 1;
+";
+
+/// Version 2: Toopher pairings, two-way registrations, suspended users, activity.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS pairings (
+    user       TEXT PRIMARY KEY,
+    pairing_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS registrations (
+    user          TEXT PRIMARY KEY,
+    salt          BLOB NOT NULL,
+    code_hash     BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL,
+    approved_at   INTEGER,
+    approved_by   TEXT,
+    response_hash BLOB,
+    tries         INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS registration_starts (
+    user TEXT NOT NULL,
+    at   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS suspended (
+    user TEXT PRIMARY KEY,
+    at   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS activity (
+    user            TEXT PRIMARY KEY,
+    last_success_at INTEGER,
+    last_failure_at INTEGER
+);
+PRAGMA user_version = 2;
 ";
 
 struct Account {
@@ -192,7 +232,13 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version < 2 {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(SCHEMA_V2)?;
+            tx.commit()?;
+        }
         Ok(Store { conn })
     }
 
@@ -250,8 +296,26 @@ impl Store {
             "INSERT INTO failures (user, at) VALUES (?1, ?2)",
             params![user, to_i64(now)],
         )?;
+        Self::note_activity(conn, user, false, now)?;
+        Ok(())
+    }
+
+    fn note_activity(
+        conn: &Connection,
+        user: &str,
+        success: bool,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let column = if success {
+            "last_success_at"
+        } else {
+            "last_failure_at"
+        };
         conn.execute(
-            "UPDATE accounts SET last_failure_at = ?2 WHERE user = ?1",
+            &format!(
+                "INSERT INTO activity (user, {column}) VALUES (?1, ?2)
+                 ON CONFLICT (user) DO UPDATE SET {column} = excluded.{column}"
+            ),
             params![user, to_i64(now)],
         )?;
         Ok(())
@@ -281,6 +345,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         if success {
             tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
+            Self::note_activity(&tx, user, true, now)?;
         } else {
             Self::record_failure(&tx, user, now, window)?;
         }
@@ -295,6 +360,9 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<LoginState, StoreError> {
+        if self.is_suspended(user)? {
+            return Ok(LoginState::Suspended);
+        }
         let active = matches!(Self::account(&self.conn, user)?, Some(a) if a.state == "active");
         if !active {
             return Ok(LoginState::NotEnrolled);
@@ -392,6 +460,7 @@ impl Store {
                     params![user, to_i64(now), to_i64(step)],
                 )?;
                 tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
+                Self::note_activity(&tx, user, true, now)?;
                 Verdict::Accepted(Method::Otp)
             }
             None => {
@@ -440,10 +509,7 @@ impl Store {
         };
         match verdict {
             Verdict::Accepted(_) => {
-                tx.execute(
-                    "UPDATE accounts SET last_success_at = ?2 WHERE user = ?1",
-                    params![user, to_i64(now)],
-                )?;
+                Self::note_activity(&tx, user, true, now)?;
                 tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
             }
             _ => Self::record_failure(&tx, user, now, limits.window)?,
@@ -497,8 +563,7 @@ impl Store {
         let row = self
             .conn
             .query_row(
-                "SELECT state, created_at, activated_at, expires_at, last_success_at, last_failure_at
-                 FROM accounts WHERE user = ?1",
+                "SELECT state, created_at, activated_at, expires_at FROM accounts WHERE user = ?1",
                 params![user],
                 |r| {
                     Ok((
@@ -506,52 +571,56 @@ impl Store {
                         r.get::<_, Option<i64>>(1)?,
                         r.get::<_, Option<i64>>(2)?,
                         r.get::<_, Option<i64>>(3)?,
-                        r.get::<_, Option<i64>>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
                     ))
                 },
             )
             .optional()?;
+        let (last_success_at, last_failure_at) = self
+            .conn
+            .query_row(
+                "SELECT last_success_at, last_failure_at FROM activity WHERE user = ?1",
+                params![user],
+                |r| Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?)),
+            )
+            .optional()?
+            .unwrap_or((None, None));
         let left: i64 = self.conn.query_row(
             "SELECT count(*) FROM recovery_codes WHERE user = ?1 AND used_at IS NULL",
             params![user],
             |r| r.get(0),
         )?;
-        let locked_until = Self::locked_until(&self.conn, user, now, limits)?;
+        let pairing = self.pairing(user)?;
         let opt = |v: Option<i64>| v.map(to_u64);
-        Ok(match row {
-            None => AccountStatus {
-                user: user.into(),
-                backend: backend.into(),
-                state: EnrollmentState::None,
-                created_at: None,
-                activated_at: None,
-                expires_at: None,
-                last_success_at: None,
-                last_failure_at: None,
-                recovery_codes_left: 0,
-                locked_until,
+        let mut st = AccountStatus {
+            user: user.into(),
+            backend: backend.into(),
+            state: if pairing.is_some() {
+                EnrollmentState::Active
+            } else {
+                EnrollmentState::None
             },
-            Some((state, created, activated, expires, success, failure)) => {
-                let expired = expires.is_some_and(|t| to_u64(t) <= now);
-                AccountStatus {
-                    user: user.into(),
-                    backend: backend.into(),
-                    state: match (state.as_str(), expired) {
-                        ("active", _) => EnrollmentState::Active,
-                        (_, false) => EnrollmentState::Pending,
-                        (_, true) => EnrollmentState::None,
-                    },
-                    created_at: opt(created),
-                    activated_at: opt(activated),
-                    expires_at: opt(expires),
-                    last_success_at: opt(success),
-                    last_failure_at: opt(failure),
-                    recovery_codes_left: u32::try_from(left).unwrap_or(0),
-                    locked_until,
-                }
-            }
-        })
+            created_at: None,
+            activated_at: None,
+            expires_at: None,
+            last_success_at: opt(last_success_at),
+            last_failure_at: opt(last_failure_at),
+            recovery_codes_left: u32::try_from(left).unwrap_or(0),
+            locked_until: Self::locked_until(&self.conn, user, now, limits)?,
+            pairing_id: pairing,
+            enabled: !self.is_suspended(user)?,
+        };
+        if let Some((state, created, activated, expires)) = row {
+            let expired = expires.is_some_and(|t| to_u64(t) <= now);
+            st.state = match (state.as_str(), expired) {
+                ("active", _) => EnrollmentState::Active,
+                (_, false) => EnrollmentState::Pending,
+                (_, true) => st.state,
+            };
+            st.created_at = opt(created);
+            st.activated_at = opt(activated);
+            st.expires_at = opt(expires);
+        }
+        Ok(st)
     }
 
     /// Removes the account's enrolment and its failure log. Returns whether one existed.
@@ -595,6 +664,9 @@ impl Store {
         Ok(())
     }
 }
+
+mod admin;
+pub use admin::{ApproveError, RegistrationCheck};
 
 #[cfg(test)]
 mod tests;

@@ -142,6 +142,16 @@ impl ToopherBackend {
         })
     }
 
+    /// The client, for toopherctl's account operations.
+    pub fn api(&self) -> &ToopherApi {
+        &self.api
+    }
+
+    /// The Toopher user name of a Linux account.
+    pub fn name_of(&self, user: &str) -> String {
+        self.cfg.toopher_user_name(user)
+    }
+
     pub fn push_timeout(&self) -> Duration {
         self.cfg.push_timeout.0
     }
@@ -421,6 +431,30 @@ impl ToopherBackend {
             ),
         }
     }
+}
+
+/// An API failure as toopherctl's error answer: which kind, and a sentence (no secrets:
+/// the client's messages carry none).
+pub fn api_error(e: &Error) -> (toopher_ipc::ErrorKind, String) {
+    use toopher_ipc::ErrorKind as K;
+    let kind = match e.class() {
+        ErrorClass::Unreachable | ErrorClass::ServerError | ErrorClass::InvalidResponse => {
+            K::Internal
+        }
+        ErrorClass::RateLimited => K::Busy,
+        ErrorClass::Local => K::BadRequest,
+        ErrorClass::Rejected => match e.api_kind() {
+            Some(ApiErrorKind::NotFound | ApiErrorKind::UserUnknown) => K::NotFound,
+            _ if matches!(e, Error::NoSuchUser(_)) => K::NotFound,
+            Some(
+                ApiErrorKind::Conflict
+                | ApiErrorKind::UserDisabled
+                | ApiErrorKind::PairingDeactivated,
+            ) => K::Conflict,
+            _ => K::BadRequest,
+        },
+    };
+    (kind, format!("the Toopher API said: {e}"))
 }
 
 fn user_disabled() -> Outcome {

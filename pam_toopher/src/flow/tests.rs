@@ -17,6 +17,9 @@ impl Conversation for Script {
             None => panic!("unexpected prompt {text:?}"),
         }
     }
+    fn prompt_visible(&mut self, text: &str) -> Result<Secret, ConvError> {
+        self.prompt_hidden(text)
+    }
     fn info(&mut self, text: &str) {
         self.shown.push(format!("info:{text}"));
     }

@@ -6,8 +6,8 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use toopher_ipc::{
-    AccountStatus, Client, DenyReason, Enrollment, EnrollmentState, Request, Response, Secret,
-    Timeouts,
+    AccountStatus, Client, DenyReason, Enrollment, EnrollmentState, PairBy, PairingInfo, Request,
+    Response, Secret, Timeouts,
 };
 use toopherd::qr;
 
@@ -46,8 +46,79 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an account's enrolment (root only).
+    /// Remove an account's local enrolment (admin).
     Remove { user: String },
+    /// Pair a phone with Toopher (toopher backend): by the phrase the app shows, by text
+    /// message, or by a QR code drawn here; then wait until the phone confirms.
+    Pair {
+        /// The account (default: yourself). Pairing someone else needs admin rights.
+        user: Option<String>,
+        #[arg(long, conflicts_with_all = ["sms", "qr"])]
+        phrase: Option<String>,
+        /// Phone number for a text message.
+        #[arg(long, conflicts_with = "qr")]
+        sms: Option<String>,
+        /// Country code for --sms (e.g. 1, 44).
+        #[arg(long, requires = "sms")]
+        country: Option<String>,
+        #[arg(long)]
+        qr: bool,
+        /// Also write the QR code PNG here.
+        #[arg(long, requires = "qr")]
+        qr_file: Option<PathBuf>,
+        /// Seconds to wait for the phone.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Every account toopherd knows (admin).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suspend an account's second factor: its logins are denied until `enable` (admin).
+    Disable { user: String },
+    /// Resume an account's second factor (admin).
+    Enable { user: String },
+    /// Forget an account: Toopher `users/reset` and local removal (admin).
+    Reset { user: String },
+    /// Show a link to reset USER's pairing, or e-mail it (admin, toopher backend).
+    ResetLink {
+        user: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Named Toopher terminals (admin, toopher backend).
+    #[command(subcommand)]
+    Terminals(TerminalCommand),
+    /// Recovery codes (local backend).
+    RecoveryCodes {
+        user: Option<String>,
+        /// Replace them; the old ones stop working at once.
+        #[arg(long, required = true)]
+        regenerate: bool,
+    },
+    /// Two-way registration of an account that has no second factor yet.
+    #[command(subcommand)]
+    Registration(RegistrationCommand),
+}
+
+#[derive(Subcommand)]
+enum TerminalCommand {
+    /// Create a terminal with a name the person recognises and your own stable id.
+    Create {
+        user: String,
+        name: String,
+        requester_id: String,
+    },
+    /// Show a terminal by its Toopher id.
+    Show { user: String, id: String },
+}
+
+#[derive(Subcommand)]
+enum RegistrationCommand {
+    /// Approve the registration code shown at USER's login prompt; prints the response
+    /// code to type there. Admin, or USER in a session already logged in.
+    Approve { user: String, code: String },
 }
 
 enum Failure {
@@ -166,6 +237,140 @@ fn run(args: Args) -> Result<(), Failure> {
                 other => Err(unexpected(&other)),
             }
         }
+        Command::Pair {
+            user,
+            phrase,
+            sms,
+            country,
+            qr,
+            qr_file,
+            timeout,
+        } => {
+            let user = user.map_or_else(current_user, Ok)?;
+            let by = match (phrase, sms, qr) {
+                (Some(phrase), None, false) => PairBy::Phrase { phrase },
+                (None, Some(phone), false) => PairBy::Sms { phone, country },
+                (None, None, true) => PairBy::Qr,
+                _ => {
+                    return Err(Failure::Refused(
+                        "say how to pair: --phrase PHRASE, --sms NUMBER or --qr".into(),
+                    ));
+                }
+            };
+            pair(&mut d, &user, by, qr_file, timeout)
+        }
+        Command::List { json } => match d.call(&Request::List)? {
+            Response::Accounts { accounts } if json => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&accounts).unwrap_or_default()
+                );
+                Ok(())
+            }
+            Response::Accounts { accounts } => {
+                println!(
+                    "{:<24} {:<8} {:<8} {:<9} {:<24} {}",
+                    "USER", "BACKEND", "STATE", "ENABLED", "LAST SUCCESS", "RECOVERY"
+                );
+                for a in accounts {
+                    println!(
+                        "{:<24} {:<8} {:<8} {:<9} {:<24} {}",
+                        a.user,
+                        a.backend,
+                        state_word(a.state),
+                        if a.enabled { "yes" } else { "SUSPENDED" },
+                        a.last_success_at.map_or_else(|| "never".into(), fmt_time),
+                        a.recovery_codes_left
+                    );
+                }
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
+        Command::Disable { user } => set_enabled(&mut d, user, false),
+        Command::Enable { user } => set_enabled(&mut d, user, true),
+        Command::Reset { user } => match d.call(&Request::Reset { user })? {
+            Response::Removed { user, existed } => {
+                println!(
+                    "{user}: reset{}.",
+                    if existed {
+                        ""
+                    } else {
+                        " (toopherd had no record)"
+                    }
+                );
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
+        Command::ResetLink { user, email } => match d.call(&Request::ResetLink { user, email })? {
+            Response::ResetLink { url: Some(url), .. } => {
+                println!("{url}");
+                Ok(())
+            }
+            Response::ResetLink {
+                user,
+                emailed_to: Some(to),
+                ..
+            } => {
+                println!("{user}: reset link e-mailed to {to}.");
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
+        Command::Terminals(cmd) => {
+            let req = match cmd {
+                TerminalCommand::Create {
+                    user,
+                    name,
+                    requester_id,
+                } => Request::TerminalCreate {
+                    user,
+                    name,
+                    requester_id,
+                },
+                TerminalCommand::Show { user, id } => Request::TerminalShow { user, id },
+            };
+            match d.call(&req)? {
+                Response::Terminal(t) => {
+                    println!(
+                        "id:           {}\nname:         {}\nrequester id: {}\nuser:         {}",
+                        t.id, t.name, t.requester_specified_id, t.user
+                    );
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::RecoveryCodes { user, .. } => {
+            let user = user.map_or_else(current_user, Ok)?;
+            match d.call(&Request::RegenerateRecoveryCodes { user })? {
+                Response::RecoveryCodes { user, codes } => {
+                    println!(
+                        "New recovery codes for {user} (the old ones no longer work; each works once):"
+                    );
+                    for c in &codes {
+                        println!("    {}", c.expose());
+                    }
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Registration(RegistrationCommand::Approve { user, code }) => {
+            let code = Secret::new(code.trim());
+            match d.call(&Request::RegistrationApprove { user, code })? {
+                Response::RegistrationApproved {
+                    user,
+                    response_code,
+                } => {
+                    println!("Response code for {user}: {}", response_code.expose());
+                    println!("Type it at the login prompt that showed the registration code.");
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
         Command::Remove { user } => match d.call(&Request::Remove { user })? {
             Response::Removed {
                 user,
@@ -261,6 +466,83 @@ fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
     ))
 }
 
+fn state_word(s: EnrollmentState) -> &'static str {
+    match s {
+        EnrollmentState::None => "none",
+        EnrollmentState::Pending => "pending",
+        EnrollmentState::Active => "active",
+    }
+}
+
+fn set_enabled(d: &mut Daemon, user: String, enabled: bool) -> Result<(), Failure> {
+    match d.call(&Request::SetEnabled { user, enabled })? {
+        Response::Status(st) => {
+            print_status(&st);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Starts a pairing and waits, with a countdown, until the phone confirms it.
+fn pair(
+    d: &mut Daemon,
+    user: &str,
+    by: PairBy,
+    qr_file: Option<PathBuf>,
+    timeout: u64,
+) -> Result<(), Failure> {
+    let info: PairingInfo = match d.call(&Request::Pair {
+        user: user.into(),
+        by,
+    })? {
+        Response::Pairing(p) => p,
+        other => return Err(unexpected(&other)),
+    };
+    if let Some(png) = &info.qr_png_base64 {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png)
+            .map_err(|_| Failure::Refused("the QR code from toopherd is not base64".into()))?;
+        if let Some(path) = &qr_file {
+            std::fs::write(path, &bytes)
+                .map_err(|e| Failure::Refused(format!("{}: {e}", path.display())))?;
+            println!("QR code written to {}", path.display());
+        }
+        match qr::draw_png(&bytes) {
+            Ok(drawing) => println!("Scan this QR code with the Toopher app:\n\n{drawing}"),
+            Err(e) => println!("(cannot draw the QR code here: {e}; use --qr-file)"),
+        }
+    }
+    let mut state = info;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    while !(state.enabled && !state.pending) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            println!();
+            return Err(Failure::Refused(format!(
+                "the phone did not confirm pairing {} in time; run pair again",
+                state.pairing_id
+            )));
+        }
+        print!(
+            "\rWaiting for the phone to confirm the pairing... {:>3} s left ",
+            left.as_secs()
+        );
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(1).min(left));
+        state = match d.call(&Request::PairStatus {
+            user: user.into(),
+            pairing_id: state.pairing_id.clone(),
+        })? {
+            Response::Pairing(p) => p,
+            other => return Err(unexpected(&other)),
+        };
+    }
+    println!("\r{user}: paired (pairing {}).{:30}", state.pairing_id, "");
+    Ok(())
+}
+
 fn print_status(st: &AccountStatus) {
     let state = match st.state {
         EnrollmentState::None => "not enrolled",
@@ -271,6 +553,17 @@ fn print_status(st: &AccountStatus) {
     println!("user:                {}", st.user);
     println!("backend:             {}", st.backend);
     println!("state:               {state}");
+    println!(
+        "enabled:             {}",
+        if st.enabled {
+            "yes"
+        } else {
+            "no (suspended by an administrator)"
+        }
+    );
+    if let Some(p) = &st.pairing_id {
+        println!("pairing:             {p}");
+    }
     if let Some(t) = st.activated_at {
         println!("activated:           {}", fmt_time(t));
     }
