@@ -192,10 +192,25 @@ pub fn ctl_as(socket: &Path, args: &[&str], as_uid: Option<u32>) -> Output {
     let mut cmd = match as_uid {
         Some(uid) => {
             let mut c = Command::new("setpriv");
+            // The account's own groups, as a login session would have them.
+            let gid = std::fs::read_to_string("/etc/passwd")
+                .ok()
+                .and_then(|p| {
+                    p.lines()
+                        .map(|l| l.split(':').collect::<Vec<_>>())
+                        .find(|f| f.len() > 3 && f[2] == uid.to_string())
+                        .map(|f| f[3].to_string())
+                })
+                .unwrap_or_else(|| uid.to_string());
+            let groups = if uid == 65534 {
+                "--clear-groups"
+            } else {
+                "--init-groups"
+            };
             c.args([
                 &format!("--reuid={uid}"),
-                &format!("--regid={uid}"),
-                "--clear-groups",
+                &format!("--regid={gid}"),
+                groups,
                 "--",
             ])
             .arg(&ctl);

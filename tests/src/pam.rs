@@ -117,8 +117,11 @@ impl Transcript {
     }
 }
 
-struct Script {
-    answers: VecDeque<String>,
+/// Answers each prompt (style, text); `None` ends the conversation (the person left).
+type Responder<'a> = dyn FnMut(i32, &str) -> Option<String> + 'a;
+
+struct Script<'a> {
+    respond: &'a mut Responder<'a>,
     messages: Vec<(i32, String)>,
 }
 
@@ -130,7 +133,7 @@ extern "C" fn scripted(
 ) -> c_int {
     // SAFETY: libpam passes n messages and our Script as appdata.
     unsafe {
-        let script = &mut *(appdata as *mut Script);
+        let script = &mut *(appdata as *mut Script<'_>);
         let n = n as usize;
         let out = libc::calloc(n, std::mem::size_of::<PamResponse>()) as *mut PamResponse;
         for i in 0..n {
@@ -143,7 +146,12 @@ extern "C" fn scripted(
             };
             script.messages.push((m.msg_style, text));
             if m.msg_style == PROMPT_ECHO_OFF || m.msg_style == PROMPT_ECHO_ON {
-                let Some(answer) = script.answers.pop_front() else {
+                let text = script
+                    .messages
+                    .last()
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_default();
+                let Some(answer) = (script.respond)(m.msg_style, &text) else {
                     // No more answers: the person walked away.
                     for j in 0..i {
                         libc::free((*out.add(j)).resp as *mut c_void);
@@ -163,13 +171,24 @@ extern "C" fn scripted(
 /// Runs `pam_authenticate` (and, when it succeeds, `pam_setcred` and `pam_acct_mgmt`)
 /// for `user` on `stack`, answering prompts from `answers` in order.
 pub fn login(stack: &Stack, user: &str, answers: &[&str], rhost: Option<&str>) -> Transcript {
+    let mut answers: VecDeque<String> = answers.iter().map(|s| s.to_string()).collect();
+    login_with(stack, user, rhost, &mut |_, _| answers.pop_front())
+}
+
+/// Like [`login`], answering each prompt with `respond(style, prompt text)`.
+pub fn login_with<'a>(
+    stack: &Stack,
+    user: &str,
+    rhost: Option<&str>,
+    respond: &'a mut Responder<'a>,
+) -> Transcript {
     let mut script = Script {
-        answers: answers.iter().map(|s| s.to_string()).collect(),
+        respond,
         messages: Vec::new(),
     };
     let conv = PamConv {
         conv: scripted,
-        appdata_ptr: &mut script as *mut Script as *mut c_void,
+        appdata_ptr: &mut script as *mut Script<'_> as *mut c_void,
     };
     let service = CString::new(stack.service.as_str()).expect("service");
     let user_c = CString::new(user).expect("user");

@@ -496,3 +496,35 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn every_new_answer_round_trips() {
+        let answers = vec![
+            Response::Pairing(PairingInfo {
+                user: "bob".into(),
+                pairing_id: "p".into(),
+                enabled: true,
+                pending: false,
+                qr_png_base64: None,
+            }),
+            Response::Registration {
+                status: RegistrationStatus::Failed,
+                message: "m".into(),
+                next: RegistrationNext::StartOver {
+                    registration_code: "123456".into(),
+                    expires_in_secs: 600,
+                },
+            },
+            Response::Accounts { accounts: vec![] },
+        ];
+        for a in answers {
+            let frame = crate::encode(&a).unwrap();
+            let back: Response = crate::decode(&frame[4..]).unwrap();
+            assert_eq!(back, a);
+        }
+    }
+}

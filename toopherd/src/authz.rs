@@ -52,7 +52,7 @@ fn in_group(user: &User, group: &str) -> bool {
     let Ok(Some(g)) = nix::unistd::Group::from_name(group) else {
         return false;
     };
-    if user.gid == g.gid || g.mem.iter().any(|m| *m == user.name) {
+    if user.gid == g.gid || g.mem.contains(&user.name) {
         return true;
     }
     let Ok(name) = std::ffi::CString::new(user.name.as_str()) else {

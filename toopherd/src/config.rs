@@ -37,7 +37,7 @@ pub struct Config {
     pub enroll: EnrollMode,
     /// Seconds a two-way registration code stays valid.
     #[serde(default = "default_registration_ttl")]
-    pub registration_ttl: Ranged<60, 86_400>,
+    pub registration_ttl: Ranged<10, 86_400>,
     /// Members of this group may make administrative requests (root always may).
     #[serde(default)]
     pub admin_group: Option<Label>,
@@ -351,7 +351,7 @@ impl<'de> Deserialize<'de> for Label {
     }
 }
 
-fn default_registration_ttl() -> Ranged<60, 86_400> {
+fn default_registration_ttl() -> Ranged<10, 86_400> {
     Ranged(600)
 }
 fn default_true() -> bool {

@@ -70,60 +70,66 @@ fn draw(g: &Grid) -> String {
 /// Draws a QR code given as a PNG (the Toopher API's pairing QR image) in the terminal:
 /// finds the code's modules by its top-left finder pattern and samples their centres.
 pub fn draw_png(bytes: &[u8]) -> Result<String, QrError> {
-    let err = |e: &dyn std::fmt::Display| QrError(e.to_string());
-    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
-    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info().map_err(|e| err(&e))?;
-    let mut buf = vec![
-        0u8;
-        reader
-            .output_buffer_size()
-            .ok_or_else(|| QrError("image too large".into()))?
-    ];
-    let info = reader.next_frame(&mut buf).map_err(|e| err(&e))?;
-    let (w, h) = (info.width as usize, info.height as usize);
-    let channels = info.color_type.samples();
-    let dark = |x: usize, y: usize| -> bool {
-        let i = (y * w + x) * channels;
-        let luma = if channels >= 3 {
-            (u32::from(buf[i]) + u32::from(buf[i + 1]) + u32::from(buf[i + 2])) / 3
-        } else {
-            u32::from(buf[i])
+    Ok(draw(&Grid::from_png(bytes)?))
+}
+
+impl Grid {
+    fn from_png(bytes: &[u8]) -> Result<Grid, QrError> {
+        let err = |e: &dyn std::fmt::Display| QrError(e.to_string());
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().map_err(|e| err(&e))?;
+        let mut buf = vec![
+            0u8;
+            reader
+                .output_buffer_size()
+                .ok_or_else(|| QrError("image too large".into()))?
+        ];
+        let info = reader.next_frame(&mut buf).map_err(|e| err(&e))?;
+        let (w, h) = (info.width as usize, info.height as usize);
+        let channels = info.color_type.samples();
+        let dark = |x: usize, y: usize| -> bool {
+            let i = (y * w + x) * channels;
+            let luma = if channels >= 3 {
+                (u32::from(buf[i]) + u32::from(buf[i + 1]) + u32::from(buf[i + 2])) / 3
+            } else {
+                u32::from(buf[i])
+            };
+            // Transparent pixels count as light.
+            let opaque = match channels {
+                2 => buf[i + 1] > 127,
+                4 => buf[i + 3] > 127,
+                _ => true,
+            };
+            opaque && luma < 128
         };
-        // Transparent pixels count as light.
-        let opaque = match channels {
-            2 => buf[i + 1] > 127,
-            4 => buf[i + 3] > 127,
-            _ => true,
-        };
-        opaque && luma < 128
-    };
-    let (x0, y0) = (0..h)
-        .flat_map(|y| (0..w).map(move |x| (x, y)))
-        .find(|&(x, y)| dark(x, y))
-        .ok_or_else(|| QrError("no QR code in the image".into()))?;
-    let run = (x0..w).take_while(|&x| dark(x, y0)).count();
-    let module = (run as f64 / 7.0).max(1.0);
-    let x1 = (0..w)
-        .rev()
-        .find(|&x| (0..h).any(|y| dark(x, y)))
-        .unwrap_or(x0);
-    let n = ((x1 + 1 - x0) as f64 / module).round() as usize;
-    if !(21..=177).contains(&n) {
-        return Err(QrError(format!("unexpected QR size {n}")));
-    }
-    let mut cells = Vec::with_capacity(n * n);
-    for j in 0..n {
-        for i in 0..n {
-            let x = x0 + ((i as f64 + 0.5) * module) as usize;
-            let y = y0 + ((j as f64 + 0.5) * module) as usize;
-            cells.push(x < w && y < h && dark(x, y));
+        let (x0, y0) = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .find(|&(x, y)| dark(x, y))
+            .ok_or_else(|| QrError("no QR code in the image".into()))?;
+        let run = (x0..w).take_while(|&x| dark(x, y0)).count();
+        let module = (run as f64 / 7.0).max(1.0);
+        let x1 = (0..w)
+            .rev()
+            .find(|&x| (0..h).any(|y| dark(x, y)))
+            .unwrap_or(x0);
+        let n = ((x1 + 1 - x0) as f64 / module).round() as usize;
+        if !(21..=177).contains(&n) {
+            return Err(QrError(format!("unexpected QR size {n}")));
         }
+        let mut cells = Vec::with_capacity(n * n);
+        for j in 0..n {
+            for i in 0..n {
+                let x = x0 + ((i as f64 + 0.5) * module) as usize;
+                let y = y0 + ((j as f64 + 0.5) * module) as usize;
+                cells.push(x < w && y < h && dark(x, y));
+            }
+        }
+        Ok(Grid {
+            width: n,
+            dark: cells,
+        })
     }
-    Ok(draw(&Grid {
-        width: n,
-        dark: cells,
-    }))
 }
 
 /// Drawn with block characters only, no escape sequences, so it survives a PAM
@@ -149,8 +155,17 @@ pub fn blocks(data: &str) -> Result<String, QrError> {
 
 /// A grayscale PNG, 8 pixels per module, base64-encoded.
 pub fn png_base64(data: &str) -> Result<String, QrError> {
+    grid_png_base64(&Grid::new(data)?)
+}
+
+/// The same QR code as a compact PNG (base64): the API's images are far larger than a
+/// socket frame may be.
+pub fn recompress_png(bytes: &[u8]) -> Result<String, QrError> {
+    grid_png_base64(&Grid::from_png(bytes)?)
+}
+
+fn grid_png_base64(g: &Grid) -> Result<String, QrError> {
     const SCALE: usize = 8;
-    let g = Grid::new(data)?;
     let px = g.size() * SCALE;
     let mut pixels = vec![255u8; px * px];
     for y in 0..px {
@@ -186,6 +201,10 @@ mod tests {
             .unwrap();
         assert_eq!(draw_png(&raw).unwrap(), terminal(data).unwrap());
         assert!(draw_png(b"not a png").is_err());
+        let again = base64::engine::general_purpose::STANDARD
+            .decode(recompress_png(&raw).unwrap())
+            .unwrap();
+        assert_eq!(draw_png(&again).unwrap(), terminal(data).unwrap());
     }
 
     #[test]

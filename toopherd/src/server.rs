@@ -159,11 +159,12 @@ async fn read_body(stream: &mut UnixStream) -> Result<Zeroizing<Vec<u8>>, FrameE
     Ok(body)
 }
 
-async fn send(stream: &mut UnixStream, resp: &Response) -> Result<(), ()> {
-    let frame = encode(resp).map_err(|_| ())?;
+async fn send(stream: &mut UnixStream, resp: &Response) -> Result<(), String> {
+    let frame = encode(resp).map_err(|e| e.to_string())?;
     match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&frame)).await {
         Ok(Ok(())) => Ok(()),
-        _ => Err(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("write timed out".into()),
     }
 }
 
@@ -232,7 +233,9 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
             r = conn.handle(req) => r,
             _ = peer_gone(&stream) => return,
         };
-        if send(&mut stream, &resp).await.is_err() {
+        if let Err(e) = send(&mut stream, &resp).await {
+            d.log
+                .warn(&format!("{}: answer not sent: {e}", conn.peer.describe()));
             return;
         }
     }

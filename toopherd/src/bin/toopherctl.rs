@@ -269,8 +269,7 @@ fn run(args: Args) -> Result<(), Failure> {
             }
             Response::Accounts { accounts } => {
                 println!(
-                    "{:<24} {:<8} {:<8} {:<9} {:<24} {}",
-                    "USER", "BACKEND", "STATE", "ENABLED", "LAST SUCCESS", "RECOVERY"
+                    "USER                     BACKEND  STATE    ENABLED   LAST SUCCESS             RECOVERY"
                 );
                 for a in accounts {
                     println!(
@@ -515,8 +514,9 @@ fn pair(
         }
     }
     let mut state = info;
+    println!("Pairing {} started for {user}.", state.pairing_id);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
-    while !(state.enabled && !state.pending) {
+    while !state.enabled || state.pending {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             println!();

@@ -4,7 +4,6 @@
 
 use super::*;
 use crate::toopher::api_error;
-use base64::Engine;
 use toopher_ipc::{PairBy, PairingInfo, TerminalInfo};
 
 impl Conn {
@@ -76,7 +75,20 @@ impl Conn {
         };
         let qr = if matches!(by, PairBy::Qr) {
             match tb.api().get_pairing_qr_code_image(&pairing.id).await {
-                Ok(png) => Some(base64::engine::general_purpose::STANDARD.encode(png)),
+                Ok(png) => match crate::qr::recompress_png(&png) {
+                    Ok(small) => Some(small),
+                    Err(e) => {
+                        self.log_admin(
+                            "pair",
+                            &user,
+                            &format!("failed detail={}", field(Some(&e.to_string()))),
+                        );
+                        return Response::error(
+                            ErrorKind::Internal,
+                            "the QR code from the Toopher API could not be read",
+                        );
+                    }
+                },
                 Err(e) => return self.api_failure("pair", &user, &e),
             }
         } else {

@@ -26,6 +26,9 @@ pub enum RegistrationCheck {
     Failed,
 }
 
+/// salt, expires_at, tries, response_hash
+type ResponseRow = (Vec<u8>, i64, i64, Option<Vec<u8>>);
+
 /// Six uniformly random digits.
 fn six_digits() -> Result<Zeroizing<String>, getrandom::Error> {
     loop {
@@ -274,7 +277,7 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(Vec<u8>, i64, i64, Option<Vec<u8>>)> = tx
+        let row: Option<ResponseRow> = tx
             .query_row(
                 "SELECT salt, expires_at, tries, response_hash FROM registrations WHERE user = ?1",
                 params![user],

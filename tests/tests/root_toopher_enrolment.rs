@@ -1,0 +1,273 @@
+//! Toopher pairing and account management through toopherctl and toopherd against the
+//! simulator, and two-way registration that ends in a pairing inside the login. Needs root.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use toopher_ipc::{Client, ErrorKind, Request, Response, Timeouts};
+use toopher_tests::artifact;
+use toopher_tests::daemon::Toopherd;
+use toopher_tests::pam::{self, Stack};
+use toopher_tests::sim::Sim;
+use toopher_tests::system::require_root;
+
+/// Runs `toopherctl pair ...`; once it prints the pairing id, `phone(sim, id)` plays the
+/// phone. Returns toopherctl's exit success and its output.
+fn pair_with(
+    sim: &Arc<Sim>,
+    d: &Toopherd,
+    args: &[&str],
+    phone: impl FnOnce(&Sim, &str),
+) -> (bool, String) {
+    let mut child = Command::new(artifact("toopherctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("pair")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let id = loop {
+        let n = out.read(&mut buf).unwrap();
+        if n == 0 {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("toopherctl pair ended early: {seen}\n{err}\n{}", d.log());
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(line) = seen
+            .lines()
+            .find(|l| l.starts_with("Pairing ") && l.contains(" started for "))
+        {
+            break line.split(' ').nth(1).unwrap().to_string();
+        }
+    };
+    phone(sim, &id);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let ok = child.wait().unwrap().success();
+    (ok, seen + &rest)
+}
+
+fn status(d: &Toopherd, user: &str) -> serde_json::Value {
+    serde_json::from_slice(&d.ctl(&["status", user, "--json"]).stdout).unwrap()
+}
+
+#[test]
+fn pairing_by_phrase_then_a_push_login() {
+    require_root();
+    let sim = Sim::start();
+    let d = sim.toopherd("", "");
+    let (ok, out) = pair_with(
+        &sim,
+        &d,
+        &["alice", "--phrase", "correct horse"],
+        |sim, _| {
+            sim.handle.enter_pairing_phrase("correct horse").unwrap();
+        },
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Waiting for the phone to confirm"),
+        "no countdown: {out}"
+    );
+    assert!(out.contains("alice: paired"), "{out}");
+    let pairing = status(&d, "alice")["pairing_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        sim.handle.active_pairing_id("alice").as_deref(),
+        Some(pairing.as_str())
+    );
+    let answer = sim.answer_next_push(Some(None));
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "alice", &[""], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}");
+    answer.join().unwrap().unwrap();
+}
+
+#[test]
+fn pairing_by_sms_and_by_qr_code() {
+    require_root();
+    let sim = Sim::start();
+    let d = sim.toopherd("", "");
+    let (ok, out) = pair_with(
+        &sim,
+        &d,
+        &["bob", "--sms", "5551234", "--country", "1"],
+        |sim, id| {
+            sim.handle.complete_pairing(id).unwrap();
+        },
+    );
+    assert!(ok, "{out}");
+    let sms = sim.calls("/pairings/create/sms");
+    assert_eq!(sms.len(), 1);
+    assert_eq!(sms[0].param("phone_number"), Some("5551234"));
+    assert_eq!(sms[0].param("phone_country"), Some("1"));
+
+    let png = d.dir.path().join("qr.png");
+    let (ok, out) = pair_with(
+        &sim,
+        &d,
+        &["carol", "--qr", "--qr-file", png.to_str().unwrap()],
+        |sim, id| {
+            sim.handle.complete_pairing(id).unwrap();
+        },
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains('\u{2580}'), "QR code not drawn: {out}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    assert!(status(&d, "carol")["pairing_id"].is_string());
+}
+
+#[test]
+fn a_pairing_left_unconfirmed_times_out() {
+    require_root();
+    let sim = Sim::start();
+    let d = sim.toopherd("", "");
+    let (ok, out) = pair_with(&sim, &d, &["dave", "--qr", "--timeout", "2"], |_, _| {});
+    assert!(!ok, "{out}");
+    assert!(status(&d, "dave")["pairing_id"].is_null());
+}
+
+#[test]
+fn someone_elses_pairing_is_never_recorded() {
+    require_root();
+    let sim = Sim::start();
+    let erin = sim.paired("erin");
+    let d = sim.toopherd("", "");
+    let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
+    let r = c.call(&Request::PairStatus {
+        user: "frank".into(),
+        pairing_id: erin.pairing_id.unwrap(),
+    });
+    assert!(
+        matches!(
+            r,
+            Ok(Response::Error {
+                kind: ErrorKind::Forbidden,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(status(&d, "frank")["pairing_id"].is_null());
+}
+
+#[test]
+fn reset_links_enable_disable_reset_and_terminals() {
+    require_root();
+    let sim = Sim::start();
+    let d = sim.toopherd("", "");
+    let (ok, _) = pair_with(&sim, &d, &["gina", "--phrase", "blue sky"], |sim, _| {
+        sim.handle.enter_pairing_phrase("blue sky").unwrap();
+    });
+    assert!(ok);
+    let link = d.ctl(&["reset-link", "gina"]);
+    assert!(link.status.success(), "{link:?}");
+    assert!(
+        String::from_utf8_lossy(&link.stdout).starts_with("http"),
+        "{link:?}"
+    );
+    let mail = d.ctl(&["reset-link", "gina", "--email", "gina@example.com"]);
+    assert!(mail.status.success(), "{mail:?}");
+    assert!(
+        sim.handle
+            .reset_emails()
+            .iter()
+            .any(|(_, to)| to == "gina@example.com"),
+        "{:?}",
+        sim.handle.reset_emails()
+    );
+
+    assert!(d.ctl(&["disable", "gina"]).status.success());
+    assert!(
+        sim.calls("/users/")
+            .iter()
+            .any(|e| e.param("toopher_authentication_enabled") == Some("false"))
+    );
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "gina", &[""], None);
+    assert_eq!(t.auth, pam::PAM_AUTH_ERR);
+    assert!(d.ctl(&["enable", "gina"]).status.success());
+    assert_eq!(status(&d, "gina")["enabled"], true);
+
+    let created = d.ctl(&["terminals", "create", "gina", "Gina's laptop", "laptop-1"]);
+    assert!(created.status.success(), "{created:?}");
+    let text = String::from_utf8_lossy(&created.stdout).into_owned();
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let shown = d.ctl(&["terminals", "show", "gina", &id]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("Gina's laptop"),
+        "{shown:?}"
+    );
+
+    let reset = d.ctl(&["reset", "gina"]);
+    assert!(reset.status.success(), "{reset:?}");
+    assert_eq!(sim.calls("/users/reset").len(), 1);
+    assert_eq!(status(&d, "gina")["state"], "none");
+    assert!(status(&d, "gina")["pairing_id"].is_null());
+}
+
+#[test]
+fn two_way_registration_ends_in_a_pairing_inside_the_login() {
+    require_root();
+    let sim = Sim::start();
+    let d = sim.toopherd("enroll = \"two-way\"", "");
+    let stack = Stack::toopher(&d.socket, "");
+    let mut prompts = Vec::new();
+    let phone = Arc::clone(&sim);
+    let t = pam::login_with(&stack, "hank", None, &mut |_, prompt| {
+        prompts.push(prompt.to_string());
+        match prompts.len() {
+            1 => {
+                let at = prompt.find("Registration code: ").unwrap() + 19;
+                let out = d.ctl(&["registration", "approve", "hank", &prompt[at..at + 6]]);
+                assert!(out.status.success(), "{out:?}");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                Some(
+                    text.lines()
+                        .next()
+                        .unwrap()
+                        .rsplit(": ")
+                        .next()
+                        .unwrap()
+                        .trim()
+                        .to_string(),
+                )
+            }
+            2 => {
+                // The phone confirms the phrase once toopherd has created the pairing.
+                let sim = Arc::clone(&phone);
+                std::thread::spawn(move || {
+                    let until = Instant::now() + Duration::from_secs(15);
+                    while sim.handle.enter_pairing_phrase("green apple").is_err()
+                        && Instant::now() < until
+                    {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+                Some("green apple".into())
+            }
+            _ => None,
+        }
+    });
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:#?}\n{}", d.log());
+    assert!(
+        prompts[1].starts_with("Registered (2000). Now pair your phone"),
+        "{}",
+        prompts[1]
+    );
+    assert!(prompts[1].ends_with("Type the pairing phrase the Toopher app shows: "));
+    assert!(d.log().contains("detail=paired_in_login"));
+    assert!(status(&d, "hank")["pairing_id"].is_string());
+}
