@@ -39,7 +39,7 @@ pub struct Daemon {
     store: Mutex<Store>,
     pub log: Log,
     issuer: String,
-    toopher: Option<ToopherBackend>,
+    toopher: Option<Arc<ToopherBackend>>,
 }
 
 fn host_name() -> String {
@@ -57,7 +57,10 @@ impl Daemon {
             None => host_name(),
         };
         let toopher = match config.backend {
-            Backend::Toopher => Some(ToopherBackend::new(&config.toopher, &host_name())?),
+            Backend::Toopher => Some(Arc::new(ToopherBackend::new(
+                &config.toopher,
+                &host_name(),
+            )?)),
             Backend::Local => None,
         };
         Ok(Daemon {
@@ -471,6 +474,16 @@ impl Conn {
         }
     }
 
+    /// The toopher backend, or the answer that this toopherd has none.
+    fn toopher(&self, what: &str) -> Result<Arc<ToopherBackend>, Box<Response>> {
+        self.d.toopher.clone().ok_or_else(|| {
+            Box::new(Response::error(
+                ErrorKind::Unsupported,
+                format!("{what} needs backend = \"toopher\"; this toopherd uses the local backend"),
+            ))
+        })
+    }
+
     fn in_phase(&self, phase: &Phase) -> bool {
         self.login
             .as_ref()
@@ -571,9 +584,9 @@ impl Conn {
     }
 
     async fn begin_toopher(&mut self, ctx: LoginContext) -> Response {
-        let d = Arc::clone(&self.d);
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
+        let tb = match self.toopher("push") {
+            Ok(tb) => tb,
+            Err(r) => return *r,
         };
         if let Some(refusal) = self.rate_limit_refusal(&ctx).await {
             return refusal;
@@ -597,7 +610,7 @@ impl Conn {
                 push_pending: false,
             };
         }
-        match self.send_push(tb, &ctx).await {
+        match self.send_push(&tb, &ctx).await {
             Response::Pending => Response::Challenge {
                 methods: vec![Method::Push, Method::Otp],
                 push_pending: true,
@@ -633,9 +646,9 @@ impl Conn {
     }
 
     async fn push(&mut self) -> Response {
-        let d = Arc::clone(&self.d);
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
+        let tb = match self.toopher("push") {
+            Ok(tb) => tb,
+            Err(r) => return *r,
         };
         let ctx = match self.open_login() {
             Ok(c) => c,
@@ -647,15 +660,15 @@ impl Conn {
         if let Some(refusal) = self.rate_limit_refusal(&ctx).await {
             return refusal;
         }
-        self.send_push(tb, &ctx).await
+        self.send_push(&tb, &ctx).await
     }
 
     /// Polls the pending push until it is answered, `timeout_ms` passes (`Pending`), or
     /// the push times out (`Denied{PushTimeout}`, or `failmode` when the API was unreachable).
     async fn wait(&mut self, timeout_ms: u32) -> Response {
-        let d = Arc::clone(&self.d);
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
+        let tb = match self.toopher("push") {
+            Ok(tb) => tb,
+            Err(r) => return *r,
         };
         let ctx = match self.open_login() {
             Ok(c) => c,
@@ -715,9 +728,9 @@ impl Conn {
     }
 
     async fn otp_toopher(&mut self, code: Secret) -> Response {
-        let d = Arc::clone(&self.d);
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
+        let tb = match self.toopher("push") {
+            Ok(tb) => tb,
+            Err(r) => return *r,
         };
         let ctx = match self.open_login() {
             Ok(c) => c,

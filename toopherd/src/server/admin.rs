@@ -7,18 +7,6 @@ use crate::toopher::api_error;
 use toopher_ipc::{PairBy, PairingInfo, TerminalInfo};
 
 impl Conn {
-    /// The toopher backend, or the answer that there is none.
-    fn toopher_only(&self, what: &str) -> Result<Arc<Daemon>, Box<Response>> {
-        if self.d.toopher.is_some() {
-            Ok(Arc::clone(&self.d))
-        } else {
-            Err(Box::new(Response::error(
-                ErrorKind::Unsupported,
-                format!("{what} needs backend = \"toopher\"; this toopherd uses the local backend"),
-            )))
-        }
-    }
-
     fn api_failure(&self, what: &str, user: &str, e: &toopher_api::Error) -> Response {
         let (kind, message) = api_error(e);
         self.log_admin(
@@ -33,12 +21,9 @@ impl Conn {
         if let Some(refusal) = self.authorize("pair", &user, false) {
             return refusal;
         }
-        let d = match self.toopher_only("pair") {
-            Ok(d) => d,
+        let tb = match self.toopher("pair") {
+            Ok(tb) => tb,
             Err(r) => return *r,
-        };
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
         };
         let name = tb.name_of(&user);
         let (arg, extras): (Option<String>, Vec<(&str, String)>) = match &by {
@@ -130,12 +115,9 @@ impl Conn {
         if let Some(refusal) = self.authorize("pair", &user, false) {
             return refusal;
         }
-        let d = match self.toopher_only("pair") {
-            Ok(d) => d,
+        let tb = match self.toopher("pair") {
+            Ok(tb) => tb,
             Err(r) => return *r,
-        };
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
         };
         match tb.api().get_pairing_by_id(&pairing_id).await {
             // A pairing of someone else can never be recorded for this user.
@@ -239,12 +221,9 @@ impl Conn {
         if let Some(refusal) = self.authorize("reset-link", &user, true) {
             return refusal;
         }
-        let d = match self.toopher_only("reset-link") {
-            Ok(d) => d,
+        let tb = match self.toopher("reset-link") {
+            Ok(tb) => tb,
             Err(r) => return *r,
-        };
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
         };
         let name = user.clone();
         let pairing = match self.d.db(move |s| s.pairing(&name)).await {
@@ -308,12 +287,9 @@ impl Conn {
         if let Some(refusal) = self.authorize("terminals", &user, true) {
             return refusal;
         }
-        let d = match self.toopher_only("terminals") {
-            Ok(d) => d,
+        let tb = match self.toopher("terminals") {
+            Ok(tb) => tb,
             Err(r) => return *r,
-        };
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
         };
         let printable =
             |s: &str| !s.is_empty() && s.len() <= 120 && !s.chars().any(char::is_control);
@@ -345,12 +321,9 @@ impl Conn {
         if let Some(refusal) = self.authorize("terminals", &user, true) {
             return refusal;
         }
-        let d = match self.toopher_only("terminals") {
-            Ok(d) => d,
+        let tb = match self.toopher("terminals") {
+            Ok(tb) => tb,
             Err(r) => return *r,
-        };
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
         };
         match tb.api().get_user_terminal_by_id(&id).await {
             Ok(t) if t.user.name != tb.name_of(&user) => Response::error(

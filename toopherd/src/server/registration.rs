@@ -315,9 +315,9 @@ impl Conn {
 
     /// Polls the pairing made in this login until the phone confirms it.
     pub(super) async fn wait_for_pairing(&mut self, timeout_ms: u32) -> Response {
-        let d = Arc::clone(&self.d);
-        let Some(tb) = d.toopher.as_ref() else {
-            return Response::error(ErrorKind::Internal, "no toopher backend");
+        let tb = match self.toopher("pairing") {
+            Ok(tb) => tb,
+            Err(r) => return *r,
         };
         let ctx = match self.open_login() {
             Ok(c) => c,
