@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_void};
-use std::os::raw::{c_char, c_int};
+use std::os::raw::c_int;
 use std::path::Path;
 
 pub const PAM_SUCCESS: i32 = 0;
@@ -21,42 +21,66 @@ pub const TEXT_INFO: i32 = 4;
 
 const PAM_RHOST: c_int = 4;
 
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
+/// The few libpam and libpam_misc entry points the harness and `pam-login` use.
+pub mod ffi {
+    use std::ffi::c_void;
+    use std::os::raw::{c_char, c_int};
 
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
+    #[repr(C)]
+    pub struct PamMessage {
+        pub msg_style: c_int,
+        pub msg: *const c_char,
+    }
 
-type ConvFn =
-    extern "C" fn(c_int, *mut *const PamMessage, *mut *mut PamResponse, *mut c_void) -> c_int;
+    #[repr(C)]
+    pub struct PamResponse {
+        pub resp: *mut c_char,
+        pub resp_retcode: c_int,
+    }
 
-#[repr(C)]
-struct PamConv {
-    conv: ConvFn,
-    appdata_ptr: *mut c_void,
-}
-
-#[link(name = "pam")]
-unsafe extern "C" {
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut c_void,
+    pub type ConvFn = unsafe extern "C" fn(
+        c_int,
+        *mut *const PamMessage,
+        *mut *mut PamResponse,
+        *mut c_void,
     ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_setcred(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_acct_mgmt(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_set_item(pamh: *mut c_void, item_type: c_int, item: *const c_void) -> c_int;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
+
+    #[repr(C)]
+    pub struct PamConv {
+        pub conv: ConvFn,
+        pub appdata_ptr: *mut c_void,
+    }
+
+    #[link(name = "pam")]
+    unsafe extern "C" {
+        pub fn pam_start_confdir(
+            service: *const c_char,
+            user: *const c_char,
+            conv: *const PamConv,
+            confdir: *const c_char,
+            pamh: *mut *mut c_void,
+        ) -> c_int;
+        pub fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
+        pub fn pam_setcred(pamh: *mut c_void, flags: c_int) -> c_int;
+        pub fn pam_acct_mgmt(pamh: *mut c_void, flags: c_int) -> c_int;
+        pub fn pam_set_item(pamh: *mut c_void, item_type: c_int, item: *const c_void) -> c_int;
+        pub fn pam_strerror(pamh: *mut c_void, errnum: c_int) -> *const c_char;
+        pub fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
+    }
+
+    #[link(name = "pam_misc")]
+    unsafe extern "C" {
+        /// The terminal conversation of `login` and friends.
+        pub fn misc_conv(
+            n: c_int,
+            msgs: *mut *const PamMessage,
+            resp: *mut *mut PamResponse,
+            appdata: *mut c_void,
+        ) -> c_int;
+    }
 }
+
+use ffi::*;
 
 /// A private PAM configuration directory with one service file.
 pub struct Stack {
@@ -125,7 +149,7 @@ struct Script<'a> {
     messages: Vec<(i32, String)>,
 }
 
-extern "C" fn scripted(
+unsafe extern "C" fn scripted(
     n: c_int,
     msgs: *mut *const PamMessage,
     resp: *mut *mut PamResponse,

@@ -2,34 +2,10 @@
 //! the person with libpam_misc's `misc_conv` (the terminal conversation `login` uses).
 //! Used by the quick start: `pam-login --confdir DIR --service NAME --user USER`.
 
-use std::ffi::{CString, c_void};
-use std::os::raw::{c_char, c_int};
-
-#[repr(C)]
-struct PamConv {
-    conv: *const c_void,
-    appdata_ptr: *mut c_void,
-}
-
-#[link(name = "pam")]
-unsafe extern "C" {
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut c_void,
-    ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_acct_mgmt(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_strerror(pamh: *mut c_void, errnum: c_int) -> *const c_char;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
-}
-
-#[link(name = "pam_misc")]
-unsafe extern "C" {
-    fn misc_conv(n: c_int, m: *mut *const c_void, r: *mut *mut c_void, a: *mut c_void) -> c_int;
-}
+use std::ffi::CString;
+use toopher_tests::pam::ffi::{
+    PamConv, misc_conv, pam_acct_mgmt, pam_authenticate, pam_end, pam_start_confdir, pam_strerror,
+};
 
 fn arg(name: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -51,7 +27,7 @@ fn main() {
         CString::new(user).expect("user"),
     );
     let conv = PamConv {
-        conv: misc_conv as *const c_void,
+        conv: misc_conv,
         appdata_ptr: std::ptr::null_mut(),
     };
     let mut pamh = std::ptr::null_mut();
