@@ -110,12 +110,23 @@ mod tests {
         assert_eq!(o.failmode, Failmode::Secure);
         assert_eq!(o.prompts, 3);
         assert_eq!(o.socket, PathBuf::from("/run/toopherd/toopherd.sock"));
+        assert!(!o.autopush);
+        assert_eq!(o.timeout, std::time::Duration::from_secs(120));
     }
 
     #[test]
     fn parses_every_option() {
-        let o =
-            Options::parse(["debug", "socket=/tmp/x.sock", "failmode=safe", "prompts=5"]).unwrap();
+        let o = Options::parse([
+            "debug",
+            "socket=/tmp/x.sock",
+            "failmode=safe",
+            "prompts=5",
+            "autopush",
+            "timeout=30",
+        ])
+        .unwrap();
+        assert!(o.autopush);
+        assert_eq!(o.timeout, std::time::Duration::from_secs(30));
         assert!(o.debug);
         assert_eq!(o.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(o.failmode, Failmode::Safe);
@@ -131,6 +142,10 @@ mod tests {
             "socket=rel",
             "nullok",
             "debug=1",
+            "timeout=0",
+            "timeout=901",
+            "timeout=x",
+            "autopush=yes",
         ] {
             assert!(Options::parse([bad]).is_err(), "{bad}");
         }
