@@ -2,7 +2,7 @@
 //! real toopherd, and the Toopher API simulator over HTTPS. Needs root (toopherd lets only
 //! root act for other accounts).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use toopher_ipc::{Client, LoginContext, Request, Response, Timeouts};
 use toopher_tests::daemon::Toopherd;
 use toopher_tests::otp;
@@ -425,4 +425,69 @@ fn a_module_that_goes_away_ends_its_poll() {
         before,
         "toopherd kept polling for a client that left"
     );
+}
+
+#[test]
+fn credentials_are_refused_when_others_may_read_them_but_systemd_credentials_are_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("t.sock");
+    let base = format!(
+        "socket = \"{}\"\nstate_dir = \"{}\"\n",
+        socket.display(),
+        dir.path().join("state").display()
+    );
+    let loose = dir.path().join("loose.toml");
+    std::fs::copy(sim.credentials_file(), &loose).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let with_file = sim.config("").replace(
+        &sim.credentials_file().display().to_string(),
+        &loose.display().to_string(),
+    );
+    std::fs::write(dir.path().join("a.toml"), format!("{base}{with_file}")).unwrap();
+    let out = std::process::Command::new(toopher_tests::artifact("toopherd"))
+        .args(["--log", "stderr", "--config"])
+        .arg(dir.path().join("a.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0640") && err.contains("chmod 600"), "{err}");
+    assert!(!err.contains(sim.handle.consumer_secret()));
+
+    // systemd LoadCredential=toopher:...: $CREDENTIALS_DIRECTORY/toopher, even group-readable.
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::copy(sim.credentials_file(), creds.join("toopher")).unwrap();
+    std::fs::set_permissions(
+        creds.join("toopher"),
+        std::fs::Permissions::from_mode(0o440),
+    )
+    .unwrap();
+    let without_file: String = sim
+        .config("")
+        .lines()
+        .filter(|l| !l.starts_with("credentials_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.path().join("b.toml"), format!("{base}{without_file}")).unwrap();
+    let mut child = std::process::Command::new(toopher_tests::artifact("toopherd"))
+        .args(["--log", "stderr", "--config"])
+        .arg(dir.path().join("b.toml"))
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "toopherd refused systemd credentials"
+        );
+        assert!(Instant::now() < until, "toopherd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -67,18 +67,13 @@ struct CredentialsFile {
 pub fn load_credentials(path: &Path) -> Result<Credentials, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("credentials file {shown}: {e}"))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "credentials file {shown} has mode {mode:04o}; it must not be readable by group or others (chmod 600 {shown})"
-        ));
-    }
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    if meta.uid() != euid && meta.uid() != 0 {
-        return Err(format!(
-            "credentials file {shown} must be owned by root or by toopherd's user"
-        ));
+    // systemd's credentials directory is private to the service already, and may grant
+    // the service user access through an ACL (which shows as group bits): only files
+    // elsewhere are judged by their mode and owner.
+    let from_systemd = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .is_some_and(|dir| !dir.is_empty() && path.starts_with(&dir));
+    if !from_systemd {
+        check_private(&meta, path)?;
     }
     let text = Zeroizing::new(
         std::fs::read_to_string(path).map_err(|e| format!("credentials file {shown}: {e}"))?,
@@ -104,6 +99,26 @@ pub fn load_credentials(path: &Path) -> Result<Credentials, String> {
 
 /// Accepted OTPs per user: (hash of user and code, accepted at).
 type RecentOtps = HashMap<String, Vec<([u8; 32], Instant)>>;
+
+/// A credentials file outside systemd's credentials directory: owner-only, and owned by
+/// root or by toopherd's user.
+fn check_private(meta: &std::fs::Metadata, path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "credentials file {shown} has mode {mode:04o}; it must not be readable by group or others (chmod 600 {shown})"
+        ));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(format!(
+            "credentials file {shown} must be owned by root or by toopherd's user"
+        ));
+    }
+    Ok(())
+}
 
 pub struct ToopherBackend {
     api: ToopherApi,
