@@ -197,20 +197,30 @@ impl Sshd {
             .prefix("ssh-client-")
             .tempdir()
             .expect("tempdir");
-        let answers_file = work.path().join("answers");
+        let queue = work.path().join("answers");
+        let lines: String = answers.iter().map(|a| format!("{a}\n")).collect();
+        std::fs::write(&queue, lines).expect("answers");
+        let body = format!("head -n 1 '{q}'\nsed -i 1d '{q}'\n", q = queue.display());
+        self.run_ssh(user, work, &body)
+    }
+
+    /// Like [`Sshd::login`], with `answer` (shell, the prompt in `$1`) printing each answer.
+    pub fn login_with(&self, user: &str, answer: &str) -> SshLogin {
+        let work = tempfile::Builder::new()
+            .prefix("ssh-client-")
+            .tempdir()
+            .expect("tempdir");
+        self.run_ssh(user, work, answer)
+    }
+
+    fn run_ssh(&self, user: &str, work: tempfile::TempDir, answer: &str) -> SshLogin {
         let prompts_file = work.path().join("prompts");
-        std::fs::write(
-            &answers_file,
-            answers.iter().map(|a| format!("{a}\n")).collect::<String>(),
-        )
-        .expect("answers");
         let askpass = work.path().join("askpass");
         std::fs::write(
             &askpass,
             format!(
-                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{p}'\nhead -n 1 '{a}'\nsed -i 1d '{a}'\n",
-                p = prompts_file.display(),
-                a = answers_file.display()
+                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{p}'\n{answer}",
+                p = prompts_file.display()
             ),
         )
         .expect("askpass");

@@ -216,3 +216,47 @@ mod push {
         assert!(!d.log().contains(&format!("user={}", user.name)));
     }
 }
+
+#[test]
+fn two_way_registration_and_enrolment_through_real_sshd() {
+    // The chicken-and-egg of SSH-only hosts: no factor yet, 2FA required.
+    let d = Toopherd::start_with("enroll = \"two-way\"\n");
+    let user = TestUser::create("w");
+    let sshd = Sshd::start(PamDir::password_then_toopher("sshd", &d.socket, ""));
+    let ctl = toopher_tests::artifact("toopherctl");
+    // The askpass plays the person: the password, then the registration code taken to an
+    // administrator (toopherctl), then the first code of the new enrolment (oathtool).
+    let answer = format!(
+        r#"case "$1" in
+  *Password:*) echo '{password}' ;;
+  *"Registration code: "*)
+    code=$(printf '%s' "$1" | sed -n 's/.*Registration code: \([0-9]\{{6\}}\).*/\1/p' | head -n 1)
+    '{ctl}' --socket '{socket}' registration approve '{user}' "$code" | sed -n 's/^Response code for .*: //p' ;;
+  *"finish enrolment"*)
+    key=$(printf '%s\n' "$1" | sed -n 's/^Key: //p')
+    oathtool --totp -b "$key" ;;
+  *) echo ;;
+esac
+"#,
+        password = user.password,
+        ctl = ctl.display(),
+        socket = d.socket.display(),
+        user = user.name,
+    );
+    let login = sshd.login_with(&user.name, &answer);
+    assert!(login.ok, "{login:?}\n{}\n{}", sshd.log(), d.log());
+    let prompts = login.prompts.join("\n");
+    assert!(
+        prompts.contains("This account has no second factor yet."),
+        "{prompts}"
+    );
+    assert!(prompts.contains("Registered (2000)."), "{prompts}");
+    assert!(
+        prompts.contains('\u{2588}'),
+        "the QR code did not reach the ssh client"
+    );
+    assert!(d.log().contains("detail=enrolled_in_login"));
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.ctl(&["status", &user.name, "--json"]).stdout).unwrap();
+    assert_eq!(st["state"], "active");
+}
