@@ -485,9 +485,8 @@ mod tests {
     use super::*;
 
     fn backend() -> ToopherBackend {
-        let dir = std::env::temp_dir().join(format!("toopher-creds-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("c.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
         std::fs::write(&path, "consumer_key = \"k\"\nconsumer_secret = \"s\"\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let cfg = ToopherConfig {
@@ -523,9 +522,8 @@ mod tests {
 
     #[test]
     fn loose_credentials_are_refused_without_showing_the_secret() {
-        let dir = std::env::temp_dir().join(format!("toopher-creds2-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("c.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
         std::fs::write(
             &path,
             "consumer_key = \"k\"\nconsumer_secret = \"hunter2\"\n",

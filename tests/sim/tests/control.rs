@@ -171,7 +171,10 @@ async fn binary_prints_a_json_line_and_serves() {
         common_poll(&api, r).await
     }
     .await;
-    let _ = child.kill();
+    // SIGTERM, not SIGKILL: the simulator then removes the CA directory it created.
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
     assert!(result);
 }
