@@ -455,6 +455,15 @@ fn credentials_are_refused_when_others_may_read_them_but_systemd_credentials_are
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("0640") && err.contains("chmod 600"), "{err}");
     assert!(!err.contains(sim.handle.consumer_secret()));
+    // --check-config says so too, before anyone restarts the service with it.
+    let check = std::process::Command::new(toopher_tests::artifact("toopherd"))
+        .arg("--config")
+        .arg(dir.path().join("a.toml"))
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(78), "{check:?}");
+    assert!(String::from_utf8_lossy(&check.stderr).contains("chmod 600"));
 
     // systemd LoadCredential=toopher:...: $CREDENTIALS_DIRECTORY/toopher, even group-readable.
     let creds = dir.path().join("creds");

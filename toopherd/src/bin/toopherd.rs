@@ -40,6 +40,14 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        // The Toopher backend's credentials are part of a working configuration.
+        if config.backend == toopherd::config::Backend::Toopher {
+            let path = config.toopher.credentials_path();
+            if let Err(e) = toopherd::toopher::load_credentials(&path) {
+                eprintln!("toopherd: invalid configuration: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        }
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
