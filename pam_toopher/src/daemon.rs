@@ -20,9 +20,11 @@ impl Daemon for Client {
 }
 
 /// Bounds used by the module: it runs inside sshd and sudo and must never hang them.
+/// toopherd's longest single answer is two API timeouts (a request, a 429 waited out and
+/// the retry: 2 x 20 s at most), so 45 s is enough and still inside sshd's LoginGraceTime.
 pub const TIMEOUTS: Timeouts = Timeouts {
     connect: Duration::from_secs(3),
-    io: Duration::from_secs(15),
+    io: Duration::from_secs(45),
 };
 
 pub fn connect(socket: &Path) -> std::io::Result<Client> {

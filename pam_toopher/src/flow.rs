@@ -20,8 +20,9 @@ pub const AUTOPUSH_PROMPT: &str =
     "Approve on your phone and press Enter, or type a one-time password: ";
 /// Each `Wait` is this long at most, so toopherd soon notices a vanished module.
 const WAIT_SLICE: Duration = Duration::from_secs(5);
-/// Allowance for toopherd's own poll on top of a slice.
-const WAIT_MARGIN: Duration = Duration::from_secs(20);
+/// Allowance on top of a slice for toopherd's last poll, which may have begun just
+/// before the slice ended (one API request, at most 20 s, plus a 429 waited out).
+const WAIT_MARGIN: Duration = crate::daemon::TIMEOUTS.io;
 /// Longest input worth sending: a recovery code with its dashes is 14 characters.
 pub(crate) const MAX_CODE_LEN: usize = 64;
 

@@ -500,3 +500,30 @@ fn credentials_are_refused_when_others_may_read_them_but_systemd_credentials_are
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn rate_limited_polls_only_slow_the_wait() {
+    let sim = Sim::start();
+    sim.paired("oona");
+    let d = sim.toopherd("", "push_timeout = 20");
+    sim.handle.inject_failure(
+        FailureRule {
+            method: Some("GET".into()),
+            ..FailureRule::new(
+                "/authentication_requests/*",
+                Failure::RateLimit { retry_after: 30 },
+            )
+        }
+        .times(4),
+    );
+    let answer = sim.answer_next_push(Some(None));
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "oona", &[""], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    answer.join().unwrap().unwrap();
+    let polls = sim
+        .calls("/authentication_requests/")
+        .into_iter()
+        .filter(|e| e.method == "GET")
+        .count();
+    assert!(polls >= 5, "the 429s were not polled through: {polls}");
+}

@@ -60,9 +60,10 @@ pub struct ToopherConfig {
     /// Extra CA certificates (PEM) to trust, for self-hosted or test servers.
     #[serde(default)]
     pub ca_file: Option<AbsPath>,
-    /// Bound on each HTTP request, in seconds.
+    /// Bound on each HTTP request (and on waiting out a 429 within one), in seconds. At most
+    /// 20: the module waits 45 s for any one answer of toopherd.
     #[serde(default = "default_api_timeout")]
-    pub timeout: Seconds<100, 120_000>,
+    pub timeout: Seconds<100, 20_000>,
     /// How often a pending push is polled, in seconds.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: Seconds<50, 30_000>,
@@ -360,7 +361,7 @@ fn default_true() -> bool {
 fn default_base_url() -> Url {
     Url("https://api.toopher.com/v1".into())
 }
-fn default_api_timeout() -> Seconds<100, 120_000> {
+fn default_api_timeout() -> Seconds<100, 20_000> {
     Seconds(std::time::Duration::from_secs(10))
 }
 fn default_poll_interval() -> Seconds<50, 30_000> {

@@ -680,7 +680,7 @@ impl Conn {
         let slice_end =
             Instant::now() + Duration::from_millis(u64::from(timeout_ms)).min(MAX_WAIT_SLICE);
         loop {
-            let last_error = match tb.poll(&ctx, &push.id, push.deadline).await {
+            let last_error = match tb.poll(&ctx, &push.id, push.deadline.min(slice_end)).await {
                 Outcome::Pending { .. } => None,
                 Outcome::Unreachable(e) => Some(e),
                 settled => {

@@ -258,7 +258,8 @@ impl ToopherBackend {
     pub async fn push(&self, ctx: &LoginContext) -> Outcome {
         let name = self.user_name(ctx);
         let opts = self.options(ctx);
-        let deadline = Instant::now() + self.cfg.push_timeout.0;
+        // Back-off stays within one request's time, so the module's wait covers it.
+        let deadline = Instant::now() + self.cfg.timeout.0;
         match self
             .with_backoff(deadline, || {
                 self.api.authenticate_by_user_name(&name, &opts)
@@ -270,7 +271,8 @@ impl ToopherBackend {
         }
     }
 
-    /// Polls a pending push once (backing off on 429 within `deadline`).
+    /// Polls a pending push once. A 429 is waited out as told within `deadline`; past it,
+    /// the push simply stays pending (the API asked us to slow down, not to give up).
     pub async fn poll(&self, ctx: &LoginContext, request_id: &str, deadline: Instant) -> Outcome {
         let name = self.user_name(ctx);
         match self
@@ -280,6 +282,9 @@ impl ToopherBackend {
             .await
         {
             Ok(r) => self.answer(&name, &r, Method::Push),
+            Err(e) if e.class() == ErrorClass::RateLimited => Outcome::Pending {
+                request_id: request_id.to_owned(),
+            },
             Err(e) => self.map_error(&e),
         }
     }

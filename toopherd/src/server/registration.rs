@@ -343,7 +343,9 @@ impl Conn {
                 }
                 Ok(p) if p.enabled && !p.pending => return self.paired(&ctx, &p.id).await,
                 Ok(_) => {}
-                Err(e) if e.is_unreachable() => {}
+                // Unreachable for a moment, or asked to slow down: keep waiting.
+                Err(e)
+                    if e.is_unreachable() || e.class() == toopher_api::ErrorClass::RateLimited => {}
                 Err(e) => {
                     self.end_login();
                     self.log_auth(
