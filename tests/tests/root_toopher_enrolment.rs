@@ -226,6 +226,7 @@ fn two_way_registration_ends_in_a_pairing_inside_the_login() {
     let stack = Stack::toopher(&d.socket, "");
     let mut prompts = Vec::new();
     let phone = Arc::clone(&sim);
+    let mut confirming = None;
     let t = pam::login_with(&stack, "hank", None, &mut |_, prompt| {
         prompts.push(prompt.to_string());
         match prompts.len() {
@@ -248,19 +249,24 @@ fn two_way_registration_ends_in_a_pairing_inside_the_login() {
             2 => {
                 // The phone confirms the phrase once toopherd has created the pairing.
                 let sim = Arc::clone(&phone);
-                std::thread::spawn(move || {
+                confirming = Some(std::thread::spawn(move || {
                     let until = Instant::now() + Duration::from_secs(15);
                     while sim.handle.enter_pairing_phrase("green apple").is_err()
                         && Instant::now() < until
                     {
                         std::thread::sleep(Duration::from_millis(100));
                     }
-                });
+                }));
                 Some("green apple".into())
             }
             _ => None,
         }
     });
+    // The simulated phone lets go of the simulator before the test ends (its CA
+    // directory is removed when the last handle drops).
+    if let Some(phone) = confirming {
+        phone.join().unwrap();
+    }
     assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:#?}\n{}", d.log());
     assert!(
         prompts[1].starts_with("Registered (2000). Now pair your phone"),
