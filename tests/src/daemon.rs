@@ -221,3 +221,15 @@ pub fn ctl_as(socket: &Path, args: &[&str], as_uid: Option<u32>) -> Output {
     cmd.arg("--socket").arg(socket).args(args);
     cmd.output().expect("run toopherctl")
 }
+
+/// Runs toopherd once in the foreground with `config` and `args` (e.g. `--check-config`)
+/// and returns how it ended; for refusals at start.
+pub fn run_once(config: &Path, args: &[&str]) -> Output {
+    Command::new(crate::artifact("toopherd"))
+        .args(["--log", "stderr", "--config"])
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run toopherd")
+}

@@ -28,6 +28,15 @@ pub fn require_root() {
     );
 }
 
+/// The uid of an existing account.
+pub fn uid_of(name: &str) -> u32 {
+    let out = Command::new("id").args(["-u", name]).output().expect("id");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no uid for {name}"))
+}
+
 /// A Unix account with a password, removed (with its home and processes) on drop.
 pub struct TestUser {
     pub name: String,

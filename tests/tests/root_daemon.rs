@@ -10,7 +10,7 @@ use std::time::Duration;
 use toopher_ipc::{
     Client, ErrorKind, LoginContext, Request, Response, Timeouts, decode, read_frame,
 };
-use toopher_tests::daemon::{Toopherd, ctl_as};
+use toopher_tests::daemon::{Toopherd, ctl_as, run_once};
 use toopher_tests::pam::{self, Stack};
 use toopher_tests::{artifact, otp};
 
@@ -244,11 +244,7 @@ fn database_is_private_and_refused_when_it_is_not() {
     assert!(d.stop());
     assert!(!d.socket.exists(), "socket left behind after SIGTERM");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(artifact("toopherd"))
-        .args(["--log", "stderr", "--config"])
-        .arg(&d.config)
-        .output()
-        .unwrap();
+    let out = run_once(&d.config, &[]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("must be 0600"),
@@ -259,11 +255,7 @@ fn database_is_private_and_refused_when_it_is_not() {
 #[test]
 fn a_second_toopherd_on_the_same_socket_refuses_to_start() {
     let d = Toopherd::start();
-    let out = Command::new(artifact("toopherd"))
-        .args(["--log", "stderr", "--config"])
-        .arg(&d.config)
-        .output()
-        .unwrap();
+    let out = run_once(&d.config, &[]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("another toopherd"),

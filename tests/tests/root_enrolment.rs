@@ -7,7 +7,7 @@ use std::process::Command;
 use toopher_tests::daemon::{Toopherd, ctl_as};
 use toopher_tests::otp;
 use toopher_tests::pam::{self, Stack};
-use toopher_tests::system::{TestUser, require_root};
+use toopher_tests::system::{TestUser, require_root, uid_of};
 
 fn registration_code(prompt: &str) -> String {
     let at = prompt
@@ -201,19 +201,6 @@ fn the_person_can_approve_their_own_registration_from_a_logged_in_session() {
     )
     .unwrap();
     let stack = Stack::toopher(&d.socket, "prompts=2");
-    let uid = |name: &str| -> u32 {
-        String::from_utf8(
-            Command::new("id")
-                .args(["-u", name])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-    };
     let mut n = 0;
     let t = pam::login_with(&stack, "man", None, &mut |_, prompt| {
         n += 1;
@@ -224,7 +211,7 @@ fn the_person_can_approve_their_own_registration_from_a_logged_in_session() {
                 let other = ctl_as(
                     &d.socket,
                     &["registration", "approve", "man", &code],
-                    Some(uid("lp")),
+                    Some(uid_of("lp")),
                 );
                 assert_eq!(other.status.code(), Some(1));
                 assert!(
@@ -235,7 +222,7 @@ fn the_person_can_approve_their_own_registration_from_a_logged_in_session() {
                 let own = ctl_as(
                     &d.socket,
                     &["registration", "approve", "man", &code],
-                    Some(uid("man")),
+                    Some(uid_of("man")),
                 );
                 assert!(own.status.success(), "{own:?}");
                 let text = String::from_utf8_lossy(&own.stdout).into_owned();
@@ -389,22 +376,9 @@ fn members_of_the_admin_group_may_administer() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let uid = |name: &str| -> u32 {
-        String::from_utf8(
-            Command::new("id")
-                .args(["-u", name])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-    };
-    let ok = ctl_as(&d.socket, &["list"], Some(uid(&admin.name)));
+    let ok = ctl_as(&d.socket, &["list"], Some(uid_of(&admin.name)));
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains("daemon"));
-    let refused = ctl_as(&d.socket, &["list"], Some(uid(&plain.name)));
+    let refused = ctl_as(&d.socket, &["list"], Some(uid_of(&plain.name)));
     assert_eq!(refused.status.code(), Some(1));
 }
