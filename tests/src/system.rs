@@ -109,13 +109,18 @@ impl PamDir {
 
     /// `sh -c` words that run `exec_cmd` with this directory mounted over /etc/pam.d.
     fn namespaced(&self, exec_cmd: &str) -> Command {
+        self.namespaced_with(exec_cmd, "")
+    }
+
+    /// Like [`PamDir::namespaced`], running the shell words `setup` in the namespace first.
+    fn namespaced_with(&self, exec_cmd: &str, setup: &str) -> Command {
         let mut c = Command::new("unshare");
         c.args([
             "-m",
             "sh",
             "-c",
             &format!(
-                "mount --make-rprivate / && mount --bind '{}' /etc/pam.d && exec {exec_cmd}",
+                "mount --make-rprivate / && mount --bind '{}' /etc/pam.d && {setup} exec {exec_cmd}",
                 self.dir.path().display()
             ),
         ]);
@@ -136,7 +141,6 @@ pub struct Sshd {
     pub dir: tempfile::TempDir,
     child: Child,
     _pam: PamDir,
-    made_run_dir: bool,
 }
 
 impl Sshd {
@@ -164,14 +168,16 @@ impl Sshd {
             ),
         )
         .expect("sshd_config");
-        // sshd's privilege separation directory; created only when missing, removed after.
-        let made_run_dir = !Path::new("/run/sshd").exists();
-        if made_run_dir {
-            std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
-        }
         let log = std::fs::File::create(dir.path().join("sshd.log")).expect("log");
+        // sshd needs its privilege separation directory /run/sshd (root's, 0755). Each
+        // sshd gets a private one: a tmpfs over /run inside its own mount namespace, so
+        // no test creates or removes anything in the machine's /run while others use it.
         let child = pam
-            .namespaced(&format!("/usr/sbin/sshd -D -e -f '{}'", config.display()))
+            .namespaced_with(
+                &format!("/usr/sbin/sshd -D -e -f '{}'", config.display()),
+                "mount -t tmpfs -o mode=0755,size=4m toopher-test-run /run && \
+                 mkdir -m 0755 /run/sshd &&",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -191,7 +197,6 @@ impl Sshd {
             dir,
             child,
             _pam: pam,
-            made_run_dir,
         }
     }
 
@@ -280,9 +285,6 @@ impl Drop for Sshd {
                 .arg(pid.trim())
                 .stderr(Stdio::null())
                 .status();
-        }
-        if self.made_run_dir {
-            let _ = std::fs::remove_dir("/run/sshd");
         }
     }
 }
