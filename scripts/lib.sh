@@ -3,6 +3,23 @@
 say() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 
+# Prints the calling script's header comment (its usage) without the leading "# ".
+usage_from_header() {
+  sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+}
+
+# For scripts that take no options: answers -h/--help with the usage and refuses anything
+# else that looks like an option. Call as: no_options_but_help "$@"
+no_options_but_help() {
+  local a
+  for a in "$@"; do
+    case "$a" in
+      -h|--help) usage_from_header; exit 0 ;;
+      -*) die "unknown option $a (see --help)" ;;
+    esac
+  done
+}
+
 # Debian packages the build and the tests need.
 PACKAGES=(
   libpam0g-dev      # libpam and libpam_misc to link the test driver against
