@@ -39,16 +39,27 @@ PACKAGES=(
 
 # Installs whatever of $PACKAGES (and "$@") is missing; without root, fails naming them.
 ensure_packages() {
-  local missing=()
+  install_missing "${PACKAGES[@]}" "$@"
+}
+
+# Prints the named Debian packages that are not installed.
+missing_packages() {
   local p
-  for p in "${PACKAGES[@]}" "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || printf '%s\n' "$p"
   done
+}
+
+# Installs whatever of the named Debian packages is missing, saying which first; without
+# root, fails naming them.
+install_missing() {
+  local missing=()
+  mapfile -t missing < <(missing_packages "$@")
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -ne 0 ]; then
     die "missing Debian packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})"
   fi
-  say "installing ${missing[*]}"
+  say "installing Debian packages: ${missing[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq || die "apt-get update failed"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
