@@ -588,10 +588,9 @@ mod notice_tests {
             }
         );
         // A notice with only its count still parses.
-        let sparse: Response = serde_json::from_str(
-            r#"{"type":"granted","method":"otp","notice":{"failures":2}}"#,
-        )
-        .unwrap();
+        let sparse: Response =
+            serde_json::from_str(r#"{"type":"granted","method":"otp","notice":{"failures":2}}"#)
+                .unwrap();
         assert!(matches!(
             sparse,
             Response::Granted { notice: Some(FailureNotice { failures: 2, ref rhosts, last_at: None, .. }), .. } if rhosts.is_empty()

@@ -63,10 +63,9 @@ impl Daemon {
             )?)),
             Backend::Local => None,
         };
-        if let Some(w) = crate::budget::warning(
-            config.rate_limit.max_failures.0,
-            config.rate_limit.window.0,
-        ) {
+        if let Some(w) =
+            crate::budget::warning(config.rate_limit.max_failures.0, config.rate_limit.window.0)
+        {
             log.warn(&w);
         }
         Ok(Daemon {
@@ -325,9 +324,7 @@ struct Conn {
 
 /// The failures a grant tells the person about, for its log line.
 fn told(notice: Option<&FailureNotice>) -> String {
-    notice.map_or_else(String::new, |n| {
-        format!(" told_failures={}", n.failures)
-    })
+    notice.map_or_else(String::new, |n| format!(" told_failures={}", n.failures))
 }
 
 fn internal(d: &Daemon, what: &str, e: &StoreError) -> Response {

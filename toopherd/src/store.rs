@@ -487,13 +487,7 @@ impl Store {
                 )?,
             },
             Verdict::Rejected(_) => Recorded {
-                failure: Some(Self::record_failure(
-                    &tx,
-                    user,
-                    now,
-                    limits,
-                    attempt.rhost,
-                )?),
+                failure: Some(Self::record_failure(&tx, user, now, limits, attempt.rhost)?),
                 notice: None,
             },
             Verdict::RateLimited { .. } => Recorded::default(),

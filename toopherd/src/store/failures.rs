@@ -307,13 +307,7 @@ impl Store {
             }
         } else {
             Recorded {
-                failure: Some(Self::record_failure(
-                    &tx,
-                    user,
-                    now,
-                    limits,
-                    attempt.rhost,
-                )?),
+                failure: Some(Self::record_failure(&tx, user, now, limits, attempt.rhost)?),
                 notice: None,
             }
         };

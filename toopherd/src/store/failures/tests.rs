@@ -8,10 +8,7 @@ const LIMITS: Limits = Limits {
 const T0: u64 = 1_700_000_000;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "toopherd-failures-{}-{name}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("toopherd-failures-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -50,7 +47,12 @@ fn fail(store: &mut Store, user: &str, at: u64, n: u64, rhost: &str) -> Vec<i64>
                 .check(user, "000000", at + i, LIMITS, &from(rhost, &[]))
                 .unwrap()
                 .unwrap();
-            assert_eq!(c.verdict, Verdict::Rejected(Rejection::Wrong), "at {}", at + i);
+            assert_eq!(
+                c.verdict,
+                Verdict::Rejected(Rejection::Wrong),
+                "at {}",
+                at + i
+            );
             c.recorded.failure.unwrap()
         })
         .collect()
@@ -77,7 +79,13 @@ fn each_full_set_of_failures_doubles_the_lock_and_success_does_not_reset_it() {
     // A success in between neither lifts the level nor forgets the set in progress.
     let at = T0 + 400;
     let c = store
-        .check("bob", &good(&secret, at), at, LIMITS, &from("192.0.2.9", &[]))
+        .check(
+            "bob",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("192.0.2.9", &[]),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
@@ -132,14 +140,26 @@ fn while_locked_a_right_code_is_refused_and_a_recovery_code_lifts_the_lock() {
     let at = T0 + 400;
     // The right one-time password is not looked at, not recorded, and uses no step.
     let c = store
-        .check("carol", &good(&secret, at), at, LIMITS, &from("192.0.2.1", &[]))
+        .check(
+            "carol",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("192.0.2.1", &[]),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(c.verdict, Verdict::RateLimited { until: T0 + 940 });
     assert_eq!(c.recorded, Recorded::default());
     // A wrong recovery code is a failure to tell, but does not lengthen the lock.
     let c = store
-        .check("carol", "aaaa-bbbb-cccc", at + 1, LIMITS, &from("192.0.2.2", &[]))
+        .check(
+            "carol",
+            "aaaa-bbbb-cccc",
+            at + 1,
+            LIMITS,
+            &from("192.0.2.2", &[]),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(c.verdict, Verdict::Rejected(Rejection::Wrong));
@@ -157,7 +177,9 @@ fn while_locked_a_right_code_is_refused_and_a_recovery_code_lifts_the_lock() {
     assert_eq!(store.lock_level("carol").unwrap(), 0);
     let at = at + 31;
     assert_eq!(
-        store.verify("carol", &good(&secret, at), at, LIMITS).unwrap(),
+        store
+            .verify("carol", &good(&secret, at), at, LIMITS)
+            .unwrap(),
         Some(Verdict::Accepted(Method::Otp))
     );
     // The next set of failures starts from the window again.
@@ -180,7 +202,9 @@ fn an_administrators_unlock_lifts_the_lock_and_its_escalation() {
     assert_eq!(store.lock_level("dave").unwrap(), 0);
     let at = T0 + 400;
     assert_eq!(
-        store.verify("dave", &good(&secret, at), at, LIMITS).unwrap(),
+        store
+            .verify("dave", &good(&secret, at), at, LIMITS)
+            .unwrap(),
         Some(Verdict::Accepted(Method::Otp))
     );
     assert!(!store.unlock("dave", T0 + 401, LIMITS).unwrap());
@@ -201,7 +225,13 @@ fn a_success_tells_the_failures_since_the_last_one_once() {
     let own = fail(&mut store, "erin", T0 + 400, 1, "203.0.113.5");
     let at = T0 + 401;
     let c = store
-        .check("erin", &good(&secret, at), at, LIMITS, &from("203.0.113.5", &own))
+        .check(
+            "erin",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("203.0.113.5", &own),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
@@ -221,7 +251,13 @@ fn a_success_tells_the_failures_since_the_last_one_once() {
     // Told once: the next success has nothing to tell.
     let at = at + 30;
     let c = store
-        .check("erin", &good(&secret, at), at, LIMITS, &from("203.0.113.5", &[]))
+        .check(
+            "erin",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("203.0.113.5", &[]),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
@@ -247,7 +283,13 @@ fn a_login_that_cannot_show_the_notice_leaves_it_for_the_next() {
     assert_eq!(c.recorded.notice, None);
     let at = at + 30;
     let c = store
-        .check("fay", &good(&secret, at), at, LIMITS, &from("192.0.2.9", &[]))
+        .check(
+            "fay",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("192.0.2.9", &[]),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(c.recorded.notice.map(|n| n.failures), Some(2));
@@ -281,7 +323,13 @@ fn the_notice_is_bounded_but_its_count_is_not_lost() {
     assert!(rows <= 1000, "{rows}");
     let at = T0 + 400;
     let c = store
-        .check("gus", &good(&secret, at), at, limits, &from("192.0.2.9", &[]))
+        .check(
+            "gus",
+            &good(&secret, at),
+            at,
+            limits,
+            &from("192.0.2.9", &[]),
+        )
         .unwrap()
         .unwrap();
     let n = c.recorded.notice.unwrap();
@@ -385,7 +433,13 @@ fn a_version_2_database_is_upgraded_in_place_and_keeps_its_lock() {
     // The old failures are told at the next success with the new ones.
     let at = T0 + 950;
     let c = store
-        .check("jan", &good(&secret, at), at, LIMITS, &from("192.0.2.9", &[]))
+        .check(
+            "jan",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("192.0.2.9", &[]),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
