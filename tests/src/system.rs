@@ -215,21 +215,7 @@ impl Sshd {
         let lines: String = answers.iter().map(|a| format!("{a}\n")).collect();
         std::fs::write(&queue, lines).expect("answers");
         let body = format!("head -n 1 '{q}'\nsed -i 1d '{q}'\n", q = queue.display());
-        self.run_ssh(user, work, &body, &[])
-    }
-
-    /// Like [`Sshd::login`] with a terminal on the server side (`ssh -tt`), as an
-    /// interactive login has: sshd prints its post-login messages only to a terminal.
-    pub fn login_tty(&self, user: &str, answers: &[&str]) -> SshLogin {
-        let work = tempfile::Builder::new()
-            .prefix("ssh-client-")
-            .tempdir()
-            .expect("tempdir");
-        let queue = work.path().join("answers");
-        let lines: String = answers.iter().map(|a| format!("{a}\n")).collect();
-        std::fs::write(&queue, lines).expect("answers");
-        let body = format!("head -n 1 '{q}'\nsed -i 1d '{q}'\n", q = queue.display());
-        self.run_ssh(user, work, &body, &["-tt"])
+        self.run_ssh(user, work, &body)
     }
 
     /// Like [`Sshd::login`], with `answer` (shell, the prompt in `$1`) printing each answer.
@@ -238,16 +224,10 @@ impl Sshd {
             .prefix("ssh-client-")
             .tempdir()
             .expect("tempdir");
-        self.run_ssh(user, work, answer, &[])
+        self.run_ssh(user, work, answer)
     }
 
-    fn run_ssh(
-        &self,
-        user: &str,
-        work: tempfile::TempDir,
-        answer: &str,
-        extra: &[&str],
-    ) -> SshLogin {
+    fn run_ssh(&self, user: &str, work: tempfile::TempDir, answer: &str) -> SshLogin {
         let prompts_file = work.path().join("prompts");
         let askpass = work.path().join("askpass");
         std::fs::write(
@@ -275,7 +255,6 @@ impl Sshd {
                 "-o",
                 "ConnectTimeout=10",
             ])
-            .args(extra)
             .arg(format!("{user}@127.0.0.1"))
             .arg("echo SSH-LOGIN-OK")
             .env("SSH_ASKPASS", &askpass)
@@ -292,7 +271,6 @@ impl Sshd {
                 .lines()
                 .map(str::to_string)
                 .collect(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
@@ -316,8 +294,6 @@ pub struct SshLogin {
     pub ok: bool,
     /// Every prompt the client was shown, in order.
     pub prompts: Vec<String>,
-    /// What the remote command printed (with `-tt`, sshd's post-login messages too).
-    pub stdout: String,
     /// What ssh printed (PAM info and error lines arrive here).
     pub stderr: String,
 }

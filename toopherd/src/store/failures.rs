@@ -6,10 +6,12 @@ use super::*;
 use crate::budget;
 use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
 
-/// Version 3: where each failure came from and whether the person was told; the lock
-/// state. Failures already on record are untold: version 2 deleted them at a success.
+/// Version 3: where each failure came from, whether it still counts toward a lock and
+/// whether the person was told; the lock state. Failures already on record count and are
+/// untold: version 2 deleted them at a success.
 pub(super) const SCHEMA_V3: &str = "
 ALTER TABLE failures ADD COLUMN rhost TEXT;
+ALTER TABLE failures ADD COLUMN counts INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE failures ADD COLUMN told INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS lockouts (
     user       TEXT PRIMARY KEY,
@@ -49,7 +51,7 @@ pub struct Recorded {
 struct Lockout {
     /// Locks since the last recovery code or administrator's unlock.
     level: u32,
-    /// The end of the last lock; failures before it count toward no later lock.
+    /// The end of the last lock.
     lock_until: u64,
     untold: u64,
 }
@@ -87,8 +89,8 @@ impl Store {
         Ok(())
     }
 
-    /// The lock the failures on record call for, from the current round: the failures
-    /// since the last lock ended, inside the window.
+    /// The lock the failures on record call for: those inside the window that have not
+    /// earned a lock yet (nor were made during one, nor wiped by a lift).
     fn lock_from_round(
         conn: &Connection,
         user: &str,
@@ -101,15 +103,14 @@ impl Store {
             return Ok(None);
         }
         let mut stmt = conn.prepare_cached(
-            "SELECT at FROM failures WHERE user = ?1 AND at > ?2 AND at >= ?3
-             ORDER BY at DESC, rowid DESC LIMIT ?4",
+            "SELECT at FROM failures WHERE user = ?1 AND counts = 1 AND at > ?2
+             ORDER BY at DESC, rowid DESC LIMIT ?3",
         )?;
         let round: Vec<i64> = stmt
             .query_map(
                 params![
                     user,
                     to_i64(now.saturating_sub(limits.window)),
-                    to_i64(l.lock_until),
                     to_i64(limits.max_failures)
                 ],
                 |r| r.get(0),
@@ -154,13 +155,32 @@ impl Store {
         }
         match Self::lock_from_round(conn, user, &l, now, limits)?.filter(|&t| t > now) {
             Some(until) => {
-                l.lock_until = until;
-                l.level = l.level.saturating_add(1);
+                Self::impose(conn, user, &mut l, until)?;
                 Self::save_lockout(conn, user, &l)?;
                 Ok(Some(until))
             }
             None => Ok(None),
         }
+    }
+
+    /// Starts a lock: the failures that earned it count toward no later one.
+    fn impose(
+        conn: &Connection,
+        user: &str,
+        l: &mut Lockout,
+        until: u64,
+    ) -> Result<(), StoreError> {
+        l.lock_until = until;
+        l.level = l.level.saturating_add(1);
+        Self::discount(conn, user)
+    }
+
+    fn discount(conn: &Connection, user: &str) -> Result<(), StoreError> {
+        conn.execute(
+            "UPDATE failures SET counts = 0 WHERE user = ?1 AND counts = 1",
+            params![user],
+        )?;
+        Ok(())
     }
 
     /// Records a failed second factor; the set of failures that completes a round
@@ -173,27 +193,21 @@ impl Store {
         rhost: Option<&str>,
     ) -> Result<i64, StoreError> {
         let mut l = Self::lockout(conn, user)?;
+        let locked = l.lock_until > now;
         conn.execute(
-            "INSERT INTO failures (user, at, rhost) VALUES (?1, ?2, ?3)",
-            params![user, to_i64(now), rhost],
+            "INSERT INTO failures (user, at, rhost, counts) VALUES (?1, ?2, ?3, ?4)",
+            params![user, to_i64(now), rhost, i64::from(!locked)],
         )?;
         let id = conn.last_insert_rowid();
         l.untold = l.untold.saturating_add(1);
-        if l.lock_until <= now
-            && let Some(until) = Self::lock_from_round(conn, user, &l, now, limits)?
-        {
-            l.lock_until = until;
-            l.level = l.level.saturating_add(1);
+        if !locked && let Some(until) = Self::lock_from_round(conn, user, &l, now, limits)? {
+            Self::impose(conn, user, &mut l, until)?;
         }
         Self::save_lockout(conn, user, &l)?;
         // Told failures matter only while they can still count toward a lock.
         conn.execute(
-            "DELETE FROM failures WHERE user = ?1 AND told = 1 AND (at <= ?2 OR at < ?3)",
-            params![
-                user,
-                to_i64(now.saturating_sub(limits.window)),
-                to_i64(l.lock_until)
-            ],
+            "DELETE FROM failures WHERE user = ?1 AND told = 1 AND (at <= ?2 OR counts = 0)",
+            params![user, to_i64(now.saturating_sub(limits.window))],
         )?;
         conn.execute(
             "DELETE FROM failures WHERE user = ?1 AND rowid NOT IN
@@ -216,8 +230,7 @@ impl Store {
     ) -> Result<Option<FailureNotice>, StoreError> {
         let mut l = Self::lockout(conn, user)?;
         if lift {
-            l.lock_until = now;
-            l.level = 0;
+            Self::lift(conn, user, &mut l, now)?;
         }
         let mut notice = None;
         if attempt.notify {
@@ -266,6 +279,13 @@ impl Store {
         Ok(notice)
     }
 
+    /// Ends the lock and its escalation; the failures so far count toward no lock.
+    fn lift(conn: &Connection, user: &str, l: &mut Lockout, now: u64) -> Result<(), StoreError> {
+        l.lock_until = l.lock_until.min(now);
+        l.level = 0;
+        Self::discount(conn, user)
+    }
+
     /// Lifts `user`'s lock and resets its escalation (an administrator's unlock).
     /// Returns whether there was anything to lift.
     pub fn unlock(&mut self, user: &str, now: u64, limits: Limits) -> Result<bool, StoreError> {
@@ -275,8 +295,7 @@ impl Store {
         let was = Self::locked_until(&tx, user, now, limits)?.is_some()
             || Self::lockout(&tx, user)?.level > 0;
         let mut l = Self::lockout(&tx, user)?;
-        l.lock_until = now;
-        l.level = 0;
+        Self::lift(&tx, user, &mut l, now)?;
         Self::save_lockout(&tx, user, &l)?;
         tx.commit()?;
         Ok(was)

@@ -482,3 +482,38 @@ fn a_version_1_database_is_upgraded_too() {
     assert_eq!(r.notice.map(|n| n.failures), Some(1));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_lift_in_the_same_second_as_the_failures_still_lifts() {
+    let (dir, mut store) = temp_db("same-second");
+    let short = Limits {
+        max_failures: 2,
+        window: 10,
+    };
+    let (_, codes) = active(&mut store, "lou");
+    let wrong = |store: &mut Store| {
+        store
+            .check("lou", "000000", T0, short, &from("192.0.2.1", &[]))
+            .unwrap()
+            .unwrap()
+            .verdict
+    };
+    for _ in 0..2 {
+        assert_eq!(wrong(&mut store), Verdict::Rejected(Rejection::Wrong));
+    }
+    assert_eq!(store.lock_level("lou").unwrap(), 1);
+    assert!(store.unlock("lou", T0, short).unwrap());
+    assert_eq!(store.rate_limited("lou", T0, short).unwrap(), None);
+    // The next failure starts a new set.
+    assert_eq!(wrong(&mut store), Verdict::Rejected(Rejection::Wrong));
+    assert_eq!(store.rate_limited("lou", T0, short).unwrap(), None);
+    assert_eq!(wrong(&mut store), Verdict::Rejected(Rejection::Wrong));
+    assert_eq!(store.rate_limited("lou", T0, short).unwrap(), Some(T0 + 10));
+    let c = store
+        .check("lou", &codes[1], T0, short, &from("192.0.2.1", &[]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Accepted(Method::RecoveryCode));
+    assert_eq!(store.rate_limited("lou", T0, short).unwrap(), None);
+    let _ = std::fs::remove_dir_all(dir);
+}
