@@ -8,10 +8,15 @@ use crate::options::{Failmode, Options};
 use crate::text::printable;
 use std::time::{Duration, Instant};
 use toopher_ipc::{
-    AllowReason, DenyReason, ErrorKind, FrameError, LoginContext, Method, Request, Response, Secret,
+    AllowReason, DenyReason, ErrorKind, FailureNotice, FrameError, LoginContext, Method, Request,
+    Response, Secret,
 };
 
 pub const OTP_PROMPT: &str = "One-time password: ";
+/// While the account is locked, only a recovery code is looked at.
+pub const RECOVERY_PROMPT: &str = "Recovery code: ";
+pub const LOCKED_NOTE: &str =
+    "Too many failed attempts: only a recovery code is accepted until the lock ends.";
 /// The "choose" placement: Enter sends the push, a typed code is checked at once.
 pub const CHOOSE_PROMPT: &str =
     "Press Enter to approve on your phone, or type a one-time password: ";
@@ -116,13 +121,7 @@ pub fn authenticate<D: Daemon>(
     match answer {
         Response::Allow { reason } => allowed(&mut login, reason),
         // An automated grant can come back at once with autopush.
-        Response::Granted { method } => {
-            login.note(
-                Level::Info,
-                &format!("outcome=granted method={}", method_name(method)),
-            );
-            Outcome::Success
-        }
+        Response::Granted { method, notice } => granted(&mut login, method, notice.as_ref()),
         Response::Challenge {
             methods,
             push_pending,
@@ -159,6 +158,26 @@ pub fn authenticate<D: Daemon>(
             Outcome::AuthErr
         }
     }
+}
+
+/// A grant; failures since the person's last login are told, and acknowledged so that
+/// OpenSSH shows them (it holds PAM messages back until a prompt).
+fn granted(login: &mut Login<'_>, method: Method, notice: Option<&FailureNotice>) -> Outcome {
+    let told = match notice {
+        Some(n) if login.ctx.notify && n.failures > 0 => {
+            login.conv.info(&crate::notice::text(n));
+            // The answer does not matter, nor does a client that went away: the second
+            // factor passed.
+            let _ = login.conv.prompt_visible(crate::notice::ACK_PROMPT);
+            format!(" told_failures={}", n.failures)
+        }
+        _ => String::new(),
+    };
+    login.note(
+        Level::Info,
+        &format!("outcome=granted method={}{told}", method_name(method)),
+    );
+    Outcome::Success
 }
 
 fn unreachable(login: &mut Login<'_>, why: &str) -> Outcome {
@@ -218,6 +237,8 @@ struct ChallengeState {
     push_pending: bool,
     /// Only a typed code will do (no push method, or the push timed out).
     otp_only: bool,
+    /// Locked: only a recovery code is looked at.
+    recovery_only: bool,
     /// Said at the start of the next prompt: OpenSSH shows PAM messages only together with
     /// a prompt, and sudo silences them, so what the person must know rides on the prompt.
     note: Option<String>,
@@ -225,7 +246,9 @@ struct ChallengeState {
 
 impl ChallengeState {
     fn prompt(&mut self) -> String {
-        let ask = if self.otp_only {
+        let ask = if self.recovery_only {
+            RECOVERY_PROMPT
+        } else if self.otp_only {
             OTP_PROMPT
         } else if self.push_pending {
             AUTOPUSH_PROMPT
@@ -260,10 +283,12 @@ fn challenge<D: Daemon>(
         login.note(Level::Err, "outcome=error no method this module can offer");
         return Outcome::AuthErr;
     }
+    let recovery_only = methods.iter().all(|m| *m == Method::RecoveryCode);
     let mut st = ChallengeState {
         push_pending: push_pending && can_push,
         otp_only: !can_push,
-        note: None,
+        recovery_only,
+        note: recovery_only.then(|| LOCKED_NOTE.to_owned()),
     };
     let deadline = Instant::now() + login.opts.timeout;
     let tries = login.opts.prompts;
@@ -380,13 +405,7 @@ fn answer_step(
     attempt: u32,
 ) -> Step {
     match answer {
-        Response::Granted { method } => {
-            login.note(
-                Level::Info,
-                &format!("outcome=granted method={}", method_name(method)),
-            );
-            Step::Done(Outcome::Success)
-        }
+        Response::Granted { method, notice } => Step::Done(granted(login, method, notice.as_ref())),
         Response::Allow { reason } => Step::Done(allowed(login, reason)),
         Response::Denied {
             reason: DenyReason::WrongCode,

@@ -6,6 +6,7 @@
 pub mod conversation;
 pub mod daemon;
 pub mod flow;
+pub mod notice;
 pub mod options;
 mod pam_glue;
 mod registration;

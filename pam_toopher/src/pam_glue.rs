@@ -129,6 +129,8 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         tty: item::<Tty>(pamh, |v| v.0),
         ruser: item::<RUser>(pamh, |v| v.0),
         autopush: opts.autopush,
+        // Under PAM_SILENT the notice cannot be shown: toopherd keeps it for later.
+        notify: flags & PAM_SILENT == 0,
     };
     let mut conv = PamConversation {
         conv: pamh.get_item::<Conv>().ok().flatten(),

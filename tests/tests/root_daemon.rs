@@ -416,6 +416,7 @@ fn a_login_in_progress_survives_shutdown_requests_finishing() {
         tty: None,
         ruser: None,
         autopush: false,
+        notify: false,
     }));
     assert!(matches!(r, Ok(Response::Challenge { .. })));
     assert!(d.stop(), "toopherd did not exit cleanly");

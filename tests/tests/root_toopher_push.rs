@@ -387,6 +387,7 @@ fn a_module_that_goes_away_ends_its_poll() {
         tty: None,
         ruser: None,
         autopush: true,
+        notify: false,
     }));
     assert!(
         matches!(

@@ -20,6 +20,11 @@ pub struct LoginContext {
     /// Send the push at once instead of waiting for the person to choose.
     #[serde(default)]
     pub autopush: bool,
+    /// The module will show a [`FailureNotice`] to the person (not under `PAM_SILENT`).
+    /// When false (or sent by an older module) toopherd keeps the failures untold for a
+    /// later login that can show them.
+    #[serde(default)]
+    pub notify: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +115,10 @@ pub enum Request {
     RegenerateRecoveryCodes {
         user: String,
     },
+    /// Lift the rate-limit lock of `user` and reset its escalation (admin).
+    Unlock {
+        user: String,
+    },
 }
 
 /// How a phone is paired.
@@ -153,6 +162,7 @@ impl Request {
             Request::TerminalCreate { .. } => "terminal_create",
             Request::TerminalShow { .. } => "terminal_show",
             Request::RegenerateRecoveryCodes { .. } => "regenerate_recovery_codes",
+            Request::Unlock { .. } => "unlock",
         }
     }
 }
@@ -258,6 +268,10 @@ pub struct AccountStatus {
     pub recovery_codes_left: u32,
     /// Set while the rate limit refuses attempts.
     pub locked_until: Option<u64>,
+    /// Locks imposed since the last recovery code or administrator's unlock; the next
+    /// lock lasts `window` x 2^lock_level (capped).
+    #[serde(default)]
+    pub lock_level: u32,
     /// The recorded Toopher pairing (toopher backend).
     #[serde(default)]
     pub pairing_id: Option<String>,
@@ -268,6 +282,27 @@ pub struct AccountStatus {
 
 fn yes() -> bool {
     true
+}
+
+/// Most remote hosts a [`FailureNotice`] names.
+pub const NOTICE_MAX_RHOSTS: usize = 5;
+/// How a [`FailureNotice`] names a login without a remote host (console, sudo).
+pub const NOTICE_LOCAL: &str = "(local)";
+
+/// Second-factor failures the person has not been told about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureNotice {
+    pub failures: u32,
+    /// Distinct remote hosts, most recent first, at most [`NOTICE_MAX_RHOSTS`];
+    /// [`NOTICE_LOCAL`] for logins without one.
+    #[serde(default)]
+    pub rhosts: Vec<String>,
+    /// More hosts than `rhosts` lists.
+    #[serde(default)]
+    pub more_rhosts: bool,
+    /// Unix time of the last failure.
+    #[serde(default)]
+    pub last_at: Option<u64>,
 }
 
 /// A Toopher pairing as toopherctl sees it.
@@ -380,6 +415,10 @@ pub enum Response {
     },
     Granted {
         method: Method,
+        /// Failed second factors since the person's last successful one (not counting
+        /// this login's own), to be told: someone else has the password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notice: Option<FailureNotice>,
     },
     /// Refused. `message` is text for the person (already stripped of control characters).
     Denied {
@@ -449,6 +488,13 @@ impl Response {
             message: None,
         }
     }
+
+    pub fn granted(method: Method) -> Self {
+        Response::Granted {
+            method,
+            notice: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -494,6 +540,68 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod notice_tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_without_a_notice_is_what_older_peers_send_and_expect() {
+        // An older toopherd's grant parses, with no notice.
+        let old: Response = serde_json::from_str(r#"{"type":"granted","method":"otp"}"#).unwrap();
+        assert_eq!(old, Response::granted(Method::Otp));
+        // A grant without a notice is sent exactly as before.
+        assert_eq!(
+            serde_json::to_string(&Response::granted(Method::Otp)).unwrap(),
+            r#"{"type":"granted","method":"otp"}"#
+        );
+    }
+
+    #[test]
+    fn a_grant_with_a_notice_round_trips_and_older_peers_ignore_it() {
+        let g = Response::Granted {
+            method: Method::RecoveryCode,
+            notice: Some(FailureNotice {
+                failures: 7,
+                rhosts: vec!["192.0.2.7".into(), NOTICE_LOCAL.into()],
+                more_rhosts: true,
+                last_at: Some(1_700_000_000),
+            }),
+        };
+        let frame = crate::encode(&g).unwrap();
+        let back: Response = crate::decode(&frame[4..]).unwrap();
+        assert_eq!(back, g);
+        // What an older module knows of a grant: the method. Unknown fields are ignored.
+        #[derive(Deserialize, Debug, PartialEq)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum OldResponse {
+            Granted { method: Method },
+        }
+        let json = serde_json::to_string(&g).unwrap();
+        let old: OldResponse = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            old,
+            OldResponse::Granted {
+                method: Method::RecoveryCode
+            }
+        );
+        // A notice with only its count still parses.
+        let sparse: Response =
+            serde_json::from_str(r#"{"type":"granted","method":"otp","notice":{"failures":2}}"#)
+                .unwrap();
+        assert!(matches!(
+            sparse,
+            Response::Granted { notice: Some(FailureNotice { failures: 2, ref rhosts, last_at: None, .. }), .. } if rhosts.is_empty()
+        ));
+    }
+
+    #[test]
+    fn a_login_context_from_an_older_module_asks_for_no_notice() {
+        let r: Request =
+            serde_json::from_str(r#"{"type":"begin","user":"alice","service":"sshd"}"#).unwrap();
+        assert!(matches!(r, Request::Begin(ctx) if !ctx.notify));
     }
 }
 

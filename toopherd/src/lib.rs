@@ -2,6 +2,7 @@
 //! toopherctl talk to it over a unix socket (see `toopher_ipc`).
 
 pub mod authz;
+pub mod budget;
 pub mod config;
 pub mod logging;
 pub mod qr;

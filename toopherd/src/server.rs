@@ -5,7 +5,7 @@
 use crate::authz::{self, Peer};
 use crate::config::{Availability, Backend, Config, Failmode};
 use crate::logging::{Log, field};
-use crate::store::{Limits, LoginState, Rejection, Store, StoreError, Verdict};
+use crate::store::{Attempt, Limits, LoginState, Rejection, Store, StoreError, Verdict};
 use crate::toopher::{Outcome, Preauth, ToopherBackend};
 use crate::{now, totp};
 use std::sync::{Arc, Mutex};
@@ -15,8 +15,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use toopher_ipc::{
-    AllowReason, DenyReason, Enrollment, ErrorKind, FrameError, LoginContext, Method, Request,
-    Response, Secret, decode, encode, parse_header,
+    AllowReason, DenyReason, Enrollment, ErrorKind, FailureNotice, FrameError, LoginContext,
+    Method, Request, Response, Secret, decode, encode, parse_header,
 };
 use zeroize::Zeroizing;
 
@@ -63,6 +63,11 @@ impl Daemon {
             )?)),
             Backend::Local => None,
         };
+        if let Some(w) =
+            crate::budget::warning(config.rate_limit.max_failures.0, config.rate_limit.window.0)
+        {
+            log.warn(&w);
+        }
         Ok(Daemon {
             config,
             store: Mutex::new(store),
@@ -246,6 +251,7 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
 
 mod admin;
 mod registration;
+mod unlock;
 
 /// Resolves when the peer closes its end (or sends before its answer, which the
 /// protocol does not allow).
@@ -269,6 +275,8 @@ struct Login {
     /// Toopher backend: the push waiting for the person.
     push: Option<PendingPush>,
     phase: Phase,
+    /// Failures recorded in this login: the person saw them, so no notice repeats them.
+    own_failures: Vec<i64>,
 }
 
 /// Where a login stands. Most logins stay in `Challenge`; an account without a factor
@@ -303,6 +311,7 @@ impl Login {
             done: false,
             push: None,
             phase: Phase::Challenge,
+            own_failures: Vec::new(),
         }
     }
 }
@@ -311,6 +320,11 @@ struct Conn {
     d: Arc<Daemon>,
     peer: Peer,
     login: Option<Login>,
+}
+
+/// The failures a grant tells the person about, for its log line.
+fn told(notice: Option<&FailureNotice>) -> String {
+    notice.map_or_else(String::new, |n| format!(" told_failures={}", n.failures))
 }
 
 fn internal(d: &Daemon, what: &str, e: &StoreError) -> Response {
@@ -355,6 +369,7 @@ impl Conn {
             } => self.terminal_create(user, name, requester_id).await,
             Request::TerminalShow { user, id } => self.terminal_show(user, id).await,
             Request::RegenerateRecoveryCodes { user } => self.regenerate_recovery_codes(user).await,
+            Request::Unlock { user } => self.unlock(user).await,
             Request::Enroll { user, force } => self.enroll(user, force).await,
             Request::Activate { user, code } => self.activate(user, code).await,
             Request::Status { user } => self.status(user).await,
@@ -447,13 +462,18 @@ impl Conn {
                     push_pending: false,
                 }
             }
+            // A recovery code still lifts the lock; nothing else is looked at.
             LoginState::RateLimited { until } => {
                 self.log_auth(
                     &ctx,
-                    "refused",
-                    &format!("reason=rate_limited until={until}"),
+                    "challenge",
+                    &format!("reason=rate_limited until={until} methods=recovery_code"),
                 );
-                Response::denied(DenyReason::RateLimited)
+                self.login = Some(Login::new(ctx));
+                Response::Challenge {
+                    methods: vec![Method::RecoveryCode],
+                    push_pending: false,
+                }
             }
             LoginState::Suspended => self.suspended(&ctx),
             LoginState::NotEnrolled => self.no_factor(ctx).await,
@@ -569,17 +589,48 @@ impl Conn {
         }
     }
 
-    async fn note_result(&self, user: &str, success: bool) {
-        let window = self.d.config.rate_limit.window.0;
+    /// Where this login comes from, for the failure log and the notice.
+    fn attempt_of(&self) -> (Option<String>, Vec<i64>, bool) {
+        match self.login.as_ref() {
+            Some(l) => (l.ctx.rhost.clone(), l.own_failures.clone(), l.ctx.notify),
+            None => (None, Vec::new(), false),
+        }
+    }
+
+    fn remember_failure(&mut self, id: Option<i64>) {
+        if let (Some(l), Some(id)) = (self.login.as_mut(), id) {
+            l.own_failures.push(id);
+        }
+    }
+
+    /// Records a second-factor result outside the local backend's verification; at a
+    /// success, the failures to tell the person about.
+    async fn note_result(&mut self, user: &str, success: bool) -> Option<FailureNotice> {
+        let limits = self.d.limits();
         let user = user.to_owned();
-        if let Err(e) = self
+        let (rhost, own, notify) = self.attempt_of();
+        let recorded = self
             .d
-            .db(move |s| s.note_result(&user, success, now(), window))
-            .await
-        {
-            self.d
-                .log
-                .err(&format!("recording a second-factor result: {e}"));
+            .db(move |s| {
+                let attempt = Attempt {
+                    rhost: rhost.as_deref(),
+                    own: &own,
+                    notify,
+                };
+                s.note_result(&user, success, now(), limits, &attempt)
+            })
+            .await;
+        match recorded {
+            Ok(r) => {
+                self.remember_failure(r.failure);
+                r.notice
+            }
+            Err(e) => {
+                self.d
+                    .log
+                    .err(&format!("recording a second-factor result: {e}"));
+                None
+            }
         }
     }
 
@@ -763,16 +814,19 @@ impl Conn {
                     Method::Push => "push",
                     _ => "otp",
                 };
+                let notice = self.note_result(&ctx.user, true).await;
                 self.log_auth(
                     ctx,
                     "granted",
-                    &format!("method={name} automated={automated}"),
+                    &format!(
+                        "method={name} automated={automated}{}",
+                        told(notice.as_ref())
+                    ),
                 );
-                self.note_result(&ctx.user, true).await;
                 if let Some(l) = self.login.as_mut() {
                     l.done = true;
                 }
-                Response::Granted { method }
+                Response::Granted { method, notice }
             }
             Outcome::Denied {
                 reason,
@@ -829,24 +883,42 @@ impl Conn {
         let ctx = login.ctx.clone();
         let user = ctx.user.clone();
         let limits = self.d.limits();
-        let verdict = self
+        let (rhost, own, notify) = self.attempt_of();
+        let checked = self
             .d
-            .db(move |s| s.verify(&user, code.expose(), now(), limits))
+            .db(move |s| {
+                let attempt = Attempt {
+                    rhost: rhost.as_deref(),
+                    own: &own,
+                    notify,
+                };
+                s.check(&user, code.expose(), now(), limits, &attempt)
+            })
             .await;
+        let verdict = checked.map(|c| {
+            c.map(|c| {
+                self.remember_failure(c.recorded.failure);
+                (c.verdict, c.recorded.notice)
+            })
+        });
         let resp = match verdict {
-            Ok(Some(Verdict::Accepted(method))) => {
+            Ok(Some((Verdict::Accepted(method), notice))) => {
                 let name = match method {
                     Method::RecoveryCode => "recovery_code",
                     _ => "otp",
                 };
-                self.log_auth(&ctx, "granted", &format!("method={name}"));
-                Response::Granted { method }
+                self.log_auth(
+                    &ctx,
+                    "granted",
+                    &format!("method={name}{}", told(notice.as_ref())),
+                );
+                Response::Granted { method, notice }
             }
-            Ok(Some(Verdict::Rejected(why))) => {
+            Ok(Some((Verdict::Rejected(why), _))) => {
                 self.log_auth(&ctx, "denied", &format!("reason={}", why.as_str()));
                 Response::denied(DenyReason::WrongCode)
             }
-            Ok(Some(Verdict::RateLimited { until })) => {
+            Ok(Some((Verdict::RateLimited { until }, _))) => {
                 self.log_auth(
                     &ctx,
                     "refused",

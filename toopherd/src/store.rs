@@ -1,5 +1,5 @@
 //! The local backend's state in SQLite: enrolments, TOTP secrets, the replay guard,
-//! hashed recovery codes and the failure log behind the rate limit. Every change is one
+//! hashed recovery codes and the failure log behind the rate limit (`failures`). Every change is one
 //! `BEGIN IMMEDIATE` transaction, so concurrent logins of one user cannot both use a code.
 
 use crate::{recovery, totp};
@@ -108,6 +108,13 @@ pub enum Verdict {
     RateLimited {
         until: u64,
     },
+}
+
+/// A verification's verdict and what it recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub verdict: Verdict,
+    pub recorded: Recorded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,10 +240,14 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version < 2 {
+        if version < 3 {
+            // One transaction: an upgrade is whole or not at all.
             let tx = conn.unchecked_transaction()?;
-            tx.execute_batch(SCHEMA)?;
-            tx.execute_batch(SCHEMA_V2)?;
+            if version < 2 {
+                tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(SCHEMA_V2)?;
+            }
+            tx.execute_batch(failures::SCHEMA_V3)?;
             tx.commit()?;
         }
         Ok(Store { conn })
@@ -258,46 +269,6 @@ impl Store {
                 },
             )
             .optional()?)
-    }
-
-    /// Failures inside the window; when at the limit, the time the oldest of them ages out.
-    fn locked_until(
-        conn: &Connection,
-        user: &str,
-        now: u64,
-        limits: Limits,
-    ) -> Result<Option<u64>, StoreError> {
-        let since = to_i64(now.saturating_sub(limits.window));
-        let mut stmt = conn.prepare_cached(
-            "SELECT at FROM failures WHERE user = ?1 AND at > ?2 ORDER BY at DESC",
-        )?;
-        let recent: Vec<i64> = stmt
-            .query_map(params![user, since], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let max = usize::try_from(limits.max_failures).unwrap_or(usize::MAX);
-        if recent.len() < max || max == 0 {
-            return Ok(None);
-        }
-        // The lock lasts while `max` failures are inside the window.
-        Ok(Some(to_u64(recent[max - 1]) + limits.window))
-    }
-
-    fn record_failure(
-        conn: &Connection,
-        user: &str,
-        now: u64,
-        window: u64,
-    ) -> Result<(), StoreError> {
-        conn.execute(
-            "DELETE FROM failures WHERE user = ?1 AND at <= ?2",
-            params![user, to_i64(now.saturating_sub(window))],
-        )?;
-        conn.execute(
-            "INSERT INTO failures (user, at) VALUES (?1, ?2)",
-            params![user, to_i64(now)],
-        )?;
-        Self::note_activity(conn, user, false, now)?;
-        Ok(())
     }
 
     fn note_activity(
@@ -329,28 +300,6 @@ impl Store {
         limits: Limits,
     ) -> Result<Option<u64>, StoreError> {
         Self::locked_until(&self.conn, user, now, limits)
-    }
-
-    /// Records a failed second factor outside the local backend (a wrong OTP or a denied
-    /// push at the Toopher API), or clears the record after a success.
-    pub fn note_result(
-        &mut self,
-        user: &str,
-        success: bool,
-        now: u64,
-        window: u64,
-    ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if success {
-            tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
-            Self::note_activity(&tx, user, true, now)?;
-        } else {
-            Self::record_failure(&tx, user, now, window)?;
-        }
-        tx.commit()?;
-        Ok(())
     }
 
     /// What a login of `user` meets right now.
@@ -446,7 +395,8 @@ impl Store {
         if acct.expires_at.is_none_or(|t| t <= now) {
             return Err(StoreError::EnrollmentExpired);
         }
-        if let Some(until) = Self::locked_until(&tx, user, now, limits)? {
+        if let Some(until) = Self::enforce_lock(&tx, user, now, limits)? {
+            tx.commit()?;
             return Ok(Verdict::RateLimited { until });
         }
         let verdict = match totp::looks_like_code(code)
@@ -459,12 +409,12 @@ impl Store {
                      last_step = ?3, last_success_at = ?2 WHERE user = ?1",
                     params![user, to_i64(now), to_i64(step)],
                 )?;
-                tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
-                Self::note_activity(&tx, user, true, now)?;
+                // Not a login: the failures stay untold for the next one.
+                Self::record_success(&tx, user, now, &Attempt::default(), false)?;
                 Verdict::Accepted(Method::Otp)
             }
             None => {
-                Self::record_failure(&tx, user, now, limits.window)?;
+                Self::record_failure(&tx, user, now, limits, None)?;
                 Verdict::Rejected(Rejection::Wrong)
             }
         };
@@ -481,6 +431,22 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<Option<Verdict>, StoreError> {
+        Ok(self
+            .check(user, code, now, limits, &Attempt::default())?
+            .map(|c| c.verdict))
+    }
+
+    /// [`Store::verify`] for a login: records where a failure came from and, at a
+    /// success, returns the failures to tell the person about. While the account is
+    /// locked only a recovery code is looked at; it lifts the lock.
+    pub fn check(
+        &mut self,
+        user: &str,
+        code: &str,
+        now: u64,
+        limits: Limits,
+        attempt: &Attempt<'_>,
+    ) -> Result<Option<Checked>, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -488,34 +454,46 @@ impl Store {
             Some(a) if a.state == "active" => a,
             _ => return Ok(None),
         };
-        if let Some(until) = Self::locked_until(&tx, user, now, limits)? {
-            return Ok(Some(Verdict::RateLimited { until }));
-        }
         let code = code.trim();
-        let verdict = if totp::looks_like_code(code) {
-            match totp::matching_step(&acct.secret, code, now) {
-                Some(step) if to_i64(step) > acct.last_step => {
-                    tx.execute(
-                        "UPDATE accounts SET last_step = ?2 WHERE user = ?1",
-                        params![user, to_i64(step)],
-                    )?;
-                    Verdict::Accepted(Method::Otp)
+        let locked = Self::enforce_lock(&tx, user, now, limits)?;
+        let verdict = match locked {
+            // A one-time password is not looked at while locked: that is the limit.
+            Some(until) if totp::looks_like_code(code) => Verdict::RateLimited { until },
+            Some(_) => Self::check_recovery_code(&tx, user, &acct.salt, code, now)?,
+            None if totp::looks_like_code(code) => {
+                match totp::matching_step(&acct.secret, code, now) {
+                    Some(step) if to_i64(step) > acct.last_step => {
+                        tx.execute(
+                            "UPDATE accounts SET last_step = ?2 WHERE user = ?1",
+                            params![user, to_i64(step)],
+                        )?;
+                        Verdict::Accepted(Method::Otp)
+                    }
+                    Some(_) => Verdict::Rejected(Rejection::Replayed),
+                    None => Verdict::Rejected(Rejection::Wrong),
                 }
-                Some(_) => Verdict::Rejected(Rejection::Replayed),
-                None => Verdict::Rejected(Rejection::Wrong),
             }
-        } else {
-            Self::check_recovery_code(&tx, user, &acct.salt, code, now)?
+            None => Self::check_recovery_code(&tx, user, &acct.salt, code, now)?,
         };
-        match verdict {
-            Verdict::Accepted(_) => {
-                Self::note_activity(&tx, user, true, now)?;
-                tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
-            }
-            _ => Self::record_failure(&tx, user, now, limits.window)?,
-        }
+        let recorded = match verdict {
+            Verdict::Accepted(method) => Recorded {
+                failure: None,
+                notice: Self::record_success(
+                    &tx,
+                    user,
+                    now,
+                    attempt,
+                    method == Method::RecoveryCode,
+                )?,
+            },
+            Verdict::Rejected(_) => Recorded {
+                failure: Some(Self::record_failure(&tx, user, now, limits, attempt.rhost)?),
+                notice: None,
+            },
+            Verdict::RateLimited { .. } => Recorded::default(),
+        };
         tx.commit()?;
-        Ok(Some(verdict))
+        Ok(Some(Checked { verdict, recorded }))
     }
 
     fn check_recovery_code(
@@ -606,6 +584,7 @@ impl Store {
             last_failure_at: opt(last_failure_at),
             recovery_codes_left: u32::try_from(left).unwrap_or(0),
             locked_until: Self::locked_until(&self.conn, user, now, limits)?,
+            lock_level: self.lock_level(user)?,
             pairing_id: pairing,
             enabled: !self.is_suspended(user)?,
         };
@@ -623,13 +602,15 @@ impl Store {
         Ok(st)
     }
 
-    /// Removes the account's enrolment and its failure log. Returns whether one existed.
+    /// Removes the account's enrolment, its failure log and lock. Returns whether an
+    /// enrolment existed.
     pub fn remove(&mut self, user: &str) -> Result<bool, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM recovery_codes WHERE user = ?1", params![user])?;
         tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
+        tx.execute("DELETE FROM lockouts WHERE user = ?1", params![user])?;
         let n = tx.execute("DELETE FROM accounts WHERE user = ?1", params![user])?;
         tx.commit()?;
         Ok(n > 0)
@@ -667,6 +648,8 @@ impl Store {
 
 mod admin;
 pub use admin::{ApproveError, RegistrationCheck};
+mod failures;
+pub use failures::{Attempt, Recorded};
 
 #[cfg(test)]
 mod tests;

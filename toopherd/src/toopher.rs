@@ -509,6 +509,7 @@ mod tests {
             tty: None,
             ruser: None,
             autopush: false,
+            notify: false,
         }
     }
 

@@ -66,6 +66,7 @@ fn ctx() -> LoginContext {
         tty: None,
         ruser: None,
         autopush: false,
+        notify: true,
     }
 }
 
@@ -120,12 +121,7 @@ fn right_code_is_success_and_the_code_is_never_logged() {
     let r = run(
         Options::default(),
         vec![Ok(" 123456 ")],
-        Some(vec![
-            otp_challenge(),
-            Ok(Response::Granted {
-                method: Method::Otp,
-            }),
-        ]),
+        Some(vec![otp_challenge(), Ok(Response::granted(Method::Otp))]),
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
@@ -165,9 +161,7 @@ fn wrong_then_right() {
         Some(vec![
             otp_challenge(),
             wrong(),
-            Ok(Response::Granted {
-                method: Method::RecoveryCode,
-            }),
+            Ok(Response::granted(Method::RecoveryCode)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -332,9 +326,7 @@ fn choose_enter_sends_the_push_and_waits_for_the_grant() {
             push_challenge(false),
             Ok(Response::Pending),
             Ok(Response::Pending),
-            Ok(Response::Granted {
-                method: Method::Push,
-            }),
+            Ok(Response::granted(Method::Push)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -355,9 +347,7 @@ fn choose_a_typed_code_is_checked_without_a_push() {
         vec![Ok("123456")],
         Some(vec![
             push_challenge(false),
-            Ok(Response::Granted {
-                method: Method::Otp,
-            }),
+            Ok(Response::granted(Method::Otp)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -371,9 +361,7 @@ fn autopush_a_code_typed_while_waiting_settles_the_push() {
         vec![Ok("654321")],
         Some(vec![
             push_challenge(true),
-            Ok(Response::Granted {
-                method: Method::Otp,
-            }),
+            Ok(Response::granted(Method::Otp)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -393,9 +381,7 @@ fn autopush_enter_waits_for_the_pending_push_without_sending_another() {
         vec![Ok("")],
         Some(vec![
             push_challenge(true),
-            Ok(Response::Granted {
-                method: Method::Push,
-            }),
+            Ok(Response::granted(Method::Push)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -411,9 +397,7 @@ fn no_answer_falls_back_to_a_one_time_password() {
             push_challenge(false),
             Ok(Response::Pending),
             Ok(Response::denied(DenyReason::PushTimeout)),
-            Ok(Response::Granted {
-                method: Method::Otp,
-            }),
+            Ok(Response::granted(Method::Otp)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success, "{:?}", r.shown);
@@ -481,9 +465,7 @@ fn otp_required_switches_to_the_code_prompt() {
                 methods: vec![Method::Otp],
                 push_pending: false,
             }),
-            Ok(Response::Granted {
-                method: Method::Otp,
-            }),
+            Ok(Response::granted(Method::Otp)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -528,4 +510,109 @@ fn a_broken_link_during_the_wait_denies() {
         ]),
     );
     assert_eq!(r.outcome, Outcome::AuthInfoUnavail);
+}
+
+fn granted_with_notice() -> Result<Response, FrameError> {
+    Ok(Response::Granted {
+        method: Method::Otp,
+        notice: Some(toopher_ipc::FailureNotice {
+            failures: 4,
+            rhosts: vec!["198.51.100.4\x1b[2J".into()],
+            more_rhosts: false,
+            last_at: Some(1_700_000_000),
+        }),
+    })
+}
+
+#[test]
+fn a_grant_tells_the_failures_since_the_last_login_and_waits_for_enter() {
+    let r = run(
+        Options::default(),
+        vec![Ok("123456"), Ok("")],
+        Some(vec![otp_challenge(), granted_with_notice()]),
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.shown.len(), 3, "{:?}", r.shown);
+    assert_eq!(
+        r.shown[1],
+        "info:WARNING: 4 failed second-factor attempts since your last login, from \
+         198.51.100.4[2J, the last at 2023-11-14 22:13:20 UTC. Someone else may know \
+         your password: change it."
+    );
+    assert_eq!(r.shown[2], format!("prompt:{}", crate::notice::ACK_PROMPT));
+    assert!(
+        r.log.iter().any(|(_, l)| l.contains("told_failures=4")),
+        "{:?}",
+        r.log
+    );
+}
+
+#[test]
+fn the_grant_stands_when_the_person_goes_away_at_the_notice() {
+    let r = run(
+        Options::default(),
+        vec![Ok("123456"), Err(ConvError)],
+        Some(vec![otp_challenge(), granted_with_notice()]),
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+}
+
+#[test]
+fn no_notice_without_news_or_when_the_login_cannot_show_it() {
+    let r = run(
+        Options::default(),
+        vec![Ok("123456")],
+        Some(vec![otp_challenge(), Ok(Response::granted(Method::Otp))]),
+    );
+    assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
+    // A login under PAM_SILENT says so in Begin (notify = false); toopherd then keeps the
+    // notice, and the module shows nothing if one comes anyway.
+    let mut conv = Script {
+        answers: vec![Ok("123456")].into(),
+        ..Default::default()
+    };
+    let mut log = Lines::default();
+    let mut quiet = ctx();
+    quiet.notify = false;
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen2 = seen.clone();
+    let outcome = authenticate(
+        &quiet,
+        &Options::default(),
+        &mut conv,
+        &mut log,
+        move || {
+            Ok(FakeDaemon {
+                answers: vec![otp_challenge(), granted_with_notice()].into(),
+                seen: seen2,
+            })
+        },
+    );
+    assert_eq!(outcome, Outcome::Success);
+    assert_eq!(conv.shown, vec![format!("prompt:{OTP_PROMPT}")]);
+    assert!(matches!(&seen.borrow()[0], Request::Begin(c) if !c.notify));
+}
+
+#[test]
+fn a_locked_account_is_asked_for_a_recovery_code_only() {
+    let r = run(
+        Options::default(),
+        vec![Ok("123456")],
+        Some(vec![
+            Ok(Response::Challenge {
+                methods: vec![Method::RecoveryCode],
+                push_pending: false,
+            }),
+            Ok(Response::denied(DenyReason::RateLimited)),
+        ]),
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(
+        r.shown[0],
+        format!("prompt:{LOCKED_NOTE}\n{RECOVERY_PROMPT}")
+    );
+    assert_eq!(
+        r.shown[1],
+        "error:Too many failed attempts. Try again later."
+    );
 }

@@ -79,6 +79,8 @@ enum Command {
     Disable { user: String },
     /// Resume an account's second factor (admin).
     Enable { user: String },
+    /// Lift an account's rate-limit lock and reset its escalation (admin).
+    Unlock { user: String },
     /// Forget an account: Toopher `users/reset` and local removal (admin).
     Reset { user: String },
     /// Show a link to reset USER's pairing, or e-mail it (admin, toopher backend).
@@ -185,7 +187,9 @@ fn unexpected(r: &Response) -> Failure {
 fn denial_text(reason: DenyReason) -> String {
     match reason {
         DenyReason::WrongCode => "that code is not right".into(),
-        DenyReason::RateLimited => "too many failed attempts; wait a few minutes".into(),
+        DenyReason::RateLimited => {
+            "too many failed attempts; wait until the lock ends, or ask an administrator (toopherctl unlock)".into()
+        }
         other => format!("refused ({})", other.as_str()),
     }
 }
@@ -288,6 +292,13 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         Command::Disable { user } => set_enabled(&mut d, user, false),
         Command::Enable { user } => set_enabled(&mut d, user, true),
+        Command::Unlock { user } => match d.call(&Request::Unlock { user })? {
+            Response::Status(st) => {
+                print_status(&st);
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
         Command::Reset { user } => match d.call(&Request::Reset { user })? {
             Response::Removed { user, existed } => {
                 println!(
@@ -575,6 +586,12 @@ fn print_status(st: &AccountStatus) {
     println!("recovery codes left: {}", st.recovery_codes_left);
     if let Some(t) = st.locked_until {
         println!("rate-limited until:  {}", fmt_time(t));
+    }
+    if st.lock_level > 0 {
+        println!(
+            "locks so far:        {} (the next lasts longer; `toopherctl unlock` resets)",
+            st.lock_level
+        );
     }
 }
 

@@ -213,7 +213,7 @@ impl Conn {
                 self.log_admin("activate", &ctx.user, "active via=two-way-registration");
                 self.log_auth(&ctx, "granted", "method=otp detail=enrolled_in_login");
                 self.end_login();
-                Response::Granted { method }
+                Response::granted(method)
             }
             Ok(Verdict::Rejected(_)) => {
                 self.log_auth(&ctx, "denied", "reason=wrong_code detail=enrolment_code");
@@ -308,9 +308,7 @@ impl Conn {
         self.log_auth(ctx, "granted", "method=push detail=paired_in_login");
         self.note_result(&ctx.user, true).await;
         self.end_login();
-        Response::Granted {
-            method: Method::Push,
-        }
+        Response::granted(Method::Push)
     }
 
     /// Polls the pairing made in this login until the phone confirms it.

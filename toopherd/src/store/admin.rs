@@ -110,7 +110,7 @@ impl Store {
     }
 
     /// Forgets everything about `user`: enrolment, pairing, registration, suspension,
-    /// failures and activity. Returns whether anything existed.
+    /// failures, lock and activity. Returns whether anything existed.
     pub fn forget(&mut self, user: &str) -> Result<bool, StoreError> {
         let tx = self
             .conn
@@ -123,6 +123,7 @@ impl Store {
             "registrations",
             "suspended",
             "failures",
+            "lockouts",
             "activity",
         ] {
             n += tx.execute(

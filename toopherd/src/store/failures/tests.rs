@@ -1,0 +1,519 @@
+use super::*;
+use crate::totp::{code_at_step, step_of};
+
+const LIMITS: Limits = Limits {
+    max_failures: 5,
+    window: 300,
+};
+const T0: u64 = 1_700_000_000;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("toopherd-failures-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn temp_db(name: &str) -> (std::path::PathBuf, Store) {
+    let dir = temp_dir(name);
+    let store = Store::open(&dir.join("db.sqlite3")).unwrap();
+    (dir, store)
+}
+
+/// An active enrolment made at T0; returns the secret and the recovery codes.
+fn active(store: &mut Store, user: &str) -> (Zeroizing<Vec<u8>>, Vec<Zeroizing<String>>) {
+    let e = store.enroll(user, 600, T0, false).unwrap();
+    let code = code_at_step(&e.secret, step_of(T0)).unwrap();
+    assert_eq!(
+        store.activate(user, &code, T0, LIMITS).unwrap(),
+        Verdict::Accepted(Method::Otp)
+    );
+    (e.secret, e.recovery_codes)
+}
+
+fn from<'a>(rhost: &'a str, own: &'a [i64]) -> Attempt<'a> {
+    Attempt {
+        rhost: Some(rhost),
+        own,
+        notify: true,
+    }
+}
+
+/// `n` wrong codes from `rhost`, one a second from `at`; returns their ids.
+fn fail(store: &mut Store, user: &str, at: u64, n: u64, rhost: &str) -> Vec<i64> {
+    (0..n)
+        .map(|i| {
+            let c = store
+                .check(user, "000000", at + i, LIMITS, &from(rhost, &[]))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                c.verdict,
+                Verdict::Rejected(Rejection::Wrong),
+                "at {}",
+                at + i
+            );
+            c.recorded.failure.unwrap()
+        })
+        .collect()
+}
+
+fn good(secret: &[u8], at: u64) -> String {
+    code_at_step(secret, step_of(at)).unwrap().to_string()
+}
+
+#[test]
+fn each_full_set_of_failures_doubles_the_lock_and_success_does_not_reset_it() {
+    let (dir, mut store) = temp_db("escalate");
+    let (secret, _) = active(&mut store, "bob");
+    // First set: locked for the window, from the oldest failure of the set.
+    fail(&mut store, "bob", T0 + 40, 5, "192.0.2.1");
+    assert_eq!(
+        store.rate_limited("bob", T0 + 45, LIMITS).unwrap(),
+        Some(T0 + 340)
+    );
+    assert_eq!(store.lock_level("bob").unwrap(), 1);
+    // After it, one more failure does not lock again: a full new set is needed.
+    fail(&mut store, "bob", T0 + 340, 4, "192.0.2.1");
+    assert_eq!(store.rate_limited("bob", T0 + 344, LIMITS).unwrap(), None);
+    // A success in between neither lifts the level nor forgets the set in progress.
+    let at = T0 + 400;
+    let c = store
+        .check(
+            "bob",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("192.0.2.9", &[]),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
+    assert_eq!(store.lock_level("bob").unwrap(), 1);
+    // The fifth failure of the second set: twice the window, from that set's oldest.
+    fail(&mut store, "bob", T0 + 401, 1, "192.0.2.1");
+    assert_eq!(
+        store.rate_limited("bob", T0 + 402, LIMITS).unwrap(),
+        Some(T0 + 340 + 600)
+    );
+    // Third set: four times.
+    fail(&mut store, "bob", T0 + 940, 5, "192.0.2.1");
+    assert_eq!(
+        store.rate_limited("bob", T0 + 945, LIMITS).unwrap(),
+        Some(T0 + 940 + 1200)
+    );
+    assert_eq!(store.lock_level("bob").unwrap(), 3);
+    let st = store.status("bob", "local", T0 + 945, LIMITS).unwrap();
+    assert_eq!(st.locked_until, Some(T0 + 2140));
+    assert_eq!(st.lock_level, 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_lock_stops_growing_at_a_day() {
+    let (dir, mut store) = temp_db("cap");
+    active(&mut store, "cap");
+    let mut t = T0 + 10;
+    let mut locks = Vec::new();
+    for _ in 0..12 {
+        fail(&mut store, "cap", t, 5, "192.0.2.1");
+        let until = store.rate_limited("cap", t + 5, LIMITS).unwrap().unwrap();
+        locks.push(until - t);
+        t = until;
+    }
+    assert_eq!(
+        locks,
+        [
+            300, 600, 1200, 2400, 4800, 9600, 19_200, 38_400, 76_800, 86_400, 86_400, 86_400
+        ]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn while_locked_a_right_code_is_refused_and_a_recovery_code_lifts_the_lock() {
+    let (dir, mut store) = temp_db("recovery");
+    let (secret, codes) = active(&mut store, "carol");
+    fail(&mut store, "carol", T0 + 40, 5, "192.0.2.1");
+    fail(&mut store, "carol", T0 + 340, 5, "192.0.2.1");
+    assert_eq!(store.lock_level("carol").unwrap(), 2);
+    let at = T0 + 400;
+    // The right one-time password is not looked at, not recorded, and uses no step.
+    let c = store
+        .check(
+            "carol",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("192.0.2.1", &[]),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::RateLimited { until: T0 + 940 });
+    assert_eq!(c.recorded, Recorded::default());
+    // A wrong recovery code is a failure to tell, but does not lengthen the lock.
+    let c = store
+        .check(
+            "carol",
+            "aaaa-bbbb-cccc",
+            at + 1,
+            LIMITS,
+            &from("192.0.2.2", &[]),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Rejected(Rejection::Wrong));
+    assert_eq!(
+        store.rate_limited("carol", at + 2, LIMITS).unwrap(),
+        Some(T0 + 940)
+    );
+    // A recovery code is accepted while locked: the lock and its escalation end.
+    let c = store
+        .check("carol", &codes[0], at + 3, LIMITS, &from("192.0.2.9", &[]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Accepted(Method::RecoveryCode));
+    assert_eq!(store.rate_limited("carol", at + 3, LIMITS).unwrap(), None);
+    assert_eq!(store.lock_level("carol").unwrap(), 0);
+    let at = at + 31;
+    assert_eq!(
+        store
+            .verify("carol", &good(&secret, at), at, LIMITS)
+            .unwrap(),
+        Some(Verdict::Accepted(Method::Otp))
+    );
+    // The next set of failures starts from the window again.
+    fail(&mut store, "carol", at + 1, 5, "192.0.2.1");
+    assert_eq!(
+        store.rate_limited("carol", at + 6, LIMITS).unwrap(),
+        Some(at + 1 + 300)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_administrators_unlock_lifts_the_lock_and_its_escalation() {
+    let (dir, mut store) = temp_db("unlock");
+    let (secret, _) = active(&mut store, "dave");
+    fail(&mut store, "dave", T0 + 40, 5, "192.0.2.1");
+    fail(&mut store, "dave", T0 + 340, 5, "192.0.2.1");
+    assert!(store.unlock("dave", T0 + 400, LIMITS).unwrap());
+    assert_eq!(store.rate_limited("dave", T0 + 400, LIMITS).unwrap(), None);
+    assert_eq!(store.lock_level("dave").unwrap(), 0);
+    let at = T0 + 400;
+    assert_eq!(
+        store
+            .verify("dave", &good(&secret, at), at, LIMITS)
+            .unwrap(),
+        Some(Verdict::Accepted(Method::Otp))
+    );
+    assert!(!store.unlock("dave", T0 + 401, LIMITS).unwrap());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_success_tells_the_failures_since_the_last_one_once() {
+    let (dir, mut store) = temp_db("notice");
+    let (secret, _) = active(&mut store, "erin");
+    fail(&mut store, "erin", T0 + 40, 2, "192.0.2.1");
+    fail(&mut store, "erin", T0 + 50, 1, "198.51.100.4");
+    store
+        .note_result("erin", false, T0 + 60, LIMITS, &Attempt::default())
+        .unwrap();
+    // This login's own mistake is no news to the person (and, with the others out of
+    // the window by now, locks nothing).
+    let own = fail(&mut store, "erin", T0 + 400, 1, "203.0.113.5");
+    let at = T0 + 401;
+    let c = store
+        .check(
+            "erin",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("203.0.113.5", &own),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
+    assert_eq!(
+        c.recorded.notice,
+        Some(FailureNotice {
+            failures: 4,
+            rhosts: vec![
+                NOTICE_LOCAL.into(),
+                "198.51.100.4".into(),
+                "192.0.2.1".into()
+            ],
+            more_rhosts: false,
+            last_at: Some(T0 + 60),
+        })
+    );
+    // Told once: the next success has nothing to tell.
+    let at = at + 30;
+    let c = store
+        .check(
+            "erin",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("203.0.113.5", &[]),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
+    assert_eq!(c.recorded.notice, None);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_login_that_cannot_show_the_notice_leaves_it_for_the_next() {
+    let (dir, mut store) = temp_db("silent");
+    let (secret, _) = active(&mut store, "fay");
+    fail(&mut store, "fay", T0 + 40, 2, "192.0.2.1");
+    let at = T0 + 60;
+    let silent = Attempt {
+        rhost: None,
+        own: &[],
+        notify: false,
+    };
+    let c = store
+        .check("fay", &good(&secret, at), at, LIMITS, &silent)
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.recorded.notice, None);
+    let at = at + 30;
+    let c = store
+        .check(
+            "fay",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("192.0.2.9", &[]),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.recorded.notice.map(|n| n.failures), Some(2));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_notice_is_bounded_but_its_count_is_not_lost() {
+    let (dir, mut store) = temp_db("bounded");
+    let (secret, _) = active(&mut store, "gus");
+    let limits = Limits {
+        max_failures: 1000,
+        window: 10,
+    };
+    for i in 0..300u64 {
+        let rhost = format!("10.0.{}.{}", i / 250, i % 250);
+        let c = store
+            .check("gus", "000000", T0 + 40 + i, limits, &from(&rhost, &[]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.verdict, Verdict::Rejected(Rejection::Wrong));
+    }
+    let rows: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM failures WHERE user = 'gus'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(rows <= 1000, "{rows}");
+    let at = T0 + 400;
+    let c = store
+        .check(
+            "gus",
+            &good(&secret, at),
+            at,
+            limits,
+            &from("192.0.2.9", &[]),
+        )
+        .unwrap()
+        .unwrap();
+    let n = c.recorded.notice.unwrap();
+    assert_eq!(n.failures, 300);
+    assert_eq!(n.rhosts.len(), NOTICE_MAX_RHOSTS);
+    assert_eq!(n.rhosts[0], "10.0.1.49");
+    assert!(n.more_rhosts);
+    assert_eq!(n.last_at, Some(T0 + 339));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn failures_and_their_escalation_are_kept_apart_per_user_and_survive_a_reopen() {
+    let dir = temp_dir("reopen");
+    let path = dir.join("db.sqlite3");
+    {
+        let mut store = Store::open(&path).unwrap();
+        active(&mut store, "hal");
+        active(&mut store, "ivy");
+        fail(&mut store, "hal", T0 + 40, 5, "192.0.2.1");
+        fail(&mut store, "hal", T0 + 340, 5, "192.0.2.1");
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.rate_limited("hal", T0 + 400, LIMITS).unwrap(),
+        Some(T0 + 940)
+    );
+    assert_eq!(store.lock_level("hal").unwrap(), 2);
+    assert_eq!(store.rate_limited("ivy", T0 + 400, LIMITS).unwrap(), None);
+    assert_eq!(store.lock_level("ivy").unwrap(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The version-2 schema exactly as the previous release created it.
+fn old_database(path: &std::path::Path, user: &str, failures_at: &[u64]) {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch(SCHEMA_V2).unwrap();
+    conn.execute(
+        "INSERT INTO accounts (user, state, secret, recovery_salt, created_at, activated_at, last_step)
+         VALUES (?1, 'active', ?2, ?3, ?4, ?4, ?5)",
+        params![
+            user,
+            &[7u8; 20][..],
+            &[1u8; 16][..],
+            to_i64(T0),
+            to_i64(step_of(T0))
+        ],
+    )
+    .unwrap();
+    for at in failures_at {
+        conn.execute(
+            "INSERT INTO failures (user, at) VALUES (?1, ?2)",
+            params![user, to_i64(*at)],
+        )
+        .unwrap();
+    }
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+}
+
+#[test]
+fn a_version_2_database_is_upgraded_in_place_and_keeps_its_lock() {
+    let dir = temp_dir("upgrade");
+    let path = dir.join("db.sqlite3");
+    // Locked under the old rule: five failures inside the window.
+    old_database(&path, "jan", &[T0 + 40, T0 + 41, T0 + 42, T0 + 43, T0 + 44]);
+    let mut store = Store::open(&path).unwrap();
+    let v: i64 = store
+        .conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 3);
+    let secret = [7u8; 20];
+    // Still locked until the oldest failure leaves the window, as before.
+    assert_eq!(
+        store.login_state("jan", T0 + 60, LIMITS).unwrap(),
+        LoginState::RateLimited { until: T0 + 340 }
+    );
+    let at = T0 + 60;
+    assert_eq!(
+        store.verify("jan", &good(&secret, at), at, LIMITS).unwrap(),
+        Some(Verdict::RateLimited { until: T0 + 340 })
+    );
+    // That lock now counts: the next full set doubles.
+    assert_eq!(store.lock_level("jan").unwrap(), 1);
+    fail(&mut store, "jan", T0 + 340, 5, "192.0.2.1");
+    assert_eq!(
+        store.rate_limited("jan", T0 + 345, LIMITS).unwrap(),
+        Some(T0 + 940)
+    );
+    // The old failures are told at the next success with the new ones.
+    let at = T0 + 950;
+    let c = store
+        .check(
+            "jan",
+            &good(&secret, at),
+            at,
+            LIMITS,
+            &from("192.0.2.9", &[]),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
+    let n = c.recorded.notice.unwrap();
+    assert_eq!(n.failures, 10);
+    assert_eq!(n.rhosts, vec!["192.0.2.1".to_string(), NOTICE_LOCAL.into()]);
+    // Opening again changes nothing.
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.lock_level("jan").unwrap(), 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_version_1_database_is_upgraded_too() {
+    let dir = temp_dir("upgrade1");
+    let path = dir.join("db.sqlite3");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute(
+            "INSERT INTO failures (user, at) VALUES ('kim', ?1)",
+            params![to_i64(T0)],
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    assert!(store.is_suspended("kim").is_ok());
+    assert_eq!(store.lock_level("kim").unwrap(), 0);
+    let r = store
+        .note_result("kim", true, T0 + 5, LIMITS, &from("192.0.2.9", &[]))
+        .unwrap();
+    assert_eq!(r.notice.map(|n| n.failures), Some(1));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_lift_in_the_same_second_as_the_failures_still_lifts() {
+    let (dir, mut store) = temp_db("same-second");
+    let short = Limits {
+        max_failures: 2,
+        window: 10,
+    };
+    let (_, codes) = active(&mut store, "lou");
+    let wrong = |store: &mut Store| {
+        store
+            .check("lou", "000000", T0, short, &from("192.0.2.1", &[]))
+            .unwrap()
+            .unwrap()
+            .verdict
+    };
+    for _ in 0..2 {
+        assert_eq!(wrong(&mut store), Verdict::Rejected(Rejection::Wrong));
+    }
+    assert_eq!(store.lock_level("lou").unwrap(), 1);
+    assert!(store.unlock("lou", T0, short).unwrap());
+    assert_eq!(store.rate_limited("lou", T0, short).unwrap(), None);
+    // The next failure starts a new set.
+    assert_eq!(wrong(&mut store), Verdict::Rejected(Rejection::Wrong));
+    assert_eq!(store.rate_limited("lou", T0, short).unwrap(), None);
+    assert_eq!(wrong(&mut store), Verdict::Rejected(Rejection::Wrong));
+    assert_eq!(store.rate_limited("lou", T0, short).unwrap(), Some(T0 + 10));
+    let c = store
+        .check("lou", &codes[1], T0, short, &from("192.0.2.1", &[]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.verdict, Verdict::Accepted(Method::RecoveryCode));
+    assert_eq!(store.rate_limited("lou", T0, short).unwrap(), None);
+    let _ = std::fs::remove_dir_all(dir);
+}
