@@ -10,6 +10,12 @@
 /// The longest lock: one day.
 pub const MAX_LOCK: u64 = 86_400;
 
+/// After this long without a lock the escalation starts again from `window`. Two weeks:
+/// a guesser who waits that long to start again gets fewer guesses than one who keeps
+/// the lock at its cap (9 doubling sets, 45 guesses, in 153,300 s + 14 days, about 2.9 a
+/// day, against 5 a day at the cap), so the yearly budget below still holds.
+pub const LEVEL_RESET_AFTER: u64 = 14 * 86_400;
+
 /// Codes one guess can hit: RFC 6238 with the previous and next step accepted.
 const CODES_PER_GUESS: f64 = 3.0;
 /// Six digits.

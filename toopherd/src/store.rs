@@ -584,7 +584,7 @@ impl Store {
             last_failure_at: opt(last_failure_at),
             recovery_codes_left: u32::try_from(left).unwrap_or(0),
             locked_until: Self::locked_until(&self.conn, user, now, limits)?,
-            lock_level: self.lock_level(user)?,
+            lock_level: self.lock_level(user, now)?,
             pairing_id: pairing,
             enabled: !self.is_suspended(user)?,
         };

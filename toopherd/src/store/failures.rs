@@ -57,8 +57,12 @@ struct Lockout {
 }
 
 impl Store {
-    fn lockout(conn: &Connection, user: &str) -> Result<Lockout, StoreError> {
-        Ok(conn
+    /// `user`'s lock state at `now`. The escalation is forgotten after
+    /// [`budget::LEVEL_RESET_AFTER`] without a lock, so a person's occasional typos over
+    /// the years do not add up to day-long locks (and waiting that long gives a guesser
+    /// fewer guesses than staying at the cap).
+    fn lockout(conn: &Connection, user: &str, now: u64) -> Result<Lockout, StoreError> {
+        let mut l: Lockout = conn
             .query_row(
                 "SELECT level, lock_until, untold FROM lockouts WHERE user = ?1",
                 params![user],
@@ -71,7 +75,11 @@ impl Store {
                 },
             )
             .optional()?
-            .unwrap_or_default())
+            .unwrap_or_default();
+        if l.lock_until.saturating_add(budget::LEVEL_RESET_AFTER) <= now {
+            l.level = 0;
+        }
+        Ok(l)
     }
 
     fn save_lockout(conn: &Connection, user: &str, l: &Lockout) -> Result<(), StoreError> {
@@ -134,7 +142,7 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<Option<u64>, StoreError> {
-        let l = Self::lockout(conn, user)?;
+        let l = Self::lockout(conn, user, now)?;
         if l.lock_until > now {
             return Ok(Some(l.lock_until));
         }
@@ -149,7 +157,7 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<Option<u64>, StoreError> {
-        let mut l = Self::lockout(conn, user)?;
+        let mut l = Self::lockout(conn, user, now)?;
         if l.lock_until > now {
             return Ok(Some(l.lock_until));
         }
@@ -192,7 +200,7 @@ impl Store {
         limits: Limits,
         rhost: Option<&str>,
     ) -> Result<i64, StoreError> {
-        let mut l = Self::lockout(conn, user)?;
+        let mut l = Self::lockout(conn, user, now)?;
         let locked = l.lock_until > now;
         conn.execute(
             "INSERT INTO failures (user, at, rhost, counts) VALUES (?1, ?2, ?3, ?4)",
@@ -228,7 +236,7 @@ impl Store {
         attempt: &Attempt<'_>,
         lift: bool,
     ) -> Result<Option<FailureNotice>, StoreError> {
-        let mut l = Self::lockout(conn, user)?;
+        let mut l = Self::lockout(conn, user, now)?;
         if lift {
             Self::lift(conn, user, &mut l, now)?;
         }
@@ -293,8 +301,8 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let was = Self::locked_until(&tx, user, now, limits)?.is_some()
-            || Self::lockout(&tx, user)?.level > 0;
-        let mut l = Self::lockout(&tx, user)?;
+            || Self::lockout(&tx, user, now)?.level > 0;
+        let mut l = Self::lockout(&tx, user, now)?;
         Self::lift(&tx, user, &mut l, now)?;
         Self::save_lockout(&tx, user, &l)?;
         tx.commit()?;
@@ -302,8 +310,8 @@ impl Store {
     }
 
     /// Locks since the last recovery code or administrator's unlock.
-    pub fn lock_level(&self, user: &str) -> Result<u32, StoreError> {
-        Ok(Self::lockout(&self.conn, user)?.level)
+    pub fn lock_level(&self, user: &str, now: u64) -> Result<u32, StoreError> {
+        Ok(Self::lockout(&self.conn, user, now)?.level)
     }
 
     /// Records a second-factor result of the Toopher backend (a wrong OTP or a denied

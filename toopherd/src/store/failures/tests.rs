@@ -72,7 +72,7 @@ fn each_full_set_of_failures_doubles_the_lock_and_success_does_not_reset_it() {
         store.rate_limited("bob", T0 + 45, LIMITS).unwrap(),
         Some(T0 + 340)
     );
-    assert_eq!(store.lock_level("bob").unwrap(), 1);
+    assert_eq!(store.lock_level("bob", T0).unwrap(), 1);
     // After it, one more failure does not lock again: a full new set is needed.
     fail(&mut store, "bob", T0 + 340, 4, "192.0.2.1");
     assert_eq!(store.rate_limited("bob", T0 + 344, LIMITS).unwrap(), None);
@@ -89,7 +89,7 @@ fn each_full_set_of_failures_doubles_the_lock_and_success_does_not_reset_it() {
         .unwrap()
         .unwrap();
     assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
-    assert_eq!(store.lock_level("bob").unwrap(), 1);
+    assert_eq!(store.lock_level("bob", T0).unwrap(), 1);
     // The fifth failure of the second set: twice the window, from that set's oldest.
     fail(&mut store, "bob", T0 + 401, 1, "192.0.2.1");
     assert_eq!(
@@ -102,7 +102,7 @@ fn each_full_set_of_failures_doubles_the_lock_and_success_does_not_reset_it() {
         store.rate_limited("bob", T0 + 945, LIMITS).unwrap(),
         Some(T0 + 940 + 1200)
     );
-    assert_eq!(store.lock_level("bob").unwrap(), 3);
+    assert_eq!(store.lock_level("bob", T0).unwrap(), 3);
     let st = store.status("bob", "local", T0 + 945, LIMITS).unwrap();
     assert_eq!(st.locked_until, Some(T0 + 2140));
     assert_eq!(st.lock_level, 3);
@@ -131,12 +131,48 @@ fn the_lock_stops_growing_at_a_day() {
 }
 
 #[test]
+fn the_escalation_is_forgotten_after_two_quiet_weeks_but_not_before() {
+    let (dir, mut store) = temp_db("decay");
+    active(&mut store, "decay");
+    fail(&mut store, "decay", T0 + 10, 5, "192.0.2.1");
+    let first = store
+        .rate_limited("decay", T0 + 15, LIMITS)
+        .unwrap()
+        .unwrap();
+    fail(&mut store, "decay", first, 5, "192.0.2.1");
+    let second = store
+        .rate_limited("decay", first + 5, LIMITS)
+        .unwrap()
+        .unwrap();
+    assert_eq!(second - first, 600);
+    // A day before the two weeks are up, the next set still escalates.
+    let soon = second + crate::budget::LEVEL_RESET_AFTER - 86_400;
+    assert_eq!(store.lock_level("decay", soon).unwrap(), 2);
+    fail(&mut store, "decay", soon, 5, "192.0.2.1");
+    let third = store
+        .rate_limited("decay", soon + 5, LIMITS)
+        .unwrap()
+        .unwrap();
+    assert_eq!(third - soon, 1200);
+    // Two weeks after the last lock ended, the next lock is `window` again.
+    let later = third + crate::budget::LEVEL_RESET_AFTER;
+    assert_eq!(store.lock_level("decay", later).unwrap(), 0);
+    fail(&mut store, "decay", later, 5, "192.0.2.1");
+    let fourth = store
+        .rate_limited("decay", later + 5, LIMITS)
+        .unwrap()
+        .unwrap();
+    assert_eq!(fourth - later, 300);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn while_locked_a_right_code_is_refused_and_a_recovery_code_lifts_the_lock() {
     let (dir, mut store) = temp_db("recovery");
     let (secret, codes) = active(&mut store, "carol");
     fail(&mut store, "carol", T0 + 40, 5, "192.0.2.1");
     fail(&mut store, "carol", T0 + 340, 5, "192.0.2.1");
-    assert_eq!(store.lock_level("carol").unwrap(), 2);
+    assert_eq!(store.lock_level("carol", T0).unwrap(), 2);
     let at = T0 + 400;
     // The right one-time password is not looked at, not recorded, and uses no step.
     let c = store
@@ -174,7 +210,7 @@ fn while_locked_a_right_code_is_refused_and_a_recovery_code_lifts_the_lock() {
         .unwrap();
     assert_eq!(c.verdict, Verdict::Accepted(Method::RecoveryCode));
     assert_eq!(store.rate_limited("carol", at + 3, LIMITS).unwrap(), None);
-    assert_eq!(store.lock_level("carol").unwrap(), 0);
+    assert_eq!(store.lock_level("carol", T0).unwrap(), 0);
     let at = at + 31;
     assert_eq!(
         store
@@ -199,7 +235,7 @@ fn an_administrators_unlock_lifts_the_lock_and_its_escalation() {
     fail(&mut store, "dave", T0 + 340, 5, "192.0.2.1");
     assert!(store.unlock("dave", T0 + 400, LIMITS).unwrap());
     assert_eq!(store.rate_limited("dave", T0 + 400, LIMITS).unwrap(), None);
-    assert_eq!(store.lock_level("dave").unwrap(), 0);
+    assert_eq!(store.lock_level("dave", T0).unwrap(), 0);
     let at = T0 + 400;
     assert_eq!(
         store
@@ -357,9 +393,9 @@ fn failures_and_their_escalation_are_kept_apart_per_user_and_survive_a_reopen() 
         store.rate_limited("hal", T0 + 400, LIMITS).unwrap(),
         Some(T0 + 940)
     );
-    assert_eq!(store.lock_level("hal").unwrap(), 2);
+    assert_eq!(store.lock_level("hal", T0).unwrap(), 2);
     assert_eq!(store.rate_limited("ivy", T0 + 400, LIMITS).unwrap(), None);
-    assert_eq!(store.lock_level("ivy").unwrap(), 0);
+    assert_eq!(store.lock_level("ivy", T0).unwrap(), 0);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -424,7 +460,7 @@ fn a_version_2_database_is_upgraded_in_place_and_keeps_its_lock() {
         Some(Verdict::RateLimited { until: T0 + 340 })
     );
     // That lock now counts: the next full set doubles.
-    assert_eq!(store.lock_level("jan").unwrap(), 1);
+    assert_eq!(store.lock_level("jan", T0).unwrap(), 1);
     fail(&mut store, "jan", T0 + 340, 5, "192.0.2.1");
     assert_eq!(
         store.rate_limited("jan", T0 + 345, LIMITS).unwrap(),
@@ -449,7 +485,7 @@ fn a_version_2_database_is_upgraded_in_place_and_keeps_its_lock() {
     // Opening again changes nothing.
     drop(store);
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.lock_level("jan").unwrap(), 2);
+    assert_eq!(store.lock_level("jan", T0).unwrap(), 2);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -475,7 +511,7 @@ fn a_version_1_database_is_upgraded_too() {
     }
     let mut store = Store::open(&path).unwrap();
     assert!(store.is_suspended("kim").is_ok());
-    assert_eq!(store.lock_level("kim").unwrap(), 0);
+    assert_eq!(store.lock_level("kim", T0).unwrap(), 0);
     let r = store
         .note_result("kim", true, T0 + 5, LIMITS, &from("192.0.2.9", &[]))
         .unwrap();
@@ -501,7 +537,7 @@ fn a_lift_in_the_same_second_as_the_failures_still_lifts() {
     for _ in 0..2 {
         assert_eq!(wrong(&mut store), Verdict::Rejected(Rejection::Wrong));
     }
-    assert_eq!(store.lock_level("lou").unwrap(), 1);
+    assert_eq!(store.lock_level("lou", T0).unwrap(), 1);
     assert!(store.unlock("lou", T0, short).unwrap());
     assert_eq!(store.rate_limited("lou", T0, short).unwrap(), None);
     // The next failure starts a new set.
