@@ -11,6 +11,7 @@
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use toopher_ipc::{Client, Request, Response, Timeouts};
 use toopher_tests::daemon::{Enrolled, Toopherd, ctl_as};
@@ -21,6 +22,8 @@ use toopher_tests::{USERS, artifact};
 const NOBODY: u32 = 65534;
 const CONNECTIONS: usize = 1000;
 const LOGINS: usize = 20;
+/// toopherd's budget of lines about bad input per uid and minute.
+const BAD_INPUT_BURST: usize = 5;
 
 /// The abuser as nobody; it stops when its stdin closes (or after 5 minutes, should
 /// the test die without closing it).
@@ -29,7 +32,7 @@ struct Abuser {
 }
 
 impl Abuser {
-    fn start(d: &Toopherd) -> Abuser {
+    fn start(d: &Toopherd, connections: usize, extra: &[&str]) -> Abuser {
         let child = Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
             .arg(artifact("abuser"))
@@ -37,12 +40,13 @@ impl Abuser {
             .arg(&d.socket)
             .args([
                 "--connections",
-                &CONNECTIONS.to_string(),
+                &connections.to_string(),
                 "--user",
                 "nobody",
                 "--seconds",
                 "300",
             ])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -57,8 +61,20 @@ impl Abuser {
 
     /// Stops the flood and returns the abuser's own account of it.
     fn stop(&mut self) -> serde_json::Value {
+        self.report(true)
+    }
+
+    /// Waits for the abuser to stop by itself (`--until-errors`) and returns its account.
+    fn finish(&mut self) -> serde_json::Value {
+        self.report(false)
+    }
+
+    fn report(&mut self, close_stdin: bool) -> serde_json::Value {
         let mut child = self.child.take().expect("abuser running");
-        drop(child.stdin.take());
+        let stdin = child.stdin.take();
+        if close_stdin {
+            drop(stdin);
+        }
         let mut out = String::new();
         child
             .stdout
@@ -96,16 +112,22 @@ fn lines_with(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
+/// The suites' floods would compete for the CPU (and skew the timing assertion).
+static ONE_FLOOD_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn a_flood_from_an_unprivileged_user_does_not_keep_root_from_logging_in() {
     require_root();
+    let _one = ONE_FLOOD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let mut d = Toopherd::start();
     // nobody must reach the socket (the state directory inside stays 0700).
     std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut users: Vec<Enrolled> = USERS[..LOGINS / 2].iter().map(|u| d.enroll(u)).collect();
     let stack = Stack::toopher(&d.socket, "");
 
-    let mut abuser = Abuser::start(&d);
+    let mut abuser = Abuser::start(&d, CONNECTIONS, &[]);
     // The flood is on when toopherd turns nobody away at its limit.
     wait_for_log(&d, "uid=65534: connection refused", Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(2));
@@ -147,9 +169,17 @@ fn a_flood_from_an_unprivileged_user_does_not_keep_root_from_logging_in() {
         "nobody's own requests were never served: {seen}"
     );
 
-    // Afterwards toopherd serves normally: nobody (its connections gone) and root.
-    let out = ctl_as(&d.socket, &["status", "nobody"], Some(NOBODY));
-    assert!(out.status.success(), "{out:?}");
+    // Afterwards toopherd serves normally: nobody, once toopherd has seen its
+    // connections close (a moment after the abuser exits), and root.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = ctl_as(&d.socket, &["status", "nobody"], Some(NOBODY));
+        if out.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
     assert!(matches!(
         c.call(&Request::Status {
@@ -193,4 +223,55 @@ fn a_flood_from_an_unprivileged_user_does_not_keep_root_from_logging_in() {
     );
     let total = log.lines().count();
     assert!(total <= 120, "{total} log lines:\n{log}");
+}
+
+#[test]
+fn twenty_thousand_malformed_frames_leave_a_bounded_trace() {
+    require_root();
+    let _one = ONE_FLOOD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut d = Toopherd::start();
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut u = d.enroll("daemon");
+    let before = d.log().lines().count();
+    let code = u.next_code();
+    // As many garbage frames as toopherd will take from one uid at a time (8), each
+    // answered with an error and the connection closed, re-opened at once.
+    let mut abuser = Abuser::start(&d, 8, &["--only", "garbage", "--until-errors", "20000"]);
+    // A login decision in the middle of it is logged.
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "daemon", &[&code], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}");
+    let seen = abuser.finish();
+    eprintln!("the abuser saw: {seen}");
+    assert!(seen["errors"].as_u64().unwrap_or(0) >= 20_000, "{seen}");
+    assert!(d.stop());
+    let log = d.log();
+    let new_lines = log.lines().count() - before;
+    // One window's worth: 5 refusals and their count (plus the login and shutdown),
+    // where there used to be a line for each bad frame.
+    assert!(
+        new_lines <= 20,
+        "{new_lines} lines for 20,000 bad frames:\n{log}"
+    );
+    assert_eq!(
+        lines_with(&log, "uid=65534(nobody): refused a bad message"),
+        BAD_INPUT_BURST
+    );
+    let summary = log
+        .lines()
+        .find(|l| l.contains("uid 65534: ") && l.contains("similar messages suppressed"))
+        .unwrap_or_else(|| panic!("no count of the suppressed lines:\n{log}"));
+    let count: u64 = summary
+        .split("uid 65534: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(count >= 20_000 - BAD_INPUT_BURST as u64, "{summary}");
+    assert_eq!(
+        lines_with(&log, "auth user=daemon service=toopher-test"),
+        1,
+        "{log}"
+    );
 }

@@ -5,8 +5,10 @@
 //! it. Runs until its stdin closes (or `--seconds` pass), then prints what it saw as
 //! one JSON object, so the test can check the abuse really happened.
 //!
-//! `abuser --socket PATH --connections N --user NAME [--seconds S]`; run it as an
-//! unprivileged uid (setpriv).
+//! `abuser --socket PATH --connections N --user NAME [--seconds S] [--only ROLE]
+//! [--until-errors N]`; run it as an unprivileged uid (setpriv). `--only` gives every
+//! connection one role (silent, partial-prefix, oversized, garbage, valid); with
+//! `--until-errors` it also stops once toopherd has answered that many bad frames.
 
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
@@ -71,8 +73,22 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: abuser --socket PATH --connections N --user NAME [--seconds S]");
+    eprintln!(
+        "usage: abuser --socket PATH --connections N --user NAME [--seconds S] \
+         [--only ROLE] [--until-errors N]"
+    );
     std::process::exit(2)
+}
+
+fn role_named(name: &str) -> Role {
+    match name {
+        "silent" => Role::Silent,
+        "partial-prefix" => Role::PartialPrefix,
+        "oversized" => Role::Oversized,
+        "garbage" => Role::Garbage,
+        "valid" => Role::Valid,
+        _ => usage(),
+    }
 }
 
 /// A non-blocking connect: `None` when the listen backlog is full (try again later).
@@ -238,6 +254,9 @@ fn main() {
     let seconds: u64 = arg("--seconds")
         .map(|v| v.parse().unwrap_or_else(|_| usage()))
         .unwrap_or(600);
+    let only = arg("--only").map(|r| role_named(&r));
+    let until_errors: Option<u64> =
+        arg("--until-errors").map(|v| v.parse().unwrap_or_else(|_| usage()));
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -252,7 +271,7 @@ fn main() {
     let mut per_thread: Vec<Vec<Conn>> = (0..THREADS).map(|_| Vec::new()).collect();
     for i in 0..n {
         per_thread[i % THREADS].push(Conn {
-            role: ROLES[i % ROLES.len()],
+            role: only.unwrap_or(ROLES[i % ROLES.len()]),
             stream: None,
             inbuf: Vec::new(),
             next_request: None,
@@ -271,7 +290,10 @@ fn main() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+    while !stop.load(Ordering::Relaxed)
+        && Instant::now() < deadline
+        && until_errors.is_none_or(|n| stats.errors.load(Ordering::Relaxed) < n)
+    {
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
