@@ -70,9 +70,11 @@ fn summary_line(kind: Abuse, s: &Suppressed<u32>) -> String {
         Some(uid) => format!("uid {uid}"),
         None => "other uids".into(),
     };
-    let what = match kind {
-        Abuse::BadInput => "similar messages suppressed",
-        Abuse::AtLimit => "more connections refused at the connection limit",
+    let what = match (kind, s.key) {
+        (Abuse::AtLimit, Some(uid)) if uid != UNKNOWN_UID => {
+            "more connections refused at the connection limit"
+        }
+        _ => "similar messages suppressed",
     };
     format!(
         "{who}: {} {what} in the last {} s",
@@ -216,7 +218,32 @@ pub fn field(value: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::field;
+    use super::*;
+
+    #[test]
+    fn summaries_name_the_uid_the_count_and_the_span() {
+        let s = |key| Suppressed {
+            key,
+            count: 1234,
+            span: Duration::from_millis(59_600),
+        };
+        assert_eq!(
+            summary_line(Abuse::BadInput, &s(Some(65534))),
+            "uid 65534: 1234 similar messages suppressed in the last 60 s"
+        );
+        assert_eq!(
+            summary_line(Abuse::AtLimit, &s(Some(1000))),
+            "uid 1000: 1234 more connections refused at the connection limit in the last 60 s"
+        );
+        assert_eq!(
+            summary_line(Abuse::AtLimit, &s(Some(UNKNOWN_UID))),
+            "unknown peers: 1234 similar messages suppressed in the last 60 s"
+        );
+        assert_eq!(
+            summary_line(Abuse::BadInput, &s(None)),
+            "other uids: 1234 similar messages suppressed in the last 60 s"
+        );
+    }
 
     #[test]
     fn fields_cannot_forge_lines() {

@@ -117,7 +117,7 @@ pub async fn serve(
 }
 
 /// [`serve`] with explicit connection limits.
-pub async fn serve_with(
+async fn serve_with(
     listener: UnixListener,
     daemon: Arc<Daemon>,
     limits: admission::Limits,
