@@ -3,8 +3,9 @@
 //! file modes, shutdown, and toopherctl.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use toopher_ipc::{
@@ -252,14 +253,356 @@ fn database_is_private_and_refused_when_it_is_not() {
     );
 }
 
+fn inode(path: &Path) -> (u64, u64) {
+    let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (m.dev(), m.ino())
+}
+
 #[test]
-fn a_second_toopherd_on_the_same_socket_refuses_to_start() {
-    let d = Toopherd::start();
+fn a_second_toopherd_on_the_same_socket_refuses_to_start_and_leaves_the_first_alone() {
+    toopher_tests::system::require_root();
+    let mut d = Toopherd::start();
+    let mut u = d.enroll("daemon");
+    let before = inode(&d.socket);
     let out = run_once(&d.config, &[]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("another toopherd"),
+        String::from_utf8_lossy(&out.stderr).contains("another toopherd is listening"),
         "{out:?}"
+    );
+    // The running daemon's socket is still there, the same file, and it still serves
+    // a real login through libpam.
+    assert_eq!(inode(&d.socket), before, "the live socket was replaced");
+    assert!(d.is_running());
+    let code = u.next_code();
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "daemon", &[&code], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    // Again, now that the first has served: still refused, still harmless.
+    assert_eq!(run_once(&d.config, &[]).status.code(), Some(1));
+    assert_eq!(inode(&d.socket), before);
+    assert!(d.stop());
+    assert!(
+        !d.socket.exists(),
+        "the first toopherd left its socket behind"
+    );
+}
+
+#[test]
+fn a_stale_socket_of_a_killed_toopherd_is_replaced() {
+    toopher_tests::system::require_root();
+    let mut d = Toopherd::start();
+    let mut u = d.enroll("daemon");
+    let pid = d.pid().unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert!(!d.stop(), "toopherd survived SIGKILL");
+    assert!(
+        d.socket.exists(),
+        "a killed toopherd cannot remove its socket"
+    );
+    assert!(
+        UnixStream::connect(&d.socket).is_err(),
+        "no one should listen on the stale socket"
+    );
+    d.spawn();
+    assert!(d.log().contains("replaced the stale socket"), "{}", d.log());
+    let code = u.next_code();
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "daemon", &[&code], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+}
+
+#[test]
+fn on_exit_toopherd_removes_only_the_socket_it_made() {
+    toopher_tests::system::require_root();
+    let mut d = Toopherd::start();
+    // Someone (root) moved the socket away and put another one in its place.
+    std::fs::rename(&d.socket, d.dir.path().join("moved.sock")).unwrap();
+    let other = std::os::unix::net::UnixListener::bind(&d.socket).unwrap();
+    let theirs = inode(&d.socket);
+    assert!(d.stop());
+    assert_eq!(
+        inode(&d.socket),
+        theirs,
+        "toopherd removed a socket it did not make"
+    );
+    assert!(
+        d.log().contains("left") && d.log().contains("in place"),
+        "{}",
+        d.log()
+    );
+    drop(other);
+}
+
+/// A config whose socket is `dir/toopherd.sock`, with its own state directory.
+fn config_with_socket_in(tmp: &Path, dir: &Path) -> std::path::PathBuf {
+    let config = tmp.join("toopherd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = \"{}\"\nstate_dir = \"{}\"\nbackend = \"local\"\n",
+            dir.join("toopherd.sock").display(),
+            tmp.join("state").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Runs toopherd expecting it to refuse to start; one that starts anyway is killed
+/// after 15 s (and then fails the caller's assertions) instead of hanging the test.
+fn run_bounded(config: &Path) -> std::process::Output {
+    let mut child = Command::new(artifact("toopherd"))
+        .args(["--log", "stderr", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Not yet reaped, so the pid is still our child's.
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn unsafe_socket_directories_are_refused_with_a_clear_message() {
+    toopher_tests::system::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = |dir: &Path, why: &str| {
+        let out = run_bounded(&config_with_socket_in(tmp.path(), dir));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {out:?}", dir.display());
+        assert!(
+            err.contains(&format!("refusing to listen in {}", dir.display())) && err.contains(why),
+            "{}: {err}",
+            dir.display()
+        );
+        assert!(!dir.join("toopherd.sock").exists());
+    };
+    for (name, mode) in [("group", 0o775), ("world", 0o777), ("sticky", 0o1777)] {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        refused(&dir, "writable by group or others");
+    }
+    // A directory that belongs to someone else.
+    let owned = tmp.path().join("owned");
+    std::fs::create_dir(&owned).unwrap();
+    std::fs::set_permissions(&owned, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&owned, Some(nobody_uid()), Some(nobody_uid())).unwrap();
+    refused(&owned, "owned by uid 65534");
+    // A symlink planted by someone else, even to a good directory.
+    let good = tmp.path().join("good");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let planted = tmp.path().join("planted");
+    std::os::unix::fs::symlink(&good, &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(nobody_uid()), Some(nobody_uid())).unwrap();
+    refused(&planted, "symbolic link owned by uid 65534");
+    assert!(!good.join("toopherd.sock").exists());
+}
+
+#[test]
+fn a_socket_directory_linked_by_root_is_accepted() {
+    toopher_tests::system::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    let config = config_with_socket_in(tmp.path(), &link);
+    let mut child = Command::new(artifact("toopherd"))
+        .args(["--log", "stderr", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while UnixStream::connect(link.join("toopherd.sock")).is_err() {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("toopherd did not listen: {out:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(!good.join("toopherd.sock").exists());
+}
+
+#[test]
+fn a_client_stalling_in_the_middle_of_a_later_frame_is_dropped() {
+    // After a first request, the wait for the next one is long (a person types); a
+    // frame once begun must still complete within toopherd's frame timeout (10 s).
+    let d = Toopherd::start();
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    toopher_ipc::write_frame(
+        &mut s,
+        &Request::Status {
+            user: "daemon".into(),
+        },
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let body = read_frame(&mut s).unwrap();
+    assert!(matches!(decode::<Response>(&body), Ok(Response::Status(_))));
+    s.write_all(&[0, 0]).unwrap();
+    assert!(
+        closed(&mut s),
+        "a half-sent length prefix held the connection"
+    );
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    toopher_ipc::write_frame(
+        &mut s,
+        &Request::Status {
+            user: "daemon".into(),
+        },
+    )
+    .unwrap();
+    read_frame(&mut s).unwrap();
+    s.write_all(&[0, 0, 0, 100, b'{']).unwrap();
+    assert!(closed(&mut s), "a half-sent body held the connection");
+    assert!(
+        d.log()
+            .contains("dropped a connection stalled in the middle of a frame"),
+        "{}",
+        d.log()
+    );
+}
+
+/// Whether uid 65534 can open `path` for reading (through setpriv and a shell
+/// redirection: only the open is tested, /proc/PID/mem cannot be read at offset 0).
+fn nobody_can_read(path: &Path) -> bool {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["sh", "-c", ": < \"$1\"", "sh"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("setpriv")
+        .success()
+}
+
+#[test]
+fn toopherd_is_not_dumpable_even_by_its_own_uid() {
+    toopher_tests::system::require_root();
+    // toopherd as nobody, with its own state directory and socket.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(tmp.path(), Some(nobody_uid()), Some(nobody_uid())).unwrap();
+    let config = config_with_socket_in(tmp.path(), &tmp.path().join("run"));
+    std::os::unix::fs::chown(&config, Some(nobody_uid()), Some(nobody_uid())).unwrap();
+    let spawn_as_nobody = |program: &Path, args: &[&std::ffi::OsStr]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("setpriv")
+    };
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut daemon = Killed(spawn_as_nobody(
+        &artifact("toopherd"),
+        &[
+            "--log".as_ref(),
+            "stderr".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+    ));
+    let socket = tmp.path().join("run/toopherd.sock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline && daemon.0.try_wait().unwrap().is_none(),
+            "toopherd as nobody did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The method works: an ordinary process of nobody's is readable by nobody.
+    let control = Killed(spawn_as_nobody(Path::new("sleep"), &["60".as_ref()]));
+    let control_proc = Path::new("/proc").join(control.0.id().to_string());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        nobody_can_read(&control_proc.join("environ")),
+        "control: environ"
+    );
+    assert!(nobody_can_read(&control_proc.join("mem")), "control: mem");
+    assert_eq!(
+        std::fs::metadata(&control_proc).unwrap().uid(),
+        nobody_uid()
+    );
+
+    let proc_dir = Path::new("/proc").join(daemon.0.id().to_string());
+    let status = std::fs::read_to_string(proc_dir.join("status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("65534")),
+        "toopherd is not running as nobody: {status}"
+    );
+    assert!(
+        !nobody_can_read(&proc_dir.join("environ")),
+        "environ readable by its own uid"
+    );
+    assert!(
+        !nobody_can_read(&proc_dir.join("mem")),
+        "mem readable by its own uid"
+    );
+    assert_eq!(
+        std::fs::metadata(proc_dir.join("environ")).unwrap().uid(),
+        0,
+        "the files of a non-dumpable process in /proc/PID belong to root"
+    );
+    // And no core file: its core size limit is 0.
+    let limits = std::fs::read_to_string(proc_dir.join("limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
+    drop(control);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    assert!(daemon.0.wait().unwrap().success());
+}
+
+#[test]
+fn the_systemd_unit_forbids_core_files() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd/toopherd.service"),
+    )
+    .unwrap();
+    let service = unit
+        .split("[Service]")
+        .nth(1)
+        .and_then(|s| s.split("\n[").next())
+        .expect("a [Service] section");
+    assert!(
+        service.lines().any(|l| l.trim() == "LimitCORE=0"),
+        "no LimitCORE=0 in [Service]"
     );
 }
 

@@ -4,10 +4,12 @@
 pub mod authz;
 pub mod budget;
 pub mod config;
+pub mod log_limit;
 pub mod logging;
 pub mod qr;
 pub mod recovery;
 pub mod server;
+pub mod socket;
 pub mod store;
 pub mod toopher;
 pub mod totp;

@@ -2,9 +2,15 @@
 //! socket (containers, tests). A line never carries a code or a secret: callers pass
 //! only names, outcomes and reasons, and every client-supplied value goes through
 //! [`field`] so it cannot forge a line.
+//!
+//! Refusals of malformed or abusive input go through [`Log::abuse`], which bounds them
+//! per uid (see [`crate::log_limit`]); decisions about logins use the plain levels and
+//! are never suppressed.
 
+use crate::log_limit::{LogLimiter, Suppressed};
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,6 +28,59 @@ enum Sink {
 
 pub struct Log {
     sink: Sink,
+    limits: Mutex<AbuseLimits>,
+}
+
+/// Per uid and per window: this many lines about bad input, then a count.
+pub const ABUSE_WINDOW: Duration = Duration::from_secs(60);
+pub const BAD_INPUT_BURST: u32 = 5;
+/// A uid at its connection limit is logged once per window.
+pub const AT_LIMIT_BURST: u32 = 1;
+/// The key of abuse lines whose uid is unknown ((uid_t)-1 is no one's uid).
+pub const UNKNOWN_UID: u32 = u32::MAX;
+/// uids tracked at once; lines of further uids are counted together.
+const MAX_TRACKED_UIDS: usize = 4096;
+
+/// What kind of abuse a line reports; each kind has its own budget per uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abuse {
+    /// Malformed, oversized, stalled or unauthorised requests.
+    BadInput,
+    /// Connections refused because the uid (or everyone) is at the connection limit.
+    AtLimit,
+}
+
+struct AbuseLimits {
+    bad_input: LogLimiter<u32>,
+    at_limit: LogLimiter<u32>,
+}
+
+impl AbuseLimits {
+    fn new() -> Self {
+        AbuseLimits {
+            bad_input: LogLimiter::new(ABUSE_WINDOW, BAD_INPUT_BURST, MAX_TRACKED_UIDS),
+            at_limit: LogLimiter::new(ABUSE_WINDOW, AT_LIMIT_BURST, MAX_TRACKED_UIDS),
+        }
+    }
+}
+
+fn summary_line(kind: Abuse, s: &Suppressed<u32>) -> String {
+    let who = match s.key {
+        Some(UNKNOWN_UID) => "unknown peers".into(),
+        Some(uid) => format!("uid {uid}"),
+        None => "other uids".into(),
+    };
+    let what = match (kind, s.key) {
+        (Abuse::AtLimit, Some(uid)) if uid != UNKNOWN_UID => {
+            "more connections refused at the connection limit"
+        }
+        _ => "similar messages suppressed",
+    };
+    format!(
+        "{who}: {} {what} in the last {} s",
+        s.count,
+        s.span.as_secs_f64().round() as u64
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -49,11 +108,56 @@ impl Log {
                 Err(_) => Sink::Stderr,
             },
         };
-        Ok(Log { sink })
+        Ok(Log::with_sink(sink))
     }
 
     pub fn stderr() -> Log {
-        Log { sink: Sink::Stderr }
+        Log::with_sink(Sink::Stderr)
+    }
+
+    fn with_sink(sink: Sink) -> Log {
+        Log {
+            sink,
+            limits: Mutex::new(AbuseLimits::new()),
+        }
+    }
+
+    /// A warning about bad input from `uid`, within that uid's budget for `kind`.
+    pub fn abuse(&self, uid: u32, kind: Abuse, msg: &str) {
+        let verdict = {
+            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+            let limiter = match kind {
+                Abuse::BadInput => &mut limits.bad_input,
+                Abuse::AtLimit => &mut limits.at_limit,
+            };
+            limiter.check(uid, Instant::now())
+        };
+        if let Some(s) = verdict.summary {
+            self.warn(&summary_line(kind, &s));
+        }
+        if verdict.log {
+            self.warn(msg);
+        }
+    }
+
+    /// Writes the counts of suppressed lines whose window has ended (every window with
+    /// `all`, at shutdown). Called periodically so a count is reported even when its
+    /// uid goes quiet.
+    pub fn flush_suppressed(&self, all: bool) {
+        let now = Instant::now();
+        let (bad, limit) = {
+            let mut limits = self.limits.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                limits.bad_input.flush(now, all),
+                limits.at_limit.flush(now, all),
+            )
+        };
+        for s in &bad {
+            self.warn(&summary_line(Abuse::BadInput, s));
+        }
+        for s in &limit {
+            self.warn(&summary_line(Abuse::AtLimit, s));
+        }
     }
 
     pub fn info(&self, msg: &str) {
@@ -114,7 +218,32 @@ pub fn field(value: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::field;
+    use super::*;
+
+    #[test]
+    fn summaries_name_the_uid_the_count_and_the_span() {
+        let s = |key| Suppressed {
+            key,
+            count: 1234,
+            span: Duration::from_millis(59_600),
+        };
+        assert_eq!(
+            summary_line(Abuse::BadInput, &s(Some(65534))),
+            "uid 65534: 1234 similar messages suppressed in the last 60 s"
+        );
+        assert_eq!(
+            summary_line(Abuse::AtLimit, &s(Some(1000))),
+            "uid 1000: 1234 more connections refused at the connection limit in the last 60 s"
+        );
+        assert_eq!(
+            summary_line(Abuse::AtLimit, &s(Some(UNKNOWN_UID))),
+            "unknown peers: 1234 similar messages suppressed in the last 60 s"
+        );
+        assert_eq!(
+            summary_line(Abuse::BadInput, &s(None)),
+            "other uids: 1234 similar messages suppressed in the last 60 s"
+        );
+    }
 
     #[test]
     fn fields_cannot_forge_lines() {

@@ -4,7 +4,7 @@
 
 use crate::authz::{self, Peer};
 use crate::config::{Availability, Backend, Config, Failmode};
-use crate::logging::{Log, field};
+use crate::logging::{Abuse, Log, UNKNOWN_UID, field};
 use crate::store::{Attempt, Limits, LoginState, Rejection, Store, StoreError, Verdict};
 use crate::toopher::{Outcome, Preauth, ToopherBackend};
 use crate::{now, totp};
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use toopher_ipc::{
     AllowReason, DenyReason, Enrollment, ErrorKind, FailureNotice, FrameError, LoginContext,
@@ -20,12 +20,19 @@ use toopher_ipc::{
 };
 use zeroize::Zeroizing;
 
-/// A connection must say something this soon after connecting.
+/// A connection must send its first frame this soon after connecting.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-/// Between messages of a login a person is typing; bounded all the same.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Once a frame has begun, the rest of it (length prefix and body, at most
+/// `MAX_FRAME_LEN` bytes) must arrive this soon: a trickling client is dropped.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Between messages a person is typing: a code at a login prompt, or scanning a QR code
+/// and typing its first code in `toopherctl enroll`. Bounded all the same, and shorter
+/// for non-root peers, whose connections do not carry logins of sshd or sudo.
+const IDLE_TIMEOUT_ROOT: Duration = Duration::from_secs(600);
+const IDLE_TIMEOUT_USER: Duration = Duration::from_secs(300);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CONNECTIONS: usize = 512;
+/// How often counts of suppressed log lines are written out.
+const LOG_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// Second-factor attempts on one connection, on top of the per-user rate limit.
 const MAX_ATTEMPTS_PER_LOGIN: u32 = 10;
 /// On shutdown, how long in-flight requests may take to finish.
@@ -104,44 +111,56 @@ impl Daemon {
 }
 
 /// Accepts connections until `shutdown` fires, then lets in-flight requests finish.
+/// The connection limits fit the process's descriptor limit (RLIMIT_NOFILE).
 pub async fn serve(
     listener: UnixListener,
     daemon: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limits = admission::Limits::fitting(open_file_limit());
+    serve_with(listener, daemon, limits, shutdown).await
+}
+
+/// [`serve`] with explicit connection limits.
+async fn serve_with(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    limits: admission::Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let admission = Admission::new(limits);
+    daemon.log.info(&format!(
+        "connection limits: {} in all, {} of them reserved for root, {} per other uid",
+        limits.total, limits.root_reserved, limits.per_uid
+    ));
+    let refusals = RefusalFrames::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let mut flush = tokio::time::interval(LOG_FLUSH_INTERVAL);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    let Some((uid, slot)) = admit(&daemon, &admission, &refusals, &stream) else {
+                        continue;
+                    };
                     let d = Arc::clone(&daemon);
-                    match Arc::clone(&slots).try_acquire_owned() {
-                        Ok(permit) => {
-                            let stop = stop_rx.clone();
-                            tasks.spawn(async move {
-                                connection(d, stream, stop).await;
-                                drop(permit);
-                            });
-                        }
-                        Err(_) => {
-                            tasks.spawn(async move {
-                                d.log.warn("connection refused: at the connection limit");
-                                let busy = Response::error(ErrorKind::Busy, "toopherd is busy");
-                                let mut stream = stream;
-                                let _ = send(&mut stream, &busy).await;
-                            });
-                        }
-                    }
+                    let stop = stop_rx.clone();
+                    tasks.spawn(async move {
+                        connection(d, stream, uid, stop).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
-                    daemon.log.err(&format!("accept failed: {e}"));
+                    // Out of descriptors or memory: pause rather than spin.
+                    daemon.log.abuse(UNKNOWN_UID, Abuse::AtLimit, &format!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            _ = flush.tick() => daemon.log.flush_suppressed(false),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
@@ -156,15 +175,113 @@ pub async fn serve(
             .warn("shutdown: requests still running after the drain timeout were cut off");
         tasks.abort_all();
     }
+    daemon.log.flush_suppressed(true);
 }
 
-async fn read_body(stream: &mut UnixStream) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+/// The soft RLIMIT_NOFILE; 1024 (the usual default) when it cannot be read.
+fn open_file_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return 1024;
+    }
+    rl.rlim_cur
+}
+
+/// The answers to refused connections, encoded once: refusing costs no allocation.
+struct RefusalFrames {
+    per_uid: Option<Zeroizing<Vec<u8>>>,
+    busy: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl RefusalFrames {
+    fn new() -> Self {
+        let frame = |msg: &str| encode(&Response::error(ErrorKind::Busy, msg)).ok();
+        RefusalFrames {
+            per_uid: frame("too many connections from this user"),
+            busy: frame("toopherd is busy"),
+        }
+    }
+}
+
+/// Admits a new connection or refuses it on the spot: no task, no waiting, one
+/// non-blocking write of a short error frame into the fresh socket's empty buffer.
+fn admit(
+    daemon: &Daemon,
+    admission: &Arc<Admission>,
+    refusals: &RefusalFrames,
+    stream: &UnixStream,
+) -> Option<(u32, admission::Slot)> {
+    let uid = match stream.peer_cred() {
+        Ok(c) => c.uid(),
+        Err(e) => {
+            daemon.log.abuse(
+                UNKNOWN_UID,
+                Abuse::BadInput,
+                &format!("connection without peer credentials refused: {e}"),
+            );
+            return None;
+        }
+    };
+    match admission.try_admit(uid) {
+        Ok(slot) => Some((uid, slot)),
+        Err(refusal) => {
+            daemon.log.abuse(
+                uid,
+                Abuse::AtLimit,
+                &format!("uid={uid}: connection refused: {}", refusal.describe()),
+            );
+            let frame = match refusal {
+                Refusal::PerUid => &refusals.per_uid,
+                Refusal::NonRootShare | Refusal::Total => &refusals.busy,
+            };
+            if let Some(f) = frame {
+                let _ = stream.try_write(f);
+            }
+            None
+        }
+    }
+}
+
+/// Why no frame was read.
+enum ReadError {
+    /// The peer closed (or the socket failed): nothing to answer.
+    Closed,
+    /// Nothing arrived within the wait for a new frame.
+    Idle,
+    /// A frame began but did not complete within [`FRAME_TIMEOUT`].
+    Stalled,
+    /// A frame that breaks the protocol (too large).
+    Frame(FrameError),
+}
+
+/// Reads one frame: its first byte within `idle`, the rest within [`FRAME_TIMEOUT`].
+async fn read_body(
+    stream: &mut UnixStream,
+    idle: Duration,
+) -> Result<Zeroizing<Vec<u8>>, ReadError> {
     let mut header = [0u8; 4];
-    stream.read_exact(&mut header).await?;
-    let len = parse_header(header)?;
-    let mut body = Zeroizing::new(vec![0u8; len]);
-    stream.read_exact(&mut body).await?;
-    Ok(body)
+    let got = match tokio::time::timeout(idle, stream.read(&mut header)).await {
+        Err(_) => return Err(ReadError::Idle),
+        Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadError::Closed),
+        Ok(Ok(n)) => n,
+    };
+    let rest = async {
+        stream.read_exact(&mut header[got..]).await?;
+        let len = parse_header(header)?;
+        let mut body = Zeroizing::new(vec![0u8; len]);
+        stream.read_exact(&mut body).await?;
+        Ok::<_, FrameError>(body)
+    };
+    match tokio::time::timeout(FRAME_TIMEOUT, rest).await {
+        Err(_) => Err(ReadError::Stalled),
+        Ok(Err(FrameError::Closed | FrameError::Io(_))) => Err(ReadError::Closed),
+        Ok(Err(e)) => Err(ReadError::Frame(e)),
+        Ok(Ok(body)) => Ok(body),
+    }
 }
 
 async fn send(stream: &mut UnixStream, resp: &Response) -> Result<(), String> {
@@ -176,15 +293,12 @@ async fn send(stream: &mut UnixStream, resp: &Response) -> Result<(), String> {
     }
 }
 
-async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Receiver<bool>) {
-    let uid = match stream.peer_cred() {
-        Ok(c) => c.uid(),
-        Err(e) => {
-            d.log
-                .warn(&format!("connection without peer credentials refused: {e}"));
-            return;
-        }
-    };
+async fn connection(
+    d: Arc<Daemon>,
+    mut stream: UnixStream,
+    uid: u32,
+    mut stop: watch::Receiver<bool>,
+) {
     let admin_group = d.config.admin_group.as_ref().map(|g| g.0.clone());
     let peer = match tokio::task::spawn_blocking(move || Peer::lookup(uid, admin_group.as_deref()))
         .await
@@ -197,28 +311,61 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
         peer,
         login: None,
     };
-    let mut wait = FIRST_FRAME_TIMEOUT;
+    let idle = if uid == 0 {
+        IDLE_TIMEOUT_ROOT
+    } else {
+        IDLE_TIMEOUT_USER
+    };
+    let mut first = true;
     loop {
+        let wait = if first { FIRST_FRAME_TIMEOUT } else { idle };
         let read = tokio::select! {
-            r = tokio::time::timeout(wait, read_body(&mut stream)) => r,
+            r = read_body(&mut stream, wait) => r,
             _ = stop.changed() => return,
         };
         let body = match read {
-            Err(_) | Ok(Err(FrameError::Closed)) | Ok(Err(FrameError::Io(_))) => return,
-            Ok(Err(e)) => {
+            Ok(body) => body,
+            Err(ReadError::Closed) => return,
+            // A person who never typed their code: not abuse, nothing to log.
+            Err(ReadError::Idle) if !first => return,
+            Err(ReadError::Idle) => {
+                d.log.abuse(
+                    uid,
+                    Abuse::BadInput,
+                    &format!(
+                        "{}: dropped a connection that sent nothing for {} s",
+                        conn.peer.describe(),
+                        FIRST_FRAME_TIMEOUT.as_secs()
+                    ),
+                );
+                return;
+            }
+            Err(ReadError::Stalled) => {
+                d.log.abuse(
+                    uid,
+                    Abuse::BadInput,
+                    &format!(
+                        "{}: dropped a connection stalled in the middle of a frame",
+                        conn.peer.describe()
+                    ),
+                );
+                return;
+            }
+            Err(ReadError::Frame(e)) => {
                 let kind = match e {
                     FrameError::TooLarge(_) => ErrorKind::TooLarge,
                     _ => ErrorKind::BadRequest,
                 };
-                d.log.warn(&format!(
-                    "{}: refused a bad frame: {e}",
-                    conn.peer.describe()
-                ));
+                d.log.abuse(
+                    uid,
+                    Abuse::BadInput,
+                    &format!("{}: refused a bad frame: {e}", conn.peer.describe()),
+                );
                 let _ = send(&mut stream, &Response::error(kind, e.to_string())).await;
                 return;
             }
-            Ok(Ok(body)) => body,
         };
+        first = false;
         let req: Request = match decode(&body) {
             Ok(r) => r,
             Err(e) => {
@@ -226,32 +373,38 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
                     FrameError::Version(_) => ErrorKind::Version,
                     _ => ErrorKind::BadRequest,
                 };
-                d.log.warn(&format!(
-                    "{}: refused a bad message: {e}",
-                    conn.peer.describe()
-                ));
+                d.log.abuse(
+                    uid,
+                    Abuse::BadInput,
+                    &format!("{}: refused a bad message: {e}", conn.peer.describe()),
+                );
                 let _ = send(&mut stream, &Response::error(kind, e.to_string())).await;
                 return;
             }
         };
         drop(body);
-        wait = IDLE_TIMEOUT;
         // A client that goes away mid-request (a module giving up on a push) ends the work.
         let resp = tokio::select! {
             r = conn.handle(req) => r,
             _ = peer_gone(&stream) => return,
         };
         if let Err(e) = send(&mut stream, &resp).await {
-            d.log
-                .warn(&format!("{}: answer not sent: {e}", conn.peer.describe()));
+            d.log.abuse(
+                uid,
+                Abuse::BadInput,
+                &format!("{}: answer not sent: {e}", conn.peer.describe()),
+            );
             return;
         }
     }
 }
 
 mod admin;
+pub mod admission;
 mod registration;
 mod unlock;
+
+use admission::{Admission, Refusal};
 
 /// Resolves when the peer closes its end (or sends before its answer, which the
 /// protocol does not allow).
@@ -390,11 +543,15 @@ impl Conn {
         if allowed {
             return None;
         }
-        self.d.log.warn(&format!(
-            "refused request={request} user={} by={}",
-            field(Some(user)),
-            self.peer.describe()
-        ));
+        self.d.log.abuse(
+            self.peer.uid,
+            Abuse::BadInput,
+            &format!(
+                "refused request={request} user={} by={}",
+                field(Some(user)),
+                self.peer.describe()
+            ),
+        );
         let why = if admin {
             format!("{request} for {user} needs root")
         } else {

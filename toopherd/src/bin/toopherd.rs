@@ -1,13 +1,15 @@
 //! toopherd: the pam_toopher daemon. Runs in the foreground; systemd supervises it.
 
 use clap::Parser;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use toopherd::config::{Config, DEFAULT_CONFIG};
 use toopherd::logging::{Log, LogTarget};
+use toopherd::server::admission::Limits;
 use toopherd::server::{Daemon, serve};
+use toopherd::socket::Claim;
 use toopherd::store::Store;
 
 /// sysexits.h: configuration error.
@@ -31,6 +33,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before anything is read: no core file, no ptrace and no /proc/PID/mem or environ
+    // for toopherd's own uid. Secrets live in this process's memory.
+    if let Err(e) = keep_memory_private() {
+        eprintln!("toopherd: {e}");
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     let config = match Config::load(&args.config) {
         Ok(c) => c,
@@ -73,6 +81,11 @@ fn run(config: Config, log: Log) -> Result<(), String> {
     unsafe { libc::umask(0o077) };
     let state_dir = config.state_dir.path().to_owned();
     prepare_state_dir(&state_dir)?;
+    // Claim the socket path before touching the database: a second toopherd stops here
+    // and leaves the running one's socket and state alone.
+    let socket = config.socket.path().to_owned();
+    let claim = Claim::take(&socket).map_err(|e| e.to_string())?;
+    raise_open_file_limit();
     let db_path = config.database_path();
     let mut store = Store::open(&db_path).map_err(|e| {
         let msg = format!("cannot open the database: {e}");
@@ -85,7 +98,6 @@ fn run(config: Config, log: Log) -> Result<(), String> {
     {
         log.info(&format!("dropped {n} expired pending enrolment(s)"));
     }
-    let socket = config.socket.path().to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
@@ -96,8 +108,20 @@ fn run(config: Config, log: Log) -> Result<(), String> {
         Ok(d) => Arc::new(d),
         Err(e) => return Err(e),
     };
+    let bound = claim.bind().map_err(|e| e.to_string())?;
+    if bound.replaced_stale {
+        daemon.log.info(&format!(
+            "replaced the stale socket {} (no toopherd was listening)",
+            socket.display()
+        ));
+    }
+    let owned = bound.owned;
+    let std_listener = bound.listener;
     let result = runtime.block_on(async {
-        let listener = bind(&socket)?;
+        let listener = std_listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
+            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
         daemon.log.info(&format!(
             "listening on {} (backend {}, availability {}, failmode {})",
             socket.display(),
@@ -110,7 +134,13 @@ fn run(config: Config, log: Log) -> Result<(), String> {
         notify_systemd("STOPPING=1");
         Ok::<(), String>(())
     });
-    let _ = std::fs::remove_file(&socket);
+    // Only our own socket: if someone put another file there, it is theirs.
+    if !owned.remove() {
+        daemon.log.warn(&format!(
+            "left {} in place: it is no longer the socket this toopherd created",
+            socket.display()
+        ));
+    }
     daemon.log.info("stopped");
     result
 }
@@ -133,35 +163,43 @@ fn prepare_state_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Binds the socket, world-connectable (every request is authorised by peer uid).
-/// A stale socket file is replaced; a live one means another toopherd is running.
-fn bind(path: &Path) -> Result<tokio::net::UnixListener, String> {
-    if let Some(parent) = path.parent()
-        && !parent.exists()
-    {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
-        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("cannot set the mode of {}: {e}", parent.display()))?;
+/// Makes the process non-dumpable and its core size 0. PR_SET_DUMPABLE 0 also makes
+/// /proc/PID root-owned, so toopherd's own uid cannot ptrace it or read its memory or
+/// environment. The core limit is belt and braces for `fs.suid_dumpable = 2`, where a
+/// non-dumpable process may still dump core; under systemd the unit's LimitCORE=0 sets
+/// it (its seccomp filter refuses setrlimit, so that failure is ignored).
+fn keep_memory_private() -> Result<(), String> {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(format!(
+            "cannot make the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        ));
     }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            return Err(format!("{} exists and is not a socket", path.display()));
-        }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "another toopherd is listening on {}",
-                path.display()
-            ));
-        }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads one rlimit we own.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    Ok(())
+}
+
+/// Raises the soft descriptor limit towards what the connection limits need; the
+/// limits shrink to fit when it cannot be raised (see `Limits::fitting`).
+fn raise_open_file_limit() {
+    let want = Limits::DEFAULT.total as u64 + Limits::FD_RESERVE;
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 || rl.rlim_cur >= want {
+        return;
     }
-    let listener = tokio::net::UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
-    Ok(listener)
+    rl.rlim_cur = want.min(rl.rlim_max);
+    // SAFETY: setrlimit reads one rlimit we own; failure leaves the limit as it was.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
 }
 
 async fn shutdown_signal() {

@@ -156,11 +156,15 @@ impl Conn {
     }
 
     fn refuse_admin(&self, request: &str, user: &str) -> Response {
-        self.d.log.warn(&format!(
-            "refused request={request} user={} by={}",
-            field(Some(user)),
-            self.peer.describe()
-        ));
+        self.d.log.abuse(
+            self.peer.uid,
+            crate::logging::Abuse::BadInput,
+            &format!(
+                "refused request={request} user={} by={}",
+                field(Some(user)),
+                self.peer.describe()
+            ),
+        );
         Response::error(
             ErrorKind::Forbidden,
             format!("{request} is an administrative request: it needs root or the admin group"),
