@@ -553,7 +553,7 @@ impl Conn {
             ),
         );
         let why = if admin {
-            format!("{request} for {user} needs root")
+            format!("{request} for {user} needs root or the admin group")
         } else {
             format!(
                 "{} may only {request} for its own account",

@@ -15,7 +15,7 @@ const EXIT_REFUSED: u8 = 1;
 const EXIT_UNREACHABLE: u8 = 3;
 
 #[derive(Parser)]
-#[command(version, about = "Enrol and manage pam_toopher second factors")]
+#[command(name = "toopherctl", version, about = "Enrol and manage pam_toopher second factors")]
 struct Args {
     /// toopherd's socket.
     #[arg(long, env = "TOOPHERD_SOCKET", default_value = toopher_ipc::DEFAULT_SOCKET)]
@@ -28,13 +28,14 @@ struct Args {
 enum Command {
     /// Create a TOTP enrolment: shows the QR code, secret and recovery codes, then asks
     /// for the first code, which activates it (Ctrl-C leaves it pending until it expires).
+    #[command(visible_alias = "enrol")]
     Enroll {
-        /// The account (default: yourself). Enrolling someone else needs root.
+        /// The account (default: yourself). Enrolling someone else needs root or the admin group.
         user: Option<String>,
         /// Print the enrolment as JSON and do not prompt (activate with `toopherctl activate`).
         #[arg(long)]
         json: bool,
-        /// Replace an active enrolment (root only).
+        /// Replace an active enrolment (root or the admin group).
         #[arg(long)]
         force: bool,
     },
