@@ -86,6 +86,21 @@ responses = {
     "registration-pair": {"type": "registration", "status": "Registered", "message": "Pair.", "next": "pair_phrase"},
     "error": {"type": "error", "kind": "bad_request", "message": "no login in progress"},
     "error-busy": {"type": "error", "kind": "busy", "message": "at the connection limit"},
+    # Text with terminal escapes, line breaks and a bell: none of it may reach a terminal or a log.
+    "denied-escape": {"type": "denied", "reason": "policy", "message": "\x1b[2J\x1b]0;owned\x07 gone\r\n"},
+    "push-denied-escape": {"type": "denied", "reason": "push_denied", "message": "\x1b[31mno\nreally"},
+    "unavailable-escape": {"type": "unavailable", "detail": "\x1b[2Jdown\nuser=root outcome=granted"},
+    "error-escape": {"type": "error", "kind": "internal", "message": "\x1b[2J\nfake line"},
+    "register-escape": {"type": "register", "registration_code": "\x1b[2J4829\n13", "expires_in_secs": 4294967295},
+    "registration-escape": {"type": "registration", "status": "NotApproved", "message": "\x1b[2Jnot yet\r",
+                            "next": "retry"},
+    "registration-start-over-escape": {"type": "registration", "status": "Failed", "message": "\x1b]0;x\x07",
+                                       "next": "start_over", "registration_code": "\x1b[1m1112\r22",
+                                       "expires_in_secs": 0},
+    "registration-enroll-escape": {"type": "registration", "status": "Registered", "message": "\x1b[5mok",
+                                   "next": "enroll_totp", "qr_text": "\u2588\r\x1b[2J\n\u2588",
+                                   "secret": "JBSW\x1b[8mY3DP", "otpauth_uri": "otpauth://\x1b[2J",
+                                   "recovery_codes": ["abcd\x1b[2J", "\r\n"]},
 }
 for n, m in requests.items():
     put("ipc_request", n, body(m))
@@ -95,6 +110,11 @@ put("ipc_frame", "login", frame(ctx) + frame(requests["otp"]) + frame(responses[
 put("ipc_frame", "push", frame(requests["push"]) + frame(responses["pending"]) + frame(requests["wait"]))
 put("ipc_frame", "truncated", frame(requests["status"])[:9])
 put("ipc_frame", "oversized", struct.pack(">I", 16 * 1024 + 1) + b"{")
+# At the limit: a valid body padded to exactly 16 KiB, then one byte over (runs with -max_len=17000).
+at_limit = body(requests["status"])
+at_limit += b" " * (16 * 1024 - len(at_limit))
+put("ipc_frame", "at-limit", struct.pack(">I", len(at_limit)) + at_limit)
+put("ipc_frame", "over-limit", struct.pack(">I", len(at_limit) + 1) + at_limit + b" ")
 
 # module_flow: flags, 8 scripted answers (byte % 6: "", otp, recovery, padded otp, too long, abort),
 # then toopherd's answers as frames.
@@ -114,6 +134,12 @@ flows = {
     "registration-retry": (0b11000, [1] * 8, R("register", "registration-retry", "registration-start-over", "registration-pair", "pending", "granted")),
     "abort": (0, [5] * 8, R("challenge")),
     "too-long": (0, [4] * 8, R("challenge")),
+    "denied-escape": (0, [1] * 8, R("denied-escape")),
+    "otp-then-denied-escape": (0, [1] * 8, R("challenge", "denied-escape")),
+    "push-denied-escape": (0b11000, [0, 1, 1, 1, 1, 1, 1, 1], R("challenge-push", "pending", "push-denied-escape", "unavailable-escape")),
+    "unavailable-escape": (0, [0] * 8, R("unavailable-escape")),
+    "error-escape": (0b00100, [1] * 8, R("challenge", "error-escape")),
+    "registration-escape": (0b11000, [1] * 8, R("register-escape", "registration-escape", "registration-start-over-escape", "registration-enroll-escape", "denied-escape")),
 }
 for n, (flags, script, stream) in flows.items():
     put("module_flow", n, bytes([flags]) + bytes(script) + stream)
@@ -124,6 +150,12 @@ options = {
     "all": "debug autopush failmode=safe prompts=10 timeout=900 socket=/tmp/t.sock",
     "timeout": "timeout=30 prompts=1",
     "bad": "nullok failmode=open",
+    "bad-failmode": "failmode=open",
+    "bad-prompts": "prompts=0",
+    "bad-socket": "socket=relative.sock",
+    "bad-timeout": "timeout=901",
+    "bad-flag": "debug=1",
+    "last-wins": "failmode=safe failmode=secure prompts=2 prompts=3",
 }
 for n, line in options.items():
     put("pam_options", n, line)
