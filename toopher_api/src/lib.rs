@@ -14,6 +14,11 @@
 
 mod client;
 mod error;
+/// The client's answer parsing, for the fuzz targets in `fuzz/`. Not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[allow(missing_docs)]
+pub mod fuzzing;
 mod iframe;
 mod models;
 pub mod oauth;

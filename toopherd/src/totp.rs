@@ -13,14 +13,16 @@ pub fn step_of(unix_time: u64) -> u64 {
     unix_time / STEP_SECS
 }
 
-/// The code of `step`; `None` only for a secret shorter than RFC 4226 allows.
+/// The code of `step`; `None` for a secret shorter than RFC 4226 allows, or a step whose
+/// time does not fit in a u64 (a clock at the end of time matches no code).
 pub(crate) fn code_at_step(secret: &[u8], step: u64) -> Option<Zeroizing<String>> {
+    let time = step.checked_mul(STEP_SECS)?;
     let totp = Builder::new()
         .with_secret(secret.to_vec())
         .with_skew(0)
         .build()
         .ok()?;
-    Some(Zeroizing::new(totp.generate(step * STEP_SECS).to_string()))
+    Some(Zeroizing::new(totp.generate(time).to_string()))
 }
 
 /// The step (previous, current or next) whose code equals `code`, if any. Every
@@ -124,6 +126,16 @@ mod tests {
                 "step {step}"
             );
         }
+    }
+
+    #[test]
+    fn a_clock_at_the_end_of_time_matches_nothing() {
+        // Found by fuzz/fuzz_targets/code_normalise.rs: the next step's time overflowed.
+        for now in [u64::MAX, u64::MAX - 29, u64::MAX / STEP_SECS * STEP_SECS] {
+            assert_eq!(matching_step(RFC_SECRET, "287082", now), None);
+        }
+        assert!(code_at_step(RFC_SECRET, u64::MAX / STEP_SECS).is_some());
+        assert!(code_at_step(RFC_SECRET, u64::MAX / STEP_SECS + 1).is_none());
     }
 
     #[test]
