@@ -145,6 +145,7 @@ fuzz_target!(|data: &[u8]| {
         tty: None,
         ruser: None,
         autopush: opts.autopush,
+        notify: flags & 0x80 == 0x80,
     };
     let mut person = Person {
         script,

@@ -70,7 +70,10 @@ fn scripts_refuse_unknown_options() {
 #[test]
 fn toopherctl_names_itself_and_accepts_enrol() {
     let ctl = artifact("toopherctl");
-    let out = Command::new(&ctl).arg("--version").output().expect("toopherctl");
+    let out = Command::new(&ctl)
+        .arg("--version")
+        .output()
+        .expect("toopherctl");
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("toopherctl "),
         "{}",

@@ -15,7 +15,11 @@ const EXIT_REFUSED: u8 = 1;
 const EXIT_UNREACHABLE: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "toopherctl", version, about = "Enrol and manage pam_toopher second factors")]
+#[command(
+    name = "toopherctl",
+    version,
+    about = "Enrol and manage pam_toopher second factors"
+)]
 struct Args {
     /// toopherd's socket.
     #[arg(long, env = "TOOPHERD_SOCKET", default_value = toopher_ipc::DEFAULT_SOCKET)]
