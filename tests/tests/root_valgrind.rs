@@ -217,6 +217,41 @@ fn garbage_after_a_challenge() {
     assert!(r.shown("The second-factor service failed."), "{r}");
 }
 
+/// The push path: Enter sends a push, two waits come back pending, the third granted.
+#[test]
+fn push_approved_after_waiting() {
+    let enc = |r: &Response| toopher_ipc::encode(r).expect("encode").to_vec();
+    let replies = vec![
+        enc(&Response::Challenge {
+            methods: vec![Method::Push, Method::Otp],
+            push_pending: false,
+        }),
+        enc(&Response::Pending),
+        enc(&Response::Pending),
+        enc(&Response::Granted {
+            method: Method::Push,
+        }),
+    ];
+    let (r, requests) = against_fake(replies, &[""]);
+    assert_eq!(requests, ["begin", "push", "wait", "wait"]);
+    assert_eq!(r.code("auth"), Some(PAM_SUCCESS), "{r}");
+}
+
+/// Two-way registration: the code is shown, a response typed, and the answer is garbage.
+#[test]
+fn garbage_during_registration() {
+    let register = toopher_ipc::encode(&Response::Register {
+        registration_code: "K7Q2MX".into(),
+        expires_in_secs: 600,
+    })
+    .expect("encode")
+    .to_vec();
+    let (r, requests) = against_fake(vec![register, frame(b"\"\xc3\x28")], &["R3SP0NSE"]);
+    assert_eq!(requests, ["begin", "registration_response"]);
+    assert_eq!(r.code("auth"), Some(PAM_AUTHINFO_UNAVAIL), "{r}");
+    assert!(r.shown("Registration code: K7Q2MX"), "{r}");
+}
+
 // --- configuration ---
 
 #[test]
