@@ -1,7 +1,7 @@
 //! A fake toopherd for one connection: it reads each request frame the module sends and
 //! answers with scripted bytes (garbage, a truncated frame, an impossible length, another
 //! protocol version), then closes. It records the requests' types, so a test can tell
-//! the module reached it.
+//! the module reached it (and what went wrong, as a `!`-prefixed entry, if it stopped).
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -18,7 +18,7 @@ pub struct FakeToopherd {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<Vec<String>, String>>>,
+    thread: Option<JoinHandle<Vec<String>>>,
 }
 
 impl FakeToopherd {
@@ -43,14 +43,12 @@ impl FakeToopherd {
         }
     }
 
-    /// Stops waiting and returns the types of the requests received, in order.
+    /// Stops waiting and returns the types of the requests received, in order, followed
+    /// by `!<what failed>` when the exchange stopped before the last reply.
     pub fn requests(mut self) -> Vec<String> {
         self.stop.store(true, Ordering::SeqCst);
         let thread = self.thread.take().expect("joined once");
-        match thread.join().expect("fake toopherd thread") {
-            Ok(r) => r,
-            Err(e) => panic!("fake toopherd: {e}"),
-        }
+        thread.join().expect("fake toopherd thread")
     }
 }
 
@@ -63,18 +61,27 @@ impl Drop for FakeToopherd {
     }
 }
 
-fn serve(
+fn serve(listener: &UnixListener, replies: &[Vec<u8>], stop: &AtomicBool) -> Vec<String> {
+    let mut seen = Vec::new();
+    if let Err(e) = exchange(listener, replies, stop, &mut seen) {
+        seen.push(format!("!{e}"));
+    }
+    seen
+}
+
+fn exchange(
     listener: &UnixListener,
     replies: &[Vec<u8>],
     stop: &AtomicBool,
-) -> Result<Vec<String>, String> {
+    seen: &mut Vec<String>,
+) -> Result<(), String> {
     let deadline = Instant::now() + WAIT;
     let mut conn: UnixStream = loop {
         match listener.accept() {
             Ok((c, _)) => break c,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if stop.load(Ordering::SeqCst) {
-                    return Ok(Vec::new());
+                    return Err("nobody connected".into());
                 }
                 if Instant::now() > deadline {
                     return Err("nobody connected".into());
@@ -87,7 +94,6 @@ fn serve(
     conn.set_nonblocking(false).map_err(|e| e.to_string())?;
     conn.set_read_timeout(Some(WAIT))
         .map_err(|e| e.to_string())?;
-    let mut seen = Vec::new();
     for reply in replies {
         let body = toopher_ipc::read_frame(&mut conn).map_err(|e| format!("read: {e}"))?;
         let v: serde_json::Value =
@@ -95,7 +101,7 @@ fn serve(
         seen.push(v["msg"]["type"].as_str().unwrap_or("?").to_string());
         conn.write_all(reply).map_err(|e| format!("write: {e}"))?;
     }
-    Ok(seen)
+    Ok(())
 }
 
 /// A frame with `body` and its true length.

@@ -171,7 +171,7 @@ fn against_fake(replies: Vec<Vec<u8>>, answers: &[&str]) -> (memcheck::Run, Vec<
 #[test]
 fn garbage_answer() {
     let (r, requests) = against_fake(vec![frame(b"\x00\xffnot json at all{{{")], &["123456"]);
-    assert_eq!(requests, ["begin"]);
+    assert_eq!(requests, ["begin"], "{r}");
     assert_eq!(r.code("auth"), Some(PAM_AUTH_ERR), "{r}");
 }
 
@@ -181,7 +181,7 @@ fn truncated_answer() {
     let mut reply = 200u32.to_be_bytes().to_vec();
     reply.extend_from_slice(br#"{"v":1,"msg":{"type""#);
     let (r, requests) = against_fake(vec![reply], &["123456"]);
-    assert_eq!(requests, ["begin"]);
+    assert_eq!(requests, ["begin"], "{r}");
     assert_eq!(r.code("auth"), Some(PAM_AUTHINFO_UNAVAIL), "{r}");
 }
 
@@ -190,7 +190,7 @@ fn oversized_length() {
     let mut reply = u32::MAX.to_be_bytes().to_vec();
     reply.extend_from_slice(b"{}");
     let (r, requests) = against_fake(vec![reply], &["123456"]);
-    assert_eq!(requests, ["begin"]);
+    assert_eq!(requests, ["begin"], "{r}");
     assert_eq!(r.code("auth"), Some(PAM_AUTH_ERR), "{r}");
 }
 
@@ -199,7 +199,7 @@ fn wrong_protocol_version_granting() {
     // A well-formed grant in another protocol version must not be taken as one.
     let reply = frame(br#"{"v":2,"msg":{"type":"granted","method":"otp"}}"#);
     let (r, requests) = against_fake(vec![reply], &["123456"]);
-    assert_eq!(requests, ["begin"]);
+    assert_eq!(requests, ["begin"], "{r}");
     assert_eq!(r.code("auth"), Some(PAM_AUTH_ERR), "{r}");
 }
 
@@ -212,7 +212,7 @@ fn garbage_after_a_challenge() {
     .expect("encode")
     .to_vec();
     let (r, requests) = against_fake(vec![challenge, frame(b"[1,2,3")], &["123456"]);
-    assert_eq!(requests, ["begin", "otp"]);
+    assert_eq!(requests, ["begin", "otp"], "{r}");
     assert_eq!(r.code("auth"), Some(PAM_AUTHINFO_UNAVAIL), "{r}");
     assert!(r.shown("The second-factor service failed."), "{r}");
 }
@@ -233,7 +233,7 @@ fn push_approved_after_waiting() {
         }),
     ];
     let (r, requests) = against_fake(replies, &[""]);
-    assert_eq!(requests, ["begin", "push", "wait", "wait"]);
+    assert_eq!(requests, ["begin", "push", "wait", "wait"], "{r}");
     assert_eq!(r.code("auth"), Some(PAM_SUCCESS), "{r}");
 }
 
@@ -247,7 +247,7 @@ fn garbage_during_registration() {
     .expect("encode")
     .to_vec();
     let (r, requests) = against_fake(vec![register, frame(b"\"\xc3\x28")], &["R3SP0NSE"]);
-    assert_eq!(requests, ["begin", "registration_response"]);
+    assert_eq!(requests, ["begin", "registration_response"], "{r}");
     assert_eq!(r.code("auth"), Some(PAM_AUTHINFO_UNAVAIL), "{r}");
     assert!(r.shown("Registration code: K7Q2MX"), "{r}");
 }
