@@ -133,7 +133,12 @@ fn entries(dir: &str) -> Vec<String> {
 fn fds() -> Vec<String> {
     let all = entries("/proc/self/fd");
     // read_dir's own descriptor shows as a link to /proc/<pid>/fd; nothing else points there.
-    all.into_iter().filter(|e| !e.contains("/fd")).collect()
+    all.into_iter()
+        .filter(|e| {
+            let target = e.split_once("->").map_or("", |(_, t)| t);
+            !(target.starts_with("/proc/") && target.ends_with("/fd"))
+        })
+        .collect()
 }
 
 /// Allocates a block and forgets its address; in its own frame, so no live stack slot or
