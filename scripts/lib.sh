@@ -31,6 +31,7 @@ PACKAGES=(
   openssh-server    # the real sshd of the root suites
   openssh-client    # the real ssh client
   sudo              # the real sudo of the root suites
+  valgrind          # memcheck over the module in root_valgrind
   sqlite3           # inspecting toopherd's database by hand
   ca-certificates
   pkg-config

@@ -3,6 +3,8 @@
 //! socket and state directory, and codes computed by `oathtool`, independently of toopherd.
 
 pub mod daemon;
+pub mod fake_toopherd;
+pub mod memcheck;
 pub mod otp;
 pub mod pam;
 pub mod sim;
