@@ -40,6 +40,7 @@ pub struct Daemon {
     pub log: Log,
     issuer: String,
     toopher: Option<Arc<ToopherBackend>>,
+    store_watch: StoreWatch,
 }
 
 fn host_name() -> String {
@@ -69,6 +70,7 @@ impl Daemon {
             log,
             issuer,
             toopher,
+            store_watch: StoreWatch::default(),
         })
     }
 
@@ -91,7 +93,10 @@ impl Daemon {
                 .store
                 .lock()
                 .map_err(|_| StoreError::Io(std::io::Error::other("store lock poisoned")))?;
-            f(&mut store)
+            let commits = store.commits();
+            let result = f(&mut store);
+            me.store_watch.after_call(&me.log, &mut store, commits);
+            result
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
@@ -246,6 +251,8 @@ async fn connection(d: Arc<Daemon>, mut stream: UnixStream, mut stop: watch::Rec
 
 mod admin;
 mod registration;
+mod store_watch;
+use store_watch::StoreWatch;
 
 /// Resolves when the peer closes its end (or sends before its answer, which the
 /// protocol does not allow).
@@ -314,7 +321,11 @@ struct Conn {
 }
 
 fn internal(d: &Daemon, what: &str, e: &StoreError) -> Response {
-    d.log.err(&format!("{what}: {e}"));
+    if e.is_failure() {
+        d.store_watch.failed(&d.log, what, e);
+    } else {
+        d.log.err(&format!("{what}: {e}"));
+    }
     Response::error(ErrorKind::Internal, "internal error; see toopherd's log")
 }
 
@@ -578,8 +589,8 @@ impl Conn {
             .await
         {
             self.d
-                .log
-                .err(&format!("recording a second-factor result: {e}"));
+                .store_watch
+                .failed(&self.d.log, "recording a second-factor result", &e);
         }
     }
 

@@ -1,0 +1,108 @@
+//! Durability of the database: the files that hold secrets (the database and its `-wal`
+//! and `-shm` companions) are private, a new database's directory entry is on disk, and
+//! SQLite tells us each commit it made durable (its WAL hook), which is how toopherd
+//! notices that a store that was failing (a full disk) works again. The hook replaces
+//! SQLite's automatic checkpoint, so it checkpoints itself and keeps the outcome.
+
+use super::StoreError;
+use rusqlite::{Connection, hooks::Wal, wal::CheckpointMode};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// SQLite's own default: checkpoint once the WAL holds this many pages.
+const CHECKPOINT_PAGES: i32 = 1000;
+
+/// The files SQLite keeps next to a WAL database.
+pub const COMPANIONS: [&str; 2] = ["-wal", "-shm"];
+
+pub fn companion(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses an existing database file or companion that others may read or write, that
+/// another uid owns, or (for a companion) that is not a plain file. Returns whether the
+/// file exists.
+pub fn check_private(path: &Path, follow: bool) -> Result<bool, StoreError> {
+    let meta = if follow {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    };
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let shown = path.display().to_string();
+    if !meta.file_type().is_file() {
+        return Err(StoreError::NotAFile { path: shown });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 || meta.uid() != euid() {
+        return Err(StoreError::InsecurePermissions { path: shown, mode });
+    }
+    Ok(true)
+}
+
+/// Puts the directory entry of a file just created in `dir` on disk: SQLite syncs the
+/// directory when it creates a WAL, but not for the database file we create ourselves.
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// What the WAL hook saw: how many commits reached the disk, and the last checkpoint.
+#[derive(Default)]
+pub struct Journal {
+    commits: AtomicU64,
+    checkpoint: Mutex<Option<Result<(), String>>>,
+}
+
+impl Journal {
+    /// Every change is durable before its answer is sent: WAL, synced at each commit. The
+    /// mode is checked: without WAL the companions and the hook below would not apply.
+    pub fn attach(conn: &mut Connection) -> Result<Arc<Journal>, StoreError> {
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NotWal { mode });
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let journal = Arc::new(Journal::default());
+        let seen = Arc::clone(&journal);
+        conn.wal_hook(Some(move |wal: &mut Wal, pages: i32| {
+            seen.commits.fetch_add(1, Ordering::SeqCst);
+            if pages >= CHECKPOINT_PAGES {
+                let outcome = wal
+                    .checkpoint_v2(CheckpointMode::PASSIVE)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                if let Ok(mut last) = seen.checkpoint.lock() {
+                    *last = Some(outcome);
+                }
+            }
+            // An error here would make SQLite report the (already durable) commit as
+            // failed; checkpoint trouble is kept above instead.
+            Ok(())
+        }))?;
+        Ok(journal)
+    }
+
+    /// Commits made durable since the database was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
+    }
+
+    /// The outcome of the checkpoint tried since the last call, if any.
+    pub fn take_checkpoint(&self) -> Option<Result<(), String>> {
+        self.checkpoint.lock().ok().and_then(|mut c| c.take())
+    }
+}
