@@ -280,10 +280,15 @@ impl PamClient {
     fn pam(&mut self, code: &str) -> i32 {
         let t = pam::login(&self.stack, self.user, &[code], None);
         self.logins += 1;
-        match t.auth {
-            pam::PAM_AUTHINFO_UNAVAIL => self.shared.lost.fetch_add(1, Ordering::SeqCst),
-            _ => self.shared.answered.fetch_add(1, Ordering::SeqCst),
-        };
+        if t.auth != pam::PAM_AUTHINFO_UNAVAIL {
+            self.shared.answered.fetch_add(1, Ordering::SeqCst);
+        } else if t.shown("failed") {
+            // toopherd died in the middle of the login.
+            self.shared.lost.fetch_add(1, Ordering::SeqCst);
+        } else {
+            // Not reached (being restarted): nothing was sent.
+            std::thread::sleep(Duration::from_millis(10));
+        }
         t.auth
     }
 
