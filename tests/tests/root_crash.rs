@@ -536,3 +536,83 @@ fn acknowledged_changes_survive_random_sigkills() {
     assert!(d.stop(), "toopherd did not stop cleanly:\n{}", d.log());
     assert_eq!(integrity_check(&db), "ok");
 }
+
+/// Runs toopherd on `config` and expects it to refuse to start within 10 s; returns
+/// what it printed.
+fn refused_start(config: &Path) -> String {
+    let mut child = std::process::Command::new(toopher_tests::artifact("toopherd"))
+        .args(["--log", "stderr", "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn toopherd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("toopherd started although a database file is not private");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn wal_and_shm_are_private_and_refused_when_loosened() {
+    system::require_root();
+    let mut d = Toopherd::start();
+    let mut u = d.enroll("daemon");
+    let stack = Stack::toopher(&d.socket, "prompts=1");
+    let used = u.next_code();
+    let t = pam::login(&stack, "daemon", &[&used], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    let [db, wal, shm] = durable::database_files(&d.database());
+    for f in [&db, &wal, &shm] {
+        assert_private(f);
+    }
+
+    // Killed, toopherd leaves the WAL (holding the last changes) and the shared memory.
+    d.kill();
+    assert!(wal.exists() && shm.exists());
+    for f in [&wal, &shm] {
+        let set_mode = |mode| {
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap()
+        };
+        set_mode(0o640);
+        let err = refused_start(&d.config);
+        assert!(
+            err.contains(&f.display().to_string()) && err.contains("0640"),
+            "{err}"
+        );
+        set_mode(0o600);
+
+        std::os::unix::fs::chown(f, Some(65534), None).unwrap();
+        let err = refused_start(&d.config);
+        assert!(err.contains(&f.display().to_string()), "{err}");
+        std::os::unix::fs::chown(f, Some(0), None).unwrap();
+
+        let aside = f.with_extension("aside");
+        std::fs::rename(f, &aside).unwrap();
+        std::os::unix::fs::symlink(&aside, f).unwrap();
+        let err = refused_start(&d.config);
+        assert!(err.contains("not a plain file"), "{err}");
+        std::fs::remove_file(f).unwrap();
+        std::fs::rename(&aside, f).unwrap();
+    }
+
+    // Put right, it starts on the same state: the code used before is still used.
+    d.spawn();
+    let t = pam::login(&stack, "daemon", &[&used], None);
+    assert_ne!(t.auth, pam::PAM_SUCCESS, "a used code worked after the restart");
+    let t = pam::login(&stack, "daemon", &[&u.recovery_codes[0]], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    for f in [&db, &wal, &shm] {
+        assert_private(f);
+    }
+}
