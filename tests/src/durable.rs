@@ -81,8 +81,9 @@ pub fn login(socket: &Path, user: &str, code: &str) -> Ack {
 /// `PRAGMA integrity_check` on a read-only connection ("ok" when sound). Read-only, so it
 /// neither checkpoints nor removes the WAL toopherd works with.
 pub fn integrity_check(db: &Path) -> String {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap_or_else(|e| panic!("open {} read-only: {e}", db.display()));
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("open {} read-only: {e}", db.display()));
     conn.busy_timeout(Duration::from_secs(10))
         .expect("busy timeout");
     let rows: Vec<String> = conn

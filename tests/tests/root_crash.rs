@@ -390,7 +390,11 @@ impl Failer {
                      the account was {}locked, yet a wrong code was checked again: \
                      acknowledged failures were forgotten",
                     self.counted,
-                    if self.locked_in.is_empty() { "not yet " } else { "" },
+                    if self.locked_in.is_empty() {
+                        "not yet "
+                    } else {
+                        ""
+                    },
                 );
                 self.counted += 1;
             }
@@ -434,15 +438,19 @@ impl Failer {
 
 /// After each restart: the database is sound and its files are private.
 fn check_files(db: &Path) {
-    assert_eq!(integrity_check(db), "ok", "integrity_check of {}", db.display());
+    assert_eq!(
+        integrity_check(db),
+        "ok",
+        "integrity_check of {}",
+        db.display()
+    );
     for f in durable::database_files(db) {
         assert_private(&f);
     }
 }
 
 fn join<T>(h: JoinHandle<T>) -> T {
-    h.join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 #[test]
@@ -581,8 +589,7 @@ fn wal_and_shm_are_private_and_refused_when_loosened() {
     assert!(wal.exists() && shm.exists());
     for f in [&wal, &shm] {
         let set_mode = |mode| {
-            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(mode))
-                .unwrap()
+            std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap()
         };
         set_mode(0o640);
         let err = refused_start(&d.config);
@@ -609,7 +616,11 @@ fn wal_and_shm_are_private_and_refused_when_loosened() {
     // Put right, it starts on the same state: the code used before is still used.
     d.spawn();
     let t = pam::login(&stack, "daemon", &[&used], None);
-    assert_ne!(t.auth, pam::PAM_SUCCESS, "a used code worked after the restart");
+    assert_ne!(
+        t.auth,
+        pam::PAM_SUCCESS,
+        "a used code worked after the restart"
+    );
     let t = pam::login(&stack, "daemon", &[&u.recovery_codes[0]], None);
     assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
     for f in [&db, &wal, &shm] {

@@ -131,6 +131,11 @@ fn restarted_on_a_full_disk_toopherd_comes_up_denies_and_recovers() {
 
     std::fs::remove_file(&filler).unwrap();
     assert_ne!(login(&u.recovery_codes[0]).auth, pam::PAM_SUCCESS);
-    assert_eq!(login(&u.recovery_codes[1]).auth, pam::PAM_SUCCESS, "{}", d.log());
+    assert_eq!(
+        login(&u.recovery_codes[1]).auth,
+        pam::PAM_SUCCESS,
+        "{}",
+        d.log()
+    );
     assert_eq!(integrity_check(&d.database()), "ok");
 }

@@ -48,7 +48,10 @@ impl std::fmt::Display for StoreError {
                 "{path} has mode {mode:04o}; it holds secrets and must be 0600 (chmod 600 {path})"
             ),
             StoreError::NotAFile { path } => {
-                write!(f, "{path} is not a plain file; it must be one, owned by toopherd")
+                write!(
+                    f,
+                    "{path} is not a plain file; it must be one, owned by toopherd"
+                )
             }
             StoreError::NotWal { mode } => write!(
                 f,

@@ -71,7 +71,8 @@ impl Journal {
     /// Every change is durable before its answer is sent: WAL, synced at each commit. The
     /// mode is checked: without WAL the companions and the hook below would not apply.
     pub fn attach(conn: &mut Connection) -> Result<Arc<Journal>, StoreError> {
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::NotWal { mode });
         }
@@ -104,5 +105,92 @@ impl Journal {
     /// The outcome of the checkpoint tried since the last call, if any.
     pub fn take_checkpoint(&self) -> Option<Result<(), String>> {
         self.checkpoint.lock().ok().and_then(|mut c| c.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("toopherd-journal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn loosened_or_planted_companions_are_refused() {
+        let dir = temp_dir("companions");
+        let db = dir.join("db.sqlite3");
+        drop(Store::open(&db).unwrap());
+        for suffix in COMPANIONS {
+            let p = companion(&db, suffix);
+            std::fs::write(&p, b"").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(matches!(
+                Store::open(&db),
+                Err(StoreError::InsecurePermissions { mode: 0o644, .. })
+            ));
+            std::fs::remove_file(&p).unwrap();
+            std::os::unix::fs::symlink(&db, &p).unwrap();
+            assert!(matches!(Store::open(&db), Err(StoreError::NotAFile { .. })));
+            std::fs::remove_file(&p).unwrap();
+        }
+        // Created by SQLite, they are as private as the database.
+        let store = Store::open(&db).unwrap();
+        for suffix in COMPANIONS {
+            assert!(check_private(&companion(&db, suffix), false).unwrap());
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn commits_are_counted_and_the_wal_is_checkpointed() {
+        let dir = temp_dir("checkpoint");
+        let db = dir.join("db.sqlite3");
+        let mut store = Store::open(&db).unwrap();
+        let before = store.commits();
+        store
+            .note_result("alice", false, 1_700_000_000, 300)
+            .unwrap();
+        assert_eq!(store.commits(), before + 1);
+        // A read commits nothing.
+        store
+            .status(
+                "alice",
+                "local",
+                1_700_000_000,
+                crate::store::Limits {
+                    max_failures: 5,
+                    window: 300,
+                },
+            )
+            .unwrap();
+        assert_eq!(store.commits(), before + 1);
+        // Without SQLite's automatic checkpoint, the hook's own keeps the WAL bounded.
+        let mut checkpoint = None;
+        for i in 0..3000 {
+            store
+                .note_result("alice", false, 1_700_000_000 + i, 300)
+                .unwrap();
+            checkpoint = store.take_checkpoint();
+            if checkpoint.is_some() {
+                break;
+            }
+        }
+        assert_eq!(checkpoint, Some(Ok(())));
+        for i in 0..400 {
+            store
+                .note_result("alice", false, 1_700_010_000 + i, 300)
+                .unwrap();
+        }
+        let wal = std::fs::metadata(companion(&db, "-wal")).unwrap().len();
+        assert!(wal < 5 << 20, "the WAL grew to {wal} bytes");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
