@@ -277,19 +277,21 @@ struct PamClient {
 }
 
 impl PamClient {
-    fn pam(&mut self, code: &str) -> i32 {
+    /// A login typing `code`: its PAM result, and whether toopherd died in the middle
+    /// of it (the code may have been used).
+    fn pam(&mut self, code: &str) -> (i32, bool) {
         let t = pam::login(&self.stack, self.user, &[code], None);
         self.logins += 1;
+        let lost = t.auth == pam::PAM_AUTHINFO_UNAVAIL && t.shown("failed");
         if t.auth != pam::PAM_AUTHINFO_UNAVAIL {
             self.shared.answered.fetch_add(1, Ordering::SeqCst);
-        } else if t.shown("failed") {
-            // toopherd died in the middle of the login.
+        } else if lost {
             self.shared.lost.fetch_add(1, Ordering::SeqCst);
         } else {
             // Not reached (being restarted): nothing was sent.
             std::thread::sleep(Duration::from_millis(10));
         }
-        t.auth
+        (t.auth, lost)
     }
 
     fn run(mut self) -> PamClient {
@@ -311,7 +313,7 @@ impl PamClient {
             .cloned()
             .collect();
         for code in old {
-            let rc = self.pam(&code);
+            let (rc, _) = self.pam(&code);
             assert_ne!(
                 rc,
                 pam::PAM_SUCCESS,
@@ -323,10 +325,10 @@ impl PamClient {
         let mut lost = false;
         loop {
             match self.pam(&code) {
-                pam::PAM_SUCCESS => break,
-                pam::PAM_AUTHINFO_UNAVAIL => lost = true,
+                (pam::PAM_SUCCESS, _) => break,
+                (pam::PAM_AUTHINFO_UNAVAIL, died) => lost |= died,
                 _ if lost => break,
-                rc => panic!(
+                (rc, _) => panic!(
                     "{}: a fresh recovery code was refused (PAM {rc})",
                     self.user
                 ),
@@ -370,7 +372,7 @@ impl Failer {
     fn run(mut self) -> Failer {
         while !self.shared.stop.load(Ordering::SeqCst) && !self.accounts.is_empty() {
             self.attempt();
-            std::thread::sleep(Duration::from_millis(30));
+            std::thread::sleep(Duration::from_millis(60));
         }
         self
     }

@@ -580,17 +580,22 @@ impl Conn {
         }
     }
 
-    async fn note_result(&self, user: &str, success: bool) {
+    /// Returns whether the result was recorded.
+    async fn note_result(&self, user: &str, success: bool) -> bool {
         let window = self.d.config.rate_limit.window.0;
         let user = user.to_owned();
-        if let Err(e) = self
+        match self
             .d
             .db(move |s| s.note_result(&user, success, now(), window))
             .await
         {
-            self.d
-                .store_watch
-                .failed(&self.d.log, "recording a second-factor result", &e);
+            Ok(()) => true,
+            Err(e) => {
+                self.d
+                    .store_watch
+                    .failed(&self.d.log, "recording a second-factor result", &e);
+                false
+            }
         }
     }
 
@@ -795,9 +800,10 @@ impl Conn {
                     "denied",
                     &format!("reason={} detail={}", reason.as_str(), field(Some(&detail))),
                 );
-                if matches!(reason, DenyReason::WrongCode | DenyReason::PushDenied) {
-                    self.note_result(&ctx.user, false).await;
-                } else if let Some(l) = self.login.as_mut() {
+                let counted = matches!(reason, DenyReason::WrongCode | DenyReason::PushDenied)
+                    && self.note_result(&ctx.user, false).await;
+                // A failure the store could not count ends the login: no more guesses on it.
+                if !counted && let Some(l) = self.login.as_mut() {
                     l.done = true;
                 }
                 Response::Denied { reason, message }
