@@ -2,7 +2,8 @@
 //! and `-shm` companions) are private, a new database's directory entry is on disk, and
 //! SQLite tells us each commit it made durable (its WAL hook), which is how toopherd
 //! notices that a store that was failing (a full disk) works again. The hook replaces
-//! SQLite's automatic checkpoint, so it checkpoints itself and keeps the outcome.
+//! SQLite's automatic checkpoint, so it checkpoints itself and keeps the outcome (and
+//! `PRAGMA wal_autocheckpoint` must not be set: it would replace the hook).
 
 use super::StoreError;
 use rusqlite::{Connection, hooks::Wal, wal::CheckpointMode};
