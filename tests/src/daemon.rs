@@ -10,6 +10,8 @@ pub struct Toopherd {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub config: PathBuf,
+    /// Where toopherd keeps its database (inside `dir` unless given to `start_in`).
+    pub state_dir: PathBuf,
     child: Option<Child>,
 }
 
@@ -43,18 +45,25 @@ impl Toopherd {
 
     /// Starts toopherd with `extra` appended to a minimal config.
     pub fn start_with(extra: &str) -> Toopherd {
+        Toopherd::start_in(None, extra)
+    }
+
+    /// Like [`Toopherd::start_with`], keeping the state in `state_dir` when given (a
+    /// file system the test controls); the socket, config and log stay in a temp dir.
+    pub fn start_in(state_dir: Option<&Path>, extra: &str) -> Toopherd {
         let dir = tempfile::Builder::new()
             .prefix("toopherd-test-")
             .tempdir()
             .expect("tempdir");
         let socket = dir.path().join("run/toopherd.sock");
         let config = dir.path().join("toopherd.toml");
+        let state_dir = state_dir.map_or_else(|| dir.path().join("state"), Path::to_path_buf);
         std::fs::write(
             &config,
             format!(
                 "socket = \"{}\"\nstate_dir = \"{}\"\n{}{extra}\n",
                 socket.display(),
-                dir.path().join("state").display(),
+                state_dir.display(),
                 if extra.contains("backend =") {
                     ""
                 } else {
@@ -67,6 +76,7 @@ impl Toopherd {
             dir,
             socket,
             config,
+            state_dir,
             child: None,
         };
         d.spawn();
@@ -131,6 +141,20 @@ impl Toopherd {
                 }
             }
         }
+    }
+
+    /// SIGKILLs toopherd (no chance to finish anything) and reaps it; `spawn` starts
+    /// it again on the same config and state.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The database toopherd keeps in its state directory.
+    pub fn database(&self) -> PathBuf {
+        self.state_dir.join("toopherd.sqlite3")
     }
 
     pub fn pid(&self) -> Option<u32> {

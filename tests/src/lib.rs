@@ -3,6 +3,7 @@
 //! socket and state directory, and codes computed by `oathtool`, independently of toopherd.
 
 pub mod daemon;
+pub mod durable;
 pub mod fake_toopherd;
 pub mod memcheck;
 pub mod otp;

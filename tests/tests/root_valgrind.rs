@@ -228,13 +228,21 @@ fn push_approved_after_waiting() {
         }),
         enc(&Response::Pending),
         enc(&Response::Pending),
+        // With a notice of earlier failures: shown, then an Enter prompt.
         enc(&Response::Granted {
             method: Method::Push,
+            notice: Some(toopher_ipc::FailureNotice {
+                failures: 3,
+                rhosts: vec!["198.51.100.4".into(), "192.0.2.7\x1b[2J".into()],
+                more_rhosts: true,
+                last_at: Some(1_800_000_000),
+            }),
         }),
     ];
-    let (r, requests) = against_fake(replies, &[""]);
+    let (r, requests) = against_fake(replies, &["", ""]);
     assert_eq!(requests, ["begin", "push", "wait", "wait"], "{r}");
     assert_eq!(r.code("auth"), Some(PAM_SUCCESS), "{r}");
+    assert!(format!("{r}").contains("3 failed"), "notice not shown: {r}");
 }
 
 /// Two-way registration: the code is shown, a response typed, and the answer is garbage.

@@ -47,6 +47,7 @@ pub struct Daemon {
     pub log: Log,
     issuer: String,
     toopher: Option<Arc<ToopherBackend>>,
+    store_watch: StoreWatch,
 }
 
 fn host_name() -> String {
@@ -81,6 +82,7 @@ impl Daemon {
             log,
             issuer,
             toopher,
+            store_watch: StoreWatch::default(),
         })
     }
 
@@ -103,7 +105,10 @@ impl Daemon {
                 .store
                 .lock()
                 .map_err(|_| StoreError::Io(std::io::Error::other("store lock poisoned")))?;
-            f(&mut store)
+            let commits = store.commits();
+            let result = f(&mut store);
+            me.store_watch.after_call(&me.log, &mut store, commits);
+            result
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
@@ -402,9 +407,14 @@ async fn connection(
 mod admin;
 pub mod admission;
 mod registration;
+mod store_watch;
 mod unlock;
 
 use admission::{Admission, Refusal};
+use store_watch::StoreWatch;
+
+/// A second-factor result the store could not record.
+struct NotRecorded;
 
 /// Resolves when the peer closes its end (or sends before its answer, which the
 /// protocol does not allow).
@@ -481,7 +491,11 @@ fn told(notice: Option<&FailureNotice>) -> String {
 }
 
 fn internal(d: &Daemon, what: &str, e: &StoreError) -> Response {
-    d.log.err(&format!("{what}: {e}"));
+    if e.is_failure() {
+        d.store_watch.failed(&d.log, what, e);
+    } else {
+        d.log.err(&format!("{what}: {e}"));
+    }
     Response::error(ErrorKind::Internal, "internal error; see toopherd's log")
 }
 
@@ -761,8 +775,13 @@ impl Conn {
     }
 
     /// Records a second-factor result outside the local backend's verification; at a
-    /// success, the failures to tell the person about.
-    async fn note_result(&mut self, user: &str, success: bool) -> Option<FailureNotice> {
+    /// success, the failures to tell the person about. `Err` when the store could not
+    /// record it (logged once by the store watch).
+    async fn note_result(
+        &mut self,
+        user: &str,
+        success: bool,
+    ) -> Result<Option<FailureNotice>, NotRecorded> {
         let limits = self.d.limits();
         let user = user.to_owned();
         let (rhost, own, notify) = self.attempt_of();
@@ -780,13 +799,13 @@ impl Conn {
         match recorded {
             Ok(r) => {
                 self.remember_failure(r.failure);
-                r.notice
+                Ok(r.notice)
             }
             Err(e) => {
                 self.d
-                    .log
-                    .err(&format!("recording a second-factor result: {e}"));
-                None
+                    .store_watch
+                    .failed(&self.d.log, "recording a second-factor result", &e);
+                Err(NotRecorded)
             }
         }
     }
@@ -971,7 +990,9 @@ impl Conn {
                     Method::Push => "push",
                     _ => "otp",
                 };
-                let notice = self.note_result(&ctx.user, true).await;
+                // The backend has decided; a success the store could not record only
+                // loses the failure notice (and the reset of the failure record).
+                let notice = self.note_result(&ctx.user, true).await.unwrap_or(None);
                 self.log_auth(
                     ctx,
                     "granted",
@@ -995,9 +1016,10 @@ impl Conn {
                     "denied",
                     &format!("reason={} detail={}", reason.as_str(), field(Some(&detail))),
                 );
-                if matches!(reason, DenyReason::WrongCode | DenyReason::PushDenied) {
-                    self.note_result(&ctx.user, false).await;
-                } else if let Some(l) = self.login.as_mut() {
+                let counted = matches!(reason, DenyReason::WrongCode | DenyReason::PushDenied)
+                    && self.note_result(&ctx.user, false).await.is_ok();
+                // A failure the store could not count ends the login: no more guesses on it.
+                if !counted && let Some(l) = self.login.as_mut() {
                     l.done = true;
                 }
                 Response::Denied { reason, message }

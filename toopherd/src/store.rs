@@ -4,7 +4,7 @@
 
 use crate::{recovery, totp};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use subtle::ConstantTimeEq;
 use toopher_ipc::{AccountStatus, EnrollmentState, Method};
@@ -18,6 +18,14 @@ pub enum StoreError {
     InsecurePermissions {
         path: String,
         mode: u32,
+    },
+    /// The database or one of its companions is not a plain file (a symlink, a directory).
+    NotAFile {
+        path: String,
+    },
+    /// SQLite could not put the database in WAL mode.
+    NotWal {
+        mode: String,
     },
     Random(getrandom::Error),
     /// An active enrolment exists and replacing it was not asked for.
@@ -39,6 +47,17 @@ impl std::fmt::Display for StoreError {
                 f,
                 "{path} has mode {mode:04o}; it holds secrets and must be 0600 (chmod 600 {path})"
             ),
+            StoreError::NotAFile { path } => {
+                write!(
+                    f,
+                    "{path} is not a plain file; it must be one, owned by toopherd"
+                )
+            }
+            StoreError::NotWal { mode } => write!(
+                f,
+                "the database cannot use WAL (journal mode {mode}); \
+                 put the state directory on a local file system"
+            ),
             StoreError::Random(e) => write!(f, "no randomness: {e}"),
             StoreError::AlreadyActive => f.write_str("the account already has an active enrolment"),
             StoreError::NoPendingEnrollment => f.write_str("the account has no pending enrolment"),
@@ -51,6 +70,20 @@ impl std::fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl StoreError {
+    /// The store itself failed (disk, database, files), as opposed to a refusal that
+    /// follows from the account's state.
+    pub fn is_failure(&self) -> bool {
+        !matches!(
+            self,
+            StoreError::AlreadyActive
+                | StoreError::NoPendingEnrollment
+                | StoreError::EnrollmentExpired
+                | StoreError::NotEnrolled
+        )
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -130,6 +163,7 @@ pub enum LoginState {
 
 pub struct Store {
     conn: Connection,
+    journal: std::sync::Arc<journal::Journal>,
 }
 
 const SCHEMA: &str = "
@@ -209,35 +243,28 @@ fn to_u64(v: i64) -> u64 {
 }
 
 impl Store {
-    /// Opens (creating with mode 0600) the database. An existing file that others can
-    /// read or write, or that another user owns, is refused: it holds TOTP secrets.
+    /// Opens (creating with mode 0600) the database. An existing database, `-wal` or
+    /// `-shm` file that others can read or write, or that another user owns, is refused:
+    /// they hold TOTP secrets (the WAL holds recent pages of the database).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        match std::fs::metadata(path) {
-            Ok(meta) => {
-                let mode = meta.permissions().mode() & 0o7777;
-                // SAFETY: geteuid has no preconditions.
-                let euid = unsafe { libc::geteuid() };
-                if mode & 0o077 != 0 || meta.uid() != euid {
-                    return Err(StoreError::InsecurePermissions {
-                        path: path.display().to_string(),
-                        mode,
-                    });
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)?;
-            }
-            Err(e) => return Err(e.into()),
+        for suffix in journal::COMPANIONS {
+            journal::check_private(&journal::companion(path, suffix), false)?;
         }
-        let conn = Connection::open(path)?;
+        if !journal::check_private(path, true)? {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?
+                .sync_all()?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                journal::sync_dir(dir)?;
+            }
+        }
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // WAL with FULL sync: an answer is sent only after its change is on disk.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // WAL synced at each commit: an answer is sent only after its change is on disk.
+        let journal = journal::Journal::attach(&mut conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version < 3 {
@@ -250,7 +277,28 @@ impl Store {
             tx.execute_batch(failures::SCHEMA_V3)?;
             tx.commit()?;
         }
-        Ok(Store { conn })
+        Ok(Store { conn, journal })
+    }
+
+    /// Commits made durable since the database was opened (each counted once it is on
+    /// disk): a store that failed works again when this grows.
+    pub fn commits(&self) -> u64 {
+        self.journal.commits()
+    }
+
+    /// The outcome of the WAL checkpoint tried since the last call, if any. A failed
+    /// checkpoint loses nothing: the WAL keeps the changes and grows until one succeeds.
+    pub fn take_checkpoint(&self) -> Option<Result<(), String>> {
+        self.journal.take_checkpoint()
+    }
+
+    /// Rolls back a transaction that an error left open, so the next request can start
+    /// its own (a failed COMMIT may leave it to the caller).
+    pub fn end_open_transaction(&mut self) -> Result<(), StoreError> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
     }
 
     fn account(conn: &Connection, user: &str) -> Result<Option<Account>, StoreError> {
@@ -636,9 +684,9 @@ impl Store {
 
     /// Sets the file mode of the database and its WAL companions to 0600.
     pub fn tighten_permissions(path: &Path) -> Result<(), StoreError> {
-        for suffix in ["", "-wal", "-shm"] {
-            let p = format!("{}{suffix}", path.display());
-            if Path::new(&p).exists() {
+        for suffix in ["", journal::COMPANIONS[0], journal::COMPANIONS[1]] {
+            let p = journal::companion(path, suffix);
+            if p.exists() {
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
             }
         }
@@ -647,6 +695,7 @@ impl Store {
 }
 
 mod admin;
+mod journal;
 pub use admin::{ApproveError, RegistrationCheck};
 mod failures;
 pub use failures::{Attempt, Recorded};

@@ -111,7 +111,7 @@ impl Conn {
             }
             RegistrationCheck::WrongResponse => {
                 self.log_auth(&ctx, "registration", "status=4001 reason=wrong_response");
-                self.note_result(&ctx.user, false).await;
+                let _ = self.note_result(&ctx.user, false).await;
                 Self::registration(
                     RegistrationStatus::WrongResponse,
                     "That response code is not right (4001). Check it and type it again.",
@@ -306,7 +306,7 @@ impl Conn {
         }
         self.log_admin("pair", &ctx.user, "paired via=two-way-registration");
         self.log_auth(ctx, "granted", "method=push detail=paired_in_login");
-        self.note_result(&ctx.user, true).await;
+        let _ = self.note_result(&ctx.user, true).await;
         self.end_login();
         Response::granted(Method::Push)
     }
