@@ -345,3 +345,65 @@ fn a_silent_sudo_shows_nothing_and_keeps_the_notice_for_a_login_that_can() {
         "{t:?}"
     );
 }
+
+/// Runs `pam-script` as `user`'s own uid (a user's process running the module, e.g. a
+/// screen locker) with `rhost` and the answers; returns its output.
+fn login_as_user_process(stack: &Stack, user: &str, rhost: &str, answers: &[&str]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(stack.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={user}"))
+        .arg(format!("--regid={user}"))
+        .args(["--clear-groups", "--"])
+        .arg(toopher_tests::artifact("pam-script"))
+        .args(["--confdir", stack.dir.path().to_str().unwrap()])
+        .args([
+            "--service",
+            &stack.service,
+            "--user",
+            user,
+            "--rhost",
+            rhost,
+        ]);
+    for a in answers {
+        cmd.args(["--answer", a]);
+    }
+    let out = cmd.output().expect("pam-script");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_users_own_process_can_neither_invent_remote_hosts_nor_use_up_the_notice() {
+    system::require_root();
+    let d = Toopherd::start();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut u = d.enroll("daemon");
+    let stack = Stack::toopher(&d.socket, "prompts=1");
+    // daemon's own process claims a remote host and types a wrong code...
+    let wrong = otp::wrong_code(&u.secret);
+    let out = login_as_user_process(&stack, "daemon", "203.0.113.99", &[&wrong]);
+    assert!(d.log().contains("outcome=denied"), "{out}\n{}", d.log());
+    // ...then a right one: granted, but the notice is not used up by it.
+    let right = u.next_code();
+    let out = login_as_user_process(&stack, "daemon", "203.0.113.99", &[&right, ""]);
+    assert!(
+        !out.contains(WARNING),
+        "a user's process was shown the notice: {out}"
+    );
+    assert!(d.log().contains("outcome=granted"), "{out}\n{}", d.log());
+    // The real login (root, as in sshd) shows it, without the invented host.
+    let right = u.next_code();
+    let t = pam::login(&stack, "daemon", &[&right, ""], Some("192.0.2.10"));
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    assert!(t.shown(WARNING), "{t:?}");
+    let shown: String = t.messages.iter().map(|m| m.1.clone()).collect();
+    assert!(
+        !shown.contains("203.0.113.99"),
+        "an invented host was told: {shown}"
+    );
+}

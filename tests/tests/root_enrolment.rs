@@ -382,3 +382,31 @@ fn members_of_the_admin_group_may_administer() {
     let refused = ctl_as(&d.socket, &["list"], Some(uid_of(&plain.name)));
     assert_eq!(refused.status.code(), Some(1));
 }
+
+#[test]
+fn a_user_cannot_mint_their_own_recovery_codes() {
+    require_root();
+    let d = Toopherd::start();
+    d.enroll("daemon");
+    std::fs::set_permissions(
+        d.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // New recovery codes are a second factor: someone with only daemon's session must
+    // not be able to make them.
+    let uid = toopher_tests::system::uid_of("daemon");
+    let out = ctl_as(
+        &d.socket,
+        &["recovery-codes", "daemon", "--regenerate"],
+        Some(uid),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs root or the admin group"),
+        "{out:?}"
+    );
+    // An administrator still may.
+    let out = d.ctl(&["recovery-codes", "daemon", "--regenerate"]);
+    assert!(out.status.success(), "{out:?}");
+}

@@ -277,3 +277,46 @@ fn two_way_registration_ends_in_a_pairing_inside_the_login() {
     assert!(d.log().contains("detail=paired_in_login"));
     assert!(status(&d, "hank")["pairing_id"].is_string());
 }
+
+#[test]
+fn a_user_cannot_pair_a_new_phone_over_their_own_pairing() {
+    require_root();
+    let sim = Sim::start();
+    let d = sim.toopherd("", "");
+    std::fs::set_permissions(
+        d.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (ok, out) = pair_with(
+        &sim,
+        &d,
+        &["daemon", "--phrase", "correct horse"],
+        |sim, _| {
+            sim.handle.enter_pairing_phrase("correct horse").unwrap();
+        },
+    );
+    assert!(ok, "{out}");
+    let pairing = status(&d, "daemon")["pairing_id"].clone();
+    assert!(pairing.is_string(), "{pairing}");
+    // Someone with daemon's session (not its phone) tries to move it to their own phone.
+    let uid = toopher_tests::system::uid_of("daemon");
+    let out = toopher_tests::daemon::ctl_as(
+        &d.socket,
+        &[
+            "pair",
+            "daemon",
+            "--phrase",
+            "battery staple",
+            "--timeout",
+            "2",
+        ],
+        Some(uid),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs root or the admin group"),
+        "{out:?}"
+    );
+    assert_eq!(status(&d, "daemon")["pairing_id"], pairing);
+}

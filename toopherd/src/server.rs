@@ -593,7 +593,7 @@ impl Conn {
         }
     }
 
-    async fn begin(&mut self, ctx: LoginContext) -> Response {
+    async fn begin(&mut self, mut ctx: LoginContext) -> Response {
         if self.login.is_some() {
             return Response::error(ErrorKind::BadRequest, "a login is already in progress");
         }
@@ -606,8 +606,27 @@ impl Conn {
             || too_long(&ctx.rhost)
             || too_long(&ctx.tty)
             || too_long(&ctx.ruser)
+            || [
+                Some(&ctx.service),
+                ctx.rhost.as_ref(),
+                ctx.tty.as_ref(),
+                ctx.ruser.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|v| v.chars().any(char::is_control))
         {
             return Response::error(ErrorKind::BadRequest, "invalid login context");
+        }
+        // Where a login comes from is known only to the module inside sshd, sudo or login,
+        // which run as root. A user's own process could invent remote hosts for the failure
+        // record, or use up the "failures since your last login" notice before the real
+        // login shows it: from it, neither is taken.
+        if self.peer.uid != 0 {
+            ctx.rhost = None;
+            ctx.tty = None;
+            ctx.ruser = None;
+            ctx.notify = false;
         }
         if self.d.toopher.is_some() {
             return self.begin_toopher(ctx).await;

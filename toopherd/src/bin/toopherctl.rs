@@ -100,7 +100,7 @@ enum Command {
     /// Recovery codes (local backend).
     RecoveryCodes {
         user: Option<String>,
-        /// Replace them; the old ones stop working at once.
+        /// Replace them; the old ones stop working at once (admin).
         #[arg(long, required = true)]
         regenerate: bool,
     },

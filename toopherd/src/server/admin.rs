@@ -25,6 +25,26 @@ impl Conn {
             Ok(tb) => tb,
             Err(r) => return *r,
         };
+        // Pairing a new phone over an existing pairing replaces the second factor: like
+        // `enroll --force`, only an administrator may (someone with only the user's session
+        // or password must not be able to move the account to their own phone).
+        if !self.peer.is_admin() {
+            let name = user.clone();
+            match self.d.db(move |s| s.pairing(&name)).await {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    return self
+                        .authorize("pair over an existing pairing", &user, true)
+                        .unwrap_or_else(|| {
+                            Response::error(
+                                ErrorKind::Forbidden,
+                                "pairing needs root or the admin group",
+                            )
+                        });
+                }
+                Err(e) => return internal(&self.d, "pairing", &e),
+            }
+        }
         let name = tb.name_of(&user);
         let (arg, extras): (Option<String>, Vec<(&str, String)>) = match &by {
             PairBy::Phrase { phrase } if registration::valid_phrase(phrase.trim()) => {
@@ -344,8 +364,10 @@ impl Conn {
         }
     }
 
+    /// Administrators only: new codes are a second factor of their own, so a user's
+    /// session (or password) alone must not be able to mint them.
     pub(super) async fn regenerate_recovery_codes(&mut self, user: String) -> Response {
-        if let Some(refusal) = self.authorize("recovery-codes", &user, false) {
+        if let Some(refusal) = self.authorize("recovery-codes", &user, true) {
             return refusal;
         }
         if self.d.toopher.is_some() {
