@@ -84,6 +84,19 @@ fn secrets(v: &[Secret]) -> Vec<String> {
     v.iter().map(|s| s.expose().to_string()).collect()
 }
 
+/// Regenerates `user`'s recovery codes, asking again until an answer arrives (a kill
+/// may lose one); returns the new set.
+fn regenerate(shared: &Shared, user: &str) -> Vec<String> {
+    let req = Request::RegenerateRecoveryCodes { user: user.into() };
+    loop {
+        match shared.call(&req) {
+            Ack::Answer(Response::RecoveryCodes { codes, .. }) => return secrets(&codes),
+            Ack::Answer(other) => panic!("{user}: regeneration answered {other:?}"),
+            Ack::Lost => {}
+        }
+    }
+}
+
 /// An account enrolled again and again over the socket: enrolment (replacing the last),
 /// activation, a login with a TOTP code and one with a recovery code, regeneration of
 /// the recovery codes; and at the start of each round, the checks of what the last
@@ -248,19 +261,7 @@ impl Enroller {
     }
 
     fn regenerate(&mut self) {
-        let req = Request::RegenerateRecoveryCodes {
-            user: self.user.into(),
-        };
-        loop {
-            match self.shared.call(&req) {
-                Ack::Answer(Response::RecoveryCodes { codes, .. }) => {
-                    self.revoked = std::mem::replace(&mut self.fresh, secrets(&codes));
-                    return;
-                }
-                Ack::Answer(other) => panic!("{}: regeneration answered {other:?}", self.user),
-                Ack::Lost => {}
-            }
-        }
+        self.revoked = std::mem::replace(&mut self.fresh, regenerate(&self.shared, self.user));
     }
 }
 
@@ -338,19 +339,7 @@ impl PamClient {
     }
 
     fn regenerate(&mut self) {
-        let req = Request::RegenerateRecoveryCodes {
-            user: self.user.into(),
-        };
-        loop {
-            match self.shared.call(&req) {
-                Ack::Answer(Response::RecoveryCodes { codes, .. }) => {
-                    self.revoked = std::mem::replace(&mut self.fresh, secrets(&codes));
-                    return;
-                }
-                Ack::Answer(other) => panic!("{}: regeneration answered {other:?}", self.user),
-                Ack::Lost => {}
-            }
-        }
+        self.revoked = std::mem::replace(&mut self.fresh, regenerate(&self.shared, self.user));
     }
 }
 

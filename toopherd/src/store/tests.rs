@@ -1,11 +1,11 @@
 use super::*;
 use crate::totp::{code_at_step, step_of};
 
-const LIMITS: Limits = Limits {
+pub(super) const LIMITS: Limits = Limits {
     max_failures: 5,
     window: 300,
 };
-const T0: u64 = 1_700_000_000;
+pub(super) const T0: u64 = 1_700_000_000;
 
 fn temp_db(name: &str) -> (std::path::PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!("toopherd-store-{}-{name}", std::process::id()));
@@ -16,7 +16,11 @@ fn temp_db(name: &str) -> (std::path::PathBuf, Store) {
     (dir, store)
 }
 
-fn active(store: &mut Store, user: &str) -> (Zeroizing<Vec<u8>>, Vec<Zeroizing<String>>) {
+/// An active enrolment made at T0; returns the secret and the recovery codes.
+pub(super) fn active(
+    store: &mut Store,
+    user: &str,
+) -> (Zeroizing<Vec<u8>>, Vec<Zeroizing<String>>) {
     let e = store.enroll(user, 600, T0, false).unwrap();
     let code = code_at_step(&e.secret, step_of(T0)).unwrap();
     assert_eq!(

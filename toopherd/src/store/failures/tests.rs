@@ -1,11 +1,6 @@
 use super::*;
+use crate::store::tests::{LIMITS, T0, active};
 use crate::totp::{code_at_step, step_of};
-
-const LIMITS: Limits = Limits {
-    max_failures: 5,
-    window: 300,
-};
-const T0: u64 = 1_700_000_000;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("toopherd-failures-{}-{name}", std::process::id()));
@@ -18,17 +13,6 @@ fn temp_db(name: &str) -> (std::path::PathBuf, Store) {
     let dir = temp_dir(name);
     let store = Store::open(&dir.join("db.sqlite3")).unwrap();
     (dir, store)
-}
-
-/// An active enrolment made at T0; returns the secret and the recovery codes.
-fn active(store: &mut Store, user: &str) -> (Zeroizing<Vec<u8>>, Vec<Zeroizing<String>>) {
-    let e = store.enroll(user, 600, T0, false).unwrap();
-    let code = code_at_step(&e.secret, step_of(T0)).unwrap();
-    assert_eq!(
-        store.activate(user, &code, T0, LIMITS).unwrap(),
-        Verdict::Accepted(Method::Otp)
-    );
-    (e.secret, e.recovery_codes)
 }
 
 fn from<'a>(rhost: &'a str, own: &'a [i64]) -> Attempt<'a> {
