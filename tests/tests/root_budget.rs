@@ -387,7 +387,11 @@ fn a_users_own_process_can_neither_invent_remote_hosts_nor_use_up_the_notice() {
     // daemon's own process claims a remote host and types a wrong code...
     let wrong = otp::wrong_code(&u.secret);
     let out = login_as_user_process(&stack, "daemon", "203.0.113.99", &[&wrong]);
-    assert!(d.log().contains("outcome=denied"), "{out}\n{}", d.log());
+    assert!(
+        d.log().contains("outcome=denied reason=wrong_code by=uid="),
+        "a user's own login does not say so: {out}\n{}",
+        d.log()
+    );
     // ...then a right one: granted, but the notice is not used up by it.
     let right = u.next_code();
     let out = login_as_user_process(&stack, "daemon", "203.0.113.99", &[&right, ""]);

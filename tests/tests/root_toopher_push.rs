@@ -528,3 +528,78 @@ fn rate_limited_polls_only_slow_the_wait() {
         .count();
     assert!(polls >= 5, "the 429s were not polled through: {polls}");
 }
+
+/// Opens a login for `user` on a new connection (as root, as the module does).
+fn open_login(d: &Toopherd, user: &str) -> Client {
+    let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
+    let begin = c.call(&Request::Begin(LoginContext {
+        user: user.into(),
+        service: "sshd".into(),
+        rhost: None,
+        tty: None,
+        ruser: None,
+        autopush: false,
+        notify: false,
+    }));
+    assert!(matches!(begin, Ok(Response::Challenge { .. })), "{begin:?}");
+    c
+}
+
+#[test]
+fn parallel_logins_get_no_more_guesses_and_no_more_uses_of_a_code() {
+    let sim = Sim::start();
+    let user = sim.paired("par");
+    let secret = user.totp_secret.clone().unwrap();
+    let d = sim.toopherd("", "");
+    // 30 logins open at once, each typing a wrong code at the same moment: only
+    // max_failures (5) may reach the API; the rest are refused by the rate limit.
+    let wrong = otp::wrong_code(&secret);
+    let clients: Vec<Client> = (0..30).map(|_| open_login(&d, "par")).collect();
+    let answers: Vec<Response> = std::thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                let code = wrong.clone();
+                s.spawn(move || {
+                    c.call(&Request::Otp {
+                        code: toopher_ipc::Secret::new(code.as_str()),
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let log = d.log();
+    let wrong_answers = log.matches("reason=wrong_code").count();
+    assert_eq!(wrong_answers, 5, "{answers:?}\n{log}");
+    assert_eq!(log.matches("reason=rate_limited").count(), 25, "{log}");
+
+    // One right code typed into many logins at once is accepted once.
+    let sim2 = Sim::start();
+    let user = sim2.paired("one");
+    let secret = user.totp_secret.clone().unwrap();
+    let d = sim2.toopherd("", "");
+    let code = otp::totp_at(&secret, otp::now());
+    let clients: Vec<Client> = (0..20).map(|_| open_login(&d, "one")).collect();
+    let granted = std::thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                let code = code.clone();
+                s.spawn(move || {
+                    c.call(&Request::Otp {
+                        code: toopher_ipc::Secret::new(code.as_str()),
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|r| matches!(r, Response::Granted { .. }))
+            .count()
+    });
+    assert_eq!(granted, 1, "{}", d.log());
+}

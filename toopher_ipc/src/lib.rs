@@ -12,6 +12,7 @@ mod client;
 mod frame;
 mod message;
 mod secret;
+mod text;
 
 pub use client::{Client, Timeouts};
 pub use frame::{
@@ -20,6 +21,7 @@ pub use frame::{
 };
 pub use message::*;
 pub use secret::Secret;
+pub use text::is_hidden;
 
 /// Where toopherd listens unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/toopherd/toopherd.sock";

@@ -197,8 +197,9 @@ impl Log {
     }
 }
 
-/// A client-supplied value made safe for a `key=value` log line: control characters
-/// and spaces replaced, length bounded, empty shown as `-`.
+/// A client-supplied value made safe for a `key=value` log line: control and hidden
+/// characters ([`toopher_ipc::is_hidden`]) and every kind of space replaced (a U+2003 is
+/// a space to fail2ban's `\s`), length bounded, empty shown as `-`.
 pub fn field(value: Option<&str>) -> String {
     match value {
         None | Some("") => "-".into(),
@@ -206,7 +207,7 @@ pub fn field(value: Option<&str>) -> String {
             .chars()
             .take(128)
             .map(|c| {
-                if c.is_control() || c == ' ' || c == '"' {
+                if toopher_ipc::is_hidden(c) || c.is_whitespace() || c == '"' {
                     '_'
                 } else {
                     c
@@ -250,6 +251,10 @@ mod tests {
         assert_eq!(
             field(Some("bob\nuser=root outcome=granted")),
             "bob_user=root_outcome=granted"
+        );
+        assert_eq!(
+            field(Some("10.9.9.9\u{2003}outcome=granted\u{2028}auth\u{202E}")),
+            "10.9.9.9_outcome=granted_auth_"
         );
         assert_eq!(field(None), "-");
         assert_eq!(field(Some(&"x".repeat(500))).len(), 128);

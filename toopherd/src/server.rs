@@ -48,7 +48,12 @@ pub struct Daemon {
     issuer: String,
     toopher: Option<Arc<ToopherBackend>>,
     store_watch: StoreWatch,
+    /// Per user, the turn to check a code with the Toopher API (see [`Daemon::turn_of`]).
+    turns: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// How long a code waits for its user's turn before the login is refused as busy.
+const TURN_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn host_name() -> String {
     nix::unistd::gethostname()
@@ -83,7 +88,25 @@ impl Daemon {
             issuer,
             toopher,
             store_watch: StoreWatch::default(),
+            turns: Mutex::default(),
         })
+    }
+
+    /// One code check at a time per user with the Toopher backend: the rate-limit check,
+    /// the API call and the recording of its result are one step, so parallel connections
+    /// can neither each guess inside one window nor each use one code (the local backend
+    /// gets the same from its single SQLite transaction). `None` when the turn did not
+    /// come within [`TURN_TIMEOUT`].
+    async fn turn_of(&self, user: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget the turns nobody holds or waits for.
+            turns.retain(|_, t| Arc::strong_count(t) > 1);
+            Arc::clone(turns.entry(user.to_owned()).or_default())
+        };
+        tokio::time::timeout(TURN_TIMEOUT, turn.lock_owned())
+            .await
+            .ok()
     }
 
     fn limits(&self) -> Limits {
@@ -578,8 +601,15 @@ impl Conn {
     }
 
     fn log_auth(&self, ctx: &LoginContext, outcome: &str, extra: &str) {
+        // A login asked for by a user's own process (not the module inside sshd, sudo or
+        // login, which run as root) says so, so it cannot pass for one of theirs.
+        let by = if self.peer.uid == 0 {
+            String::new()
+        } else {
+            format!(" by={}", self.peer.describe())
+        };
         let line = format!(
-            "auth user={} service={} rhost={} tty={} outcome={outcome}{}{extra}",
+            "auth user={} service={} rhost={} tty={} outcome={outcome}{}{extra}{by}",
             field(Some(&ctx.user)),
             field(Some(&ctx.service)),
             field(ctx.rhost.as_deref()),
@@ -992,6 +1022,10 @@ impl Conn {
                 l.push.take().map(|p| p.id)
             }
             None => None,
+        };
+        let Some(_turn) = self.d.turn_of(&ctx.user).await else {
+            self.log_auth(&ctx, "refused", "reason=busy");
+            return Response::error(ErrorKind::Busy, "toopherd is busy");
         };
         if let Some(refusal) = self.rate_limit_refusal(&ctx).await {
             return refusal;
