@@ -104,6 +104,35 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Module load + unload (median and p90, µs) per module, by bench-dlcost: a C process
+/// with libpam loaded and libgcc_s not, as sshd and sudo are.
+fn load_costs(modules: &[&Path]) -> Vec<(f64, f64)> {
+    let tool = toopher_tests::artifact("bench-dlcost");
+    let out = Command::new(&tool)
+        .arg("500")
+        .args(modules)
+        .output()
+        .expect("run bench-dlcost");
+    assert!(
+        out.status.success(),
+        "bench-dlcost failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let costs: Vec<(f64, f64)> = text
+        .lines()
+        .map(|l| {
+            let mut f = l.split_whitespace().map(|v| v.parse::<f64>().ok());
+            match (f.next().flatten(), f.next().flatten()) {
+                (Some(median), Some(p90)) => (median, p90),
+                _ => panic!("bench-dlcost printed {l:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(costs.len(), modules.len(), "bench-dlcost printed {text:?}");
+    costs
+}
+
 fn kb(bytes: u64) -> String {
     format!("{} KB", bytes.div_ceil(1024))
 }
@@ -160,15 +189,18 @@ fn main() {
         .prefix("bench-size-")
         .tempdir()
         .expect("tempdir");
-    let module = stripped_size(&toopher_tests::module_path(), work.path());
-    let oath = stripped_size(
-        Path::new("/lib/x86_64-linux-gnu/security/pam_oath.so"),
-        work.path(),
+    let module_path = toopher_tests::module_path();
+    let security = Path::new("/lib/x86_64-linux-gnu/security");
+    let (permit_path, oath_path, google_path) = (
+        security.join("pam_permit.so"),
+        security.join("pam_oath.so"),
+        security.join("pam_google_authenticator.so"),
     );
-    let google = stripped_size(
-        Path::new("/lib/x86_64-linux-gnu/security/pam_google_authenticator.so"),
-        work.path(),
-    );
+    let module = stripped_size(&module_path, work.path());
+    let oath = stripped_size(&oath_path, work.path());
+    let google = stripped_size(&google_path, work.path());
+    say("module load + unload in a process with libpam and without libgcc_s");
+    let loads = load_costs(&[&permit_path, &oath_path, &google_path, &module_path]);
 
     report(&Report {
         load: format!("{load_before} before, {} after", load_average()),
@@ -185,6 +217,7 @@ fn main() {
         module,
         oath,
         google,
+        loads,
     });
 }
 
@@ -204,6 +237,8 @@ struct Report {
     module: u64,
     oath: u64,
     google: u64,
+    /// Load + unload (median, p90 µs): pam_permit, pam_oath, pam_google_authenticator, pam_toopher.
+    loads: Vec<(f64, f64)>,
 }
 
 fn report(r: &Report) {
@@ -299,4 +334,21 @@ fn report(r: &Report) {
         "| pam_google_authenticator.so (Debian), stripped | {} |",
         kb(r.google)
     );
+    println!();
+    println!(
+        "Loading and unloading each module (`dlopen` + `dlclose`, as libpam does every \
+         transaction) in a process that has libpam loaded and not libgcc_s, as sshd and sudo:"
+    );
+    println!();
+    println!("| module | median | p90 |");
+    println!("|---|---:|---:|");
+    let names = [
+        "pam_permit.so",
+        "pam_oath.so",
+        "pam_google_authenticator.so",
+        "pam_toopher.so",
+    ];
+    for (name, (median, p90)) in names.iter().zip(&r.loads) {
+        println!("| {name} | {median:.0} µs | {p90:.0} µs |");
+    }
 }
