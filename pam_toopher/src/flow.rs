@@ -8,8 +8,8 @@ use crate::options::{Failmode, Options};
 use crate::text::printable;
 use std::time::{Duration, Instant};
 use toopher_ipc::{
-    AllowReason, DenyReason, ErrorKind, FailureNotice, FrameError, LoginContext, Method, Request,
-    Response, Secret,
+    AllowReason, DenyReason, ErrorKind, FailureNotice, FrameError, LoginContext, LoginRequest,
+    Method, Response, Secret,
 };
 
 pub const OTP_PROMPT: &str = "One-time password: ";
@@ -104,7 +104,7 @@ pub fn authenticate<D: Daemon>(
         Ok(d) => d,
         Err(e) => return unreachable(&mut login, &format!("cannot connect to toopherd: {e}")),
     };
-    let answer = match daemon.call(&Request::Begin(ctx.clone())) {
+    let answer = match daemon.call(&LoginRequest::Begin(ctx.clone())) {
         Ok(r) => r,
         Err(e @ (FrameError::Io(_) | FrameError::Closed)) => {
             return unreachable(&mut login, &format!("toopherd did not answer: {e}"));
@@ -299,7 +299,7 @@ fn challenge<D: Daemon>(
             Err(ConvError) => {
                 login.note(Level::Notice, "outcome=aborted conversation failed");
                 if st.push_pending {
-                    let _ = daemon.call(&Request::Cancel);
+                    let _ = daemon.call(&LoginRequest::Cancel);
                 }
                 return Outcome::ConvErr;
             }
@@ -313,7 +313,7 @@ fn challenge<D: Daemon>(
         } else {
             // A code typed while a push is pending settles that push (otp_auth).
             st.push_pending = false;
-            match daemon.call(&Request::Otp { code }) {
+            match daemon.call(&LoginRequest::Otp { code }) {
                 Ok(answer) => answer_step(login, &mut st, answer, attempt),
                 Err(e) => Step::Done(failed_mid_login(login, &e)),
             }
@@ -345,7 +345,7 @@ fn push_and_wait<D: Daemon>(
     deadline: Instant,
 ) -> Step {
     if !st.push_pending {
-        match daemon.call(&Request::Push) {
+        match daemon.call(&LoginRequest::Push) {
             Ok(Response::Pending) => st.push_pending = true,
             Ok(answer) => return answer_step(login, st, answer, 0),
             Err(e) => return Step::Done(failed_mid_login(login, &e)),
@@ -371,13 +371,13 @@ pub(crate) fn wait_for_answer<D: Daemon>(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let _ = daemon.call(&Request::Cancel);
+            let _ = daemon.call(&LoginRequest::Cancel);
             login.note(Level::Notice, "outcome=denied reason=module_timeout");
             login.conv.error("Timed out waiting for approval.");
             return Err(Outcome::AuthErr);
         }
         let slice = left.min(WAIT_SLICE);
-        let wait = Request::Wait {
+        let wait = LoginRequest::Wait {
             timeout_ms: u32::try_from(slice.as_millis()).unwrap_or(u32::MAX),
         };
         match daemon.call_within(&wait, slice + WAIT_MARGIN) {

@@ -157,13 +157,13 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Fra
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Request, Response, Secret};
+    use crate::{LoginRequest, Request, Response, Secret};
 
     #[test]
     fn round_trip() {
-        let req = Request::Otp {
+        let req = Request::from(LoginRequest::Otp {
             code: Secret::new("123456"),
-        };
+        });
         let mut wire = Vec::new();
         write_frame(&mut wire, &req).unwrap();
         let body = read_frame(&mut wire.as_slice()).unwrap();

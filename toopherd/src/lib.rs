@@ -1,7 +1,13 @@
 //! toopherd: the only process that holds second-factor secrets. The module and
 //! toopherctl talk to it over a unix socket (see `toopher_ipc`).
+//!
+//! `server` (connections, dispatch, logins) -> `backend` (local TOTP, Toopher API)
+//! -> `store` (the `Storage` trait; SQLite).
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod authz;
+pub mod backend;
 pub mod budget;
 pub mod config;
 pub mod log_limit;
@@ -11,7 +17,6 @@ pub mod recovery;
 pub mod server;
 pub mod socket;
 pub mod store;
-pub mod toopher;
 pub mod totp;
 
 /// Seconds since the epoch.

@@ -31,17 +31,17 @@ impl Conversation for Script {
 /// A daemon that answers from a script and records the requests.
 struct FakeDaemon {
     answers: VecDeque<Result<Response, FrameError>>,
-    seen: std::rc::Rc<std::cell::RefCell<Vec<Request>>>,
+    seen: std::rc::Rc<std::cell::RefCell<Vec<LoginRequest>>>,
 }
 
 impl Daemon for FakeDaemon {
-    fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
+    fn call(&mut self, req: &LoginRequest) -> Result<Response, FrameError> {
         self.seen.borrow_mut().push(req.clone());
         self.answers.pop_front().unwrap_or(Err(FrameError::Closed))
     }
     fn call_within(
         &mut self,
-        req: &Request,
+        req: &LoginRequest,
         _: std::time::Duration,
     ) -> Result<Response, FrameError> {
         // A Wait takes time, as toopherd's does.
@@ -73,7 +73,7 @@ fn ctx() -> LoginContext {
 struct Run {
     outcome: Outcome,
     shown: Vec<String>,
-    requests: Vec<Request>,
+    requests: Vec<LoginRequest>,
     log: Vec<(Level, String)>,
 }
 
@@ -127,7 +127,7 @@ fn right_code_is_success_and_the_code_is_never_logged() {
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
     assert_eq!(
         r.requests[1],
-        Request::Otp {
+        LoginRequest::Otp {
             code: Secret::new("123456")
         }
     );
@@ -331,8 +331,8 @@ fn choose_enter_sends_the_push_and_waits_for_the_grant() {
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, vec![format!("prompt:{CHOOSE_PROMPT}")]);
-    assert_eq!(r.requests[1], Request::Push);
-    assert!(matches!(r.requests[2], Request::Wait { timeout_ms } if timeout_ms <= 5000));
+    assert_eq!(r.requests[1], LoginRequest::Push);
+    assert!(matches!(r.requests[2], LoginRequest::Wait { timeout_ms } if timeout_ms <= 5000));
     assert!(
         r.log
             .iter()
@@ -351,7 +351,7 @@ fn choose_a_typed_code_is_checked_without_a_push() {
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
-    assert!(!r.requests.contains(&Request::Push));
+    assert!(!r.requests.contains(&LoginRequest::Push));
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn autopush_a_code_typed_while_waiting_settles_the_push() {
     assert_eq!(r.shown, vec![format!("prompt:{AUTOPUSH_PROMPT}")]);
     assert_eq!(
         r.requests[1],
-        Request::Otp {
+        LoginRequest::Otp {
             code: Secret::new("654321")
         }
     );
@@ -385,7 +385,7 @@ fn autopush_enter_waits_for_the_pending_push_without_sending_another() {
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
-    assert!(matches!(r.requests[1], Request::Wait { .. }));
+    assert!(matches!(r.requests[1], LoginRequest::Wait { .. }));
 }
 
 #[test]
@@ -440,7 +440,7 @@ fn the_module_timeout_bounds_the_wait_and_cancels_the_push() {
     answers.extend((0..1_000).map(|_| Ok(Response::Pending)));
     let r = run(opts, vec![Ok("")], Some(answers));
     assert_eq!(r.outcome, Outcome::AuthErr);
-    assert_eq!(r.requests.last(), Some(&Request::Cancel));
+    assert_eq!(r.requests.last(), Some(&LoginRequest::Cancel));
 }
 
 #[test]
@@ -451,7 +451,7 @@ fn a_person_who_walks_away_cancels_the_pending_push() {
         Some(vec![push_challenge(true)]),
     );
     assert_eq!(r.outcome, Outcome::ConvErr);
-    assert_eq!(r.requests.last(), Some(&Request::Cancel));
+    assert_eq!(r.requests.last(), Some(&LoginRequest::Cancel));
 }
 
 #[test]
@@ -590,7 +590,7 @@ fn no_notice_without_news_or_when_the_login_cannot_show_it() {
     );
     assert_eq!(outcome, Outcome::Success);
     assert_eq!(conv.shown, vec![format!("prompt:{OTP_PROMPT}")]);
-    assert!(matches!(&seen.borrow()[0], Request::Begin(c) if !c.notify));
+    assert!(matches!(&seen.borrow()[0], LoginRequest::Begin(c) if !c.notify));
 }
 
 #[test]
