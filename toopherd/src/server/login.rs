@@ -4,13 +4,10 @@
 
 use super::conn::{Conn, internal_error, no_login, told};
 use super::registration;
-use super::session::{Login, PendingPush, Phase};
+use super::session::{Login, MAX_WAIT_SLICE, PendingPush, Phase};
 use crate::backend::{Attempting, Begin, Outcome};
 use std::time::{Duration, Instant};
 use toopher_ipc::{DenyReason, ErrorKind, LoginContext, LoginRequest, Method, Response, Secret};
-
-/// Longest single `Wait`: the module waits in slices so a vanished client ends the poll.
-const MAX_WAIT_SLICE: Duration = Duration::from_secs(10);
 
 /// Answers a login request (authorised by dispatch).
 pub async fn handle(conn: &mut Conn, req: LoginRequest) -> Response {

@@ -3,7 +3,7 @@
 //! ([`EnrolInLogin`]). Also `toopherctl registration approve`.
 
 use super::conn::{Conn, no_login};
-use super::session::{Login, Phase};
+use super::session::{Login, MAX_WAIT_SLICE, Phase};
 use crate::backend::EnrolInLogin;
 use crate::config::{Availability, EnrollMode};
 use crate::logging::field;
@@ -20,8 +20,6 @@ use zeroize::Zeroizing;
 
 /// How long a phone has to confirm a pairing made during a login.
 const PAIRING_TIMEOUT: Duration = Duration::from_secs(120);
-/// Longest single `Wait`: the module waits in slices so a vanished client ends the poll.
-const MAX_WAIT_SLICE: Duration = Duration::from_secs(10);
 
 /// An account without a factor: two-way registration when configured and required,
 /// else `availability` decides.

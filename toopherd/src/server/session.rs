@@ -2,11 +2,13 @@
 //! ended login stays ended: the connection cannot begin another (a client that wants a
 //! new login opens a new connection).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use toopher_ipc::LoginContext;
 
 /// Second-factor attempts on one connection, on top of the per-user rate limit.
 pub const MAX_ATTEMPTS_PER_LOGIN: u32 = 10;
+/// Longest single `Wait`: the module waits in slices so a vanished client ends the poll.
+pub const MAX_WAIT_SLICE: Duration = Duration::from_secs(10);
 
 pub enum Session {
     /// No login begun (or a `Begin` that was answered at once, with nothing to continue).

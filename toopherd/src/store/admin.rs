@@ -1,7 +1,10 @@
 //! Account administration in the store: suspension, recorded Toopher pairings and
 //! recovery code regeneration.
 
-use super::*;
+use super::{Store, StoreError, to_i64};
+use crate::recovery;
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use zeroize::Zeroizing;
 
 impl Store {
     pub fn is_suspended(&self, user: &str) -> Result<bool, StoreError> {

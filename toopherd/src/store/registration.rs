@@ -1,8 +1,11 @@
 //! Two-way registration codes in the store: single use, hashed, expiring, rate-limited,
 //! bound to one user.
 
-use super::*;
+use super::{Store, StoreError, to_i64, to_u64};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// Wrong response codes before a registration is void (5000, start over).
 const MAX_RESPONSE_TRIES: i64 = 5;
