@@ -591,3 +591,39 @@ fn decode_base32(s: &str) -> Vec<u8> {
     }
     out
 }
+
+/// A peer of another protocol version (a module and a daemon from different packages
+/// during an upgrade) gets an error, never an answer it could take for a decision.
+#[tokio::test]
+async fn a_peer_of_another_protocol_version_is_refused_with_a_version_mismatch() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = fake("");
+    let (mut client, server_end) = tokio::net::UnixStream::pair().unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(super::connection(
+        Arc::clone(&s.service),
+        server_end,
+        0,
+        stop_rx,
+    ));
+    let body = br#"{"v":2,"msg":{"type":"begin","user":"alice","service":"sshd"}}"#;
+    client
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    client.write_all(body).await.unwrap();
+    let mut header = [0u8; 4];
+    client.read_exact(&mut header).await.unwrap();
+    let mut answer = vec![0u8; toopher_ipc::parse_header(header).unwrap()];
+    client.read_exact(&mut answer).await.unwrap();
+    match toopher_ipc::decode::<Response>(&answer).unwrap() {
+        Response::Error {
+            kind: ErrorKind::Version,
+            message,
+        } => assert!(message.contains("version mismatch"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // The connection is closed after the refusal.
+    assert_eq!(client.read(&mut header).await.unwrap(), 0);
+    task.await.unwrap();
+}
