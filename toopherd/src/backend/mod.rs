@@ -203,7 +203,7 @@ pub trait Backend: Send + Sync {
     /// Sends a push (only asked when [`Backend::push_timing`] is `Some`).
     fn push<'a>(&'a self, who: &'a Attempting) -> BoxFuture<'a, Outcome> {
         let _ = who;
-        Box::pin(async { Outcome::Unreachable("this backend has no push".into()) })
+        Box::pin(async { no_push() })
     }
 
     /// Asks once for the state of a push; waits out a request to slow down until
@@ -215,7 +215,7 @@ pub trait Backend: Send + Sync {
         deadline: Instant,
     ) -> BoxFuture<'a, Outcome> {
         let _ = (who, request_id, deadline);
-        Box::pin(async { Outcome::Unreachable("this backend has no push".into()) })
+        Box::pin(async { no_push() })
     }
 
     /// Why this backend does not offer `what` (push, pairing, terminals), for the answer.
@@ -253,4 +253,15 @@ pub trait Backend: Send + Sync {
         &'a self,
         user: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Zeroizing<String>>, CodesError>>;
+}
+
+/// What a backend without push answers if asked for one anyway: a refusal, never
+/// "unreachable" (which `failmode = "safe"` would let through).
+fn no_push() -> Outcome {
+    Outcome::Denied {
+        reason: DenyReason::Policy,
+        message: None,
+        log: "reason=policy detail=no_push_in_this_backend".into(),
+        counted: None,
+    }
 }

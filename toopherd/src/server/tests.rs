@@ -627,3 +627,39 @@ async fn a_peer_of_another_protocol_version_is_refused_with_a_version_mismatch()
     assert_eq!(client.read(&mut header).await.unwrap(), 0);
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_backend_without_push_refuses_one_if_asked_anyway() {
+    let s = setup("failmode = \"safe\"\n", |store| {
+        Box::new(LocalBackend::new(
+            store,
+            crate::store::Limits {
+                max_failures: 5,
+                window: 300,
+            },
+            600,
+        ))
+    });
+    assert!(s.service.backend.push_timing().is_none());
+    let who = Attempting {
+        ctx: ctx("alice"),
+        own_failures: Vec::new(),
+    };
+    // A refusal: never "unreachable", which failmode = "safe" would let through.
+    for outcome in [
+        s.service.backend.push(&who).await,
+        s.service.backend.poll(&who, "r1", Instant::now()).await,
+    ] {
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Denied {
+                    reason: DenyReason::Policy,
+                    counted: None,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+    }
+}
