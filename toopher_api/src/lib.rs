@@ -20,6 +20,7 @@ mod error;
 #[allow(missing_docs)]
 pub mod fuzzing;
 mod iframe;
+mod model_calls;
 mod models;
 pub mod oauth;
 
