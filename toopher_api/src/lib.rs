@@ -1,6 +1,5 @@
-//! Client of the Toopher REST API v1 (the service's specification is not part of this
-//! repository: the simulator in `tests/sim` serves the same API, and both crates' tests pin
-//! the wire format).
+//! Client of the Toopher REST API v1 as `doc/TOOPHER_API.md` describes it (the simulator in
+//! `tests/sim` serves the same API, and both crates' tests pin the wire format).
 //!
 //! - [`ToopherApi`]: the signed REST client (pairings, authentication requests,
 //!   users, terminals, reset links, QR codes, and generic signed `get`/`post`).
