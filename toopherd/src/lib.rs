@@ -4,8 +4,6 @@
 //! `server` (connections, dispatch, logins) -> `backend` (local TOTP, Toopher API)
 //! -> `store` (the `Storage` trait; SQLite).
 
-#![deny(clippy::undocumented_unsafe_blocks)]
-
 pub mod authz;
 pub mod backend;
 pub mod budget;
