@@ -1,6 +1,11 @@
 //! The socket server. One task per connection; a login lives on its connection, so a
 //! client that goes away takes its login with it. Malformed, oversized or silent
 //! clients get an error frame or a closed connection and never hold up anyone else.
+//!
+//! This file is the accept loop, the connection's framing and [`dispatch`], which
+//! authorises every request once and hands it to its family: `login` (the module's
+//! requests, with `registration`) or `admin` (toopherctl's). The connection's state is
+//! in `conn` and `session`; what all connections share in `service`.
 
 mod admin;
 pub mod admission;
