@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use toopher_ipc::{Client, LoginContext, Method, Request, Response, Secret, Timeouts};
+use toopher_ipc::{
+    Client, LoginContext, LoginRequest, Method, Request, Response, Secret, Timeouts,
+};
 
 pub struct Run {
     pub concurrency: usize,
@@ -25,7 +27,7 @@ impl Run {
 /// One verification as the module makes it; panics on anything but a grant.
 fn verify(socket: &Path, user: &str, code: String) {
     let mut c = Client::connect(socket, Timeouts::default()).expect("connect to toopherd");
-    let begin = Request::Begin(LoginContext {
+    let begin = Request::Login(LoginRequest::Begin(LoginContext {
         user: user.to_string(),
         service: "bench".into(),
         rhost: Some("192.0.2.1".into()),
@@ -33,14 +35,14 @@ fn verify(socket: &Path, user: &str, code: String) {
         ruser: None,
         autopush: false,
         notify: true,
-    });
+    }));
     match c.call(&begin) {
         Ok(Response::Challenge { .. }) => {}
         other => panic!("begin {user}: {other:?}"),
     }
-    match c.call(&Request::Otp {
+    match c.call(&Request::Login(LoginRequest::Otp {
         code: Secret::new(code),
-    }) {
+    })) {
         Ok(Response::Granted {
             method: Method::Otp,
             ..

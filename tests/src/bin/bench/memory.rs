@@ -5,7 +5,9 @@ use crate::accounts;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use toopher_ipc::{Client, ErrorKind, FrameError, LoginContext, Request, Response, Timeouts};
+use toopher_ipc::{
+    Client, ErrorKind, FrameError, LoginContext, LoginRequest, Request, Response, Timeouts,
+};
 use toopher_tests::sim::Sim;
 
 /// A `VmRSS:`-style field of /proc/PID/status, in KiB.
@@ -61,7 +63,7 @@ pub fn pending_pushes(asked: usize) -> Pushes {
                         break;
                     }
                     let mut c = Client::connect(&d.socket, Timeouts::default()).expect("connect");
-                    let begin = Request::Begin(LoginContext {
+                    let begin = Request::Login(LoginRequest::Begin(LoginContext {
                         user: accounts::name(i),
                         service: "bench".into(),
                         rhost: None,
@@ -69,7 +71,7 @@ pub fn pending_pushes(asked: usize) -> Pushes {
                         ruser: None,
                         autopush: true,
                         notify: true,
-                    });
+                    }));
                     match c.call(&begin) {
                         Ok(Response::Challenge {
                             push_pending: true, ..
