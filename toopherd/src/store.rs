@@ -1,9 +1,11 @@
 //! The local backend's state in SQLite: enrolments, TOTP secrets, the replay guard,
 //! hashed recovery codes and the failure log behind the rate limit (`failures`). Every change is one
-//! `BEGIN IMMEDIATE` transaction, so concurrent logins of one user cannot both use a code.
+//! transaction (a savepoint, so that it nests in a group commit: `group`), and the daemon
+//! makes them one at a time on one connection, so concurrent logins of one user cannot
+//! both use a code.
 
 use crate::{recovery, totp};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use subtle::ConstantTimeEq;
@@ -378,9 +380,7 @@ impl Store {
         now: u64,
         force: bool,
     ) -> Result<NewEnrollment, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         if let Some(existing) = Self::account(&tx, user)?
             && existing.state == "active"
             && !force
@@ -431,9 +431,7 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<Verdict, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let Some(acct) = Self::account(&tx, user)? else {
             return Err(StoreError::NoPendingEnrollment);
         };
@@ -495,9 +493,7 @@ impl Store {
         limits: Limits,
         attempt: &Attempt<'_>,
     ) -> Result<Option<Checked>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let acct = match Self::account(&tx, user)? {
             Some(a) if a.state == "active" => a,
             _ => return Ok(None),
@@ -653,9 +649,7 @@ impl Store {
     /// Removes the account's enrolment, its failure log and lock. Returns whether an
     /// enrolment existed.
     pub fn remove(&mut self, user: &str) -> Result<bool, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         tx.execute("DELETE FROM recovery_codes WHERE user = ?1", params![user])?;
         tx.execute("DELETE FROM failures WHERE user = ?1", params![user])?;
         tx.execute("DELETE FROM lockouts WHERE user = ?1", params![user])?;
@@ -666,9 +660,7 @@ impl Store {
 
     /// Drops pending enrolments past their lifetime.
     pub fn expire_pending(&mut self, now: u64) -> Result<usize, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "DELETE FROM recovery_codes WHERE user IN
              (SELECT user FROM accounts WHERE state = 'pending' AND expires_at <= ?1)",
@@ -696,6 +688,7 @@ impl Store {
 
 mod admin;
 mod failures;
+mod group;
 mod journal;
 mod registration;
 mod shared;

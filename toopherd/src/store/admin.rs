@@ -3,7 +3,7 @@
 
 use super::{Store, StoreError, to_i64};
 use crate::recovery;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
 
 impl Store {
@@ -65,9 +65,7 @@ impl Store {
     /// Forgets everything about `user`: enrolment, pairing, registration, suspension,
     /// failures, lock and activity. Returns whether anything existed.
     pub fn forget(&mut self, user: &str) -> Result<bool, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let mut n = 0;
         for table in [
             "recovery_codes",
@@ -106,9 +104,7 @@ impl Store {
         &mut self,
         user: &str,
     ) -> Result<Vec<Zeroizing<String>>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let Some(acct) = Self::account(&tx, user)? else {
             return Err(StoreError::NotEnrolled);
         };

@@ -4,7 +4,7 @@
 
 use super::{Limits, Store, StoreError, to_i64, to_u64};
 use crate::budget;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
 
 /// Version 3: where each failure came from, whether it still counts toward a lock and
@@ -298,9 +298,7 @@ impl Store {
     /// Lifts `user`'s lock and resets its escalation (an administrator's unlock).
     /// Returns whether there was anything to lift.
     pub fn unlock(&mut self, user: &str, now: u64, limits: Limits) -> Result<bool, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let was = Self::locked_until(&tx, user, now, limits)?.is_some()
             || Self::lockout(&tx, user, now)?.level > 0;
         let mut l = Self::lockout(&tx, user, now)?;
@@ -325,9 +323,7 @@ impl Store {
         limits: Limits,
         attempt: &Attempt<'_>,
     ) -> Result<Recorded, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let recorded = if success {
             Recorded {
                 failure: None,

@@ -2,7 +2,7 @@
 //! bound to one user.
 
 use super::{Store, StoreError, to_i64, to_u64};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -64,9 +64,7 @@ impl Store {
         ttl: u64,
         now: u64,
     ) -> Result<Option<(Zeroizing<String>, u64)>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         tx.execute(
             "DELETE FROM registration_starts WHERE at <= ?1",
             params![to_i64(now.saturating_sub(3600))],
@@ -111,9 +109,7 @@ impl Store {
         approver: &str,
         now: u64,
     ) -> Result<Result<Zeroizing<String>, ApproveError>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = tx
             .query_row(
                 "SELECT salt, code_hash, expires_at, tries FROM registrations WHERE user = ?1",
@@ -153,9 +149,7 @@ impl Store {
         response: &str,
         now: u64,
     ) -> Result<RegistrationCheck, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let row: Option<ResponseRow> = tx
             .query_row(
                 "SELECT salt, expires_at, tries, response_hash FROM registrations WHERE user = ?1",

@@ -1,10 +1,19 @@
-//! The store as the daemon's tasks use it: one [`Storage`] behind a lock, each call run
-//! off the async workers, and its failures logged once while they last ([`StoreWatch`]).
+//! The store as the daemon's tasks use it: one [`Storage`] owned by a thread of its own,
+//! which takes every call waiting and runs them as one group (group commit: one
+//! transaction, one commit, so one sync makes them all durable), then answers each. No
+//! call is answered before its group is on disk, so an accepted code's record is durable
+//! before the login hears of it, as when each call committed alone. Failures are logged
+//! once while they last ([`StoreWatch`]).
 
 use super::watch::StoreWatch;
 use super::{Storage, StoreError};
 use crate::logging::Log;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Most calls in one group: bounds the time the first of them waits for the last.
+const MAX_GROUP: usize = 128;
 
 /// A cheap handle; clones share the one store.
 #[derive(Clone)]
@@ -13,43 +22,62 @@ pub struct Shared {
 }
 
 struct Inner {
-    storage: Mutex<Box<dyn Storage>>,
-    watch: StoreWatch,
+    calls: Mutex<Option<mpsc::Sender<Box<dyn Call>>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    watch: Arc<StoreWatch>,
     log: Arc<Log>,
 }
 
 impl Shared {
     pub fn new(storage: Box<dyn Storage>, log: Arc<Log>) -> Shared {
+        let (tx, rx) = mpsc::channel();
+        let watch = Arc::new(StoreWatch::default());
+        let thread = {
+            let (watch, log) = (Arc::clone(&watch), Arc::clone(&log));
+            std::thread::Builder::new()
+                .name("store".into())
+                .spawn(move || serve(storage, &rx, &watch, &log))
+        };
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Every call will fail (fail closed) and say why.
+                log.err(&format!("store thread not started: {e}"));
+                None
+            }
+        };
         Shared {
             inner: Arc::new(Inner {
-                storage: Mutex::new(storage),
-                watch: StoreWatch::default(),
+                calls: Mutex::new(thread.as_ref().map(|_| tx)),
+                thread: Mutex::new(thread),
+                watch,
                 log,
             }),
         }
     }
 
-    /// Runs one storage call on a blocking thread.
+    /// Runs one storage call in the store's next group; answers once the group is durable.
     pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Storage) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let mut storage = inner
-                .storage
-                .lock()
-                .map_err(|_| StoreError::Io(std::io::Error::other("store lock poisoned")))?;
-            let commits = storage.commits();
-            let result = f(storage.as_mut());
-            inner
-                .watch
-                .after_call(&inner.log, storage.as_mut(), commits);
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+        let gone = || StoreError::Io(std::io::Error::other("the store thread is gone"));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let call: Box<dyn Call> = Box::new(CallOf {
+            f: Some(f),
+            result: None,
+            reply: Some(reply),
+        });
+        {
+            let calls = self.inner.calls.lock().map_err(|_| gone())?;
+            calls
+                .as_ref()
+                .ok_or_else(gone)?
+                .send(call)
+                .map_err(|_| gone())?;
+        }
+        answer.await.map_err(|_| gone())?
     }
 
     /// Logs a failed call: a failure of the store once while it lasts, a refusal that
@@ -65,5 +93,104 @@ impl Shared {
     /// Logs a store failure (once while it lasts).
     pub fn failed(&self, what: &str, e: &StoreError) {
         self.inner.watch.failed(&self.inner.log, what, e);
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle gone: the thread finishes the calls already queued, closes the
+    /// store (the database is closed cleanly) and ends.
+    fn drop(&mut self) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The store thread: a group is every call waiting when the previous group is done (at
+/// most [`MAX_GROUP`]); nothing waits on purpose, so a lone call is not delayed.
+fn serve(
+    mut storage: Box<dyn Storage>,
+    calls: &mpsc::Receiver<Box<dyn Call>>,
+    watch: &StoreWatch,
+    log: &Log,
+) {
+    while let Ok(first) = calls.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match calls.try_recv() {
+                Ok(c) => group.push(c),
+                Err(_) => break,
+            }
+        }
+        let commits = storage.commits();
+        let outcome = run_group(storage.as_mut(), &mut group);
+        watch.after_call(log, storage.as_mut(), commits);
+        let outcome = outcome.map_err(|e| e.to_string());
+        for call in group {
+            call.answer(&outcome);
+        }
+    }
+}
+
+/// Runs the calls, each in its own savepoint, and commits them together. An error here
+/// is the group's: none of its calls may be answered as done.
+fn run_group(storage: &mut dyn Storage, group: &mut [Box<dyn Call>]) -> Result<(), StoreError> {
+    storage.begin_group()?;
+    for call in group.iter_mut() {
+        storage.begin_call()?;
+        let ok = call.run(storage);
+        storage.end_call(ok)?;
+    }
+    storage.commit_group()
+}
+
+/// One queued call, type-erased: run it in the group, then answer with its result, or
+/// with the group's failure.
+trait Call: Send {
+    /// Whether the call succeeded (its changes are kept in the group).
+    fn run(&mut self, storage: &mut dyn Storage) -> bool;
+    fn answer(self: Box<Self>, group: &Result<(), String>);
+}
+
+struct CallOf<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: Option<tokio::sync::oneshot::Sender<Result<T, StoreError>>>,
+}
+
+impl<T, F> Call for CallOf<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Storage) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(&mut self, storage: &mut dyn Storage) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let result = f(storage);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(mut self: Box<Self>, group: &Result<(), String>) {
+        let result = match (self.result.take(), group) {
+            // A refusal or failure of the call itself changed nothing: it says why.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (Some(Ok(_)), Err(why)) | (None, Err(why)) => {
+                Err(StoreError::Io(std::io::Error::other(why.clone())))
+            }
+            (None, Ok(())) => Err(StoreError::Io(std::io::Error::other(
+                "the call did not run",
+            ))),
+        };
+        if let Some(reply) = self.reply.take() {
+            // The caller may have gone (its client closed): nothing to answer then.
+            let _ = reply.send(result);
+        }
     }
 }
