@@ -15,6 +15,9 @@ pub struct Service {
     pub(super) backend: Box<dyn Backend>,
     /// The issuer shown in authenticator apps.
     pub(super) issuer: String,
+    /// Root, looked up once: the module inside sshd, sudo and login connects as root for
+    /// every login, and looking it up each time cost a trip to a blocking thread.
+    pub(super) root_peer: std::sync::OnceLock<crate::authz::Peer>,
 }
 
 fn host_name() -> String {
@@ -77,6 +80,7 @@ impl Service {
             store,
             backend,
             issuer,
+            root_peer: std::sync::OnceLock::new(),
         }
     }
 
