@@ -39,6 +39,12 @@ impl Store {
         Ok(())
     }
 
+    /// Rows inserted, updated or deleted since the connection opened (rolled-back ones
+    /// included: that only makes a call wait for a commit it did not need).
+    pub fn changes(&self) -> u64 {
+        self.conn.total_changes()
+    }
+
     /// SQLite rolls a whole transaction back by itself after some errors (a full disk, an
     /// I/O error): then the calls before would be lost while reported as done, so the
     /// group fails instead.

@@ -125,24 +125,39 @@ fn serve(
                 Err(_) => break,
             }
         }
+        let mut group: Vec<Option<Box<dyn Call>>> = group.into_iter().map(Some).collect();
         let commits = storage.commits();
         let outcome = run_group(storage.as_mut(), &mut group);
         watch.after_call(log, storage.as_mut(), commits);
         let outcome = outcome.map_err(|e| e.to_string());
-        for call in group {
+        for call in group.into_iter().flatten() {
             call.answer(&outcome);
         }
     }
 }
 
 /// Runs the calls, each in its own savepoint, and commits them together. An error here
-/// is the group's: none of its calls may be answered as done.
-fn run_group(storage: &mut dyn Storage, group: &mut [Box<dyn Call>]) -> Result<(), StoreError> {
+/// is the group's: none of its calls still in `group` may be answered as done. A call
+/// that changed nothing while the group had changed nothing before it read only durable
+/// state: it is answered at once (and taken out of `group`), not after the sync.
+fn run_group(
+    storage: &mut dyn Storage,
+    group: &mut [Option<Box<dyn Call>>],
+) -> Result<(), StoreError> {
     storage.begin_group()?;
-    for call in group.iter_mut() {
+    let mut changed = false;
+    for slot in group.iter_mut() {
+        let Some(call) = slot.as_mut() else {
+            continue;
+        };
+        let before = storage.changes();
         storage.begin_call()?;
         let ok = call.run(storage);
         storage.end_call(ok)?;
+        changed |= storage.changes() != before;
+        if !changed && let Some(call) = slot.take() {
+            call.answer(&Ok(()));
+        }
     }
     storage.commit_group()
 }

@@ -126,6 +126,13 @@ pub trait Storage: Send {
     fn commit_group(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Rows changed so far (any count that grows with every change): a call that changed
+    /// nothing, in a group that had changed nothing yet, read only durable state and is
+    /// answered without waiting for the group's commit. Without groups every call is
+    /// durable when it returns, so the default may say "nothing".
+    fn changes(&self) -> u64 {
+        0
+    }
 }
 
 impl Storage for Store {
@@ -262,5 +269,8 @@ impl Storage for Store {
     }
     fn commit_group(&mut self) -> Result<(), StoreError> {
         Store::commit_group(self)
+    }
+    fn changes(&self) -> u64 {
+        Store::changes(self)
     }
 }
