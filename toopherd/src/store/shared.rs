@@ -209,3 +209,121 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use tokio::sync::oneshot;
+
+    const T0: u64 = 1_700_000_000;
+
+    type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+    fn call<T, F>(f: F) -> (Option<Box<dyn Call>>, Answer<T>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Storage) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let call: Box<dyn Call> = Box::new(CallOf {
+            f: Some(f),
+            result: None,
+            reply: Some(reply),
+        });
+        (Some(call), answer)
+    }
+
+    fn enroll(user: &'static str) -> impl FnOnce(&mut dyn Storage) -> Result<(), StoreError> {
+        move |s: &mut dyn Storage| s.enroll(user, 600, T0, false).map(|_| ())
+    }
+
+    fn users_in(path: &std::path::Path) -> Vec<String> {
+        Store::open(path).unwrap().users().unwrap()
+    }
+
+    #[test]
+    fn a_failed_call_is_undone_alone_and_the_rest_of_its_group_is_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let mut storage: Box<dyn Storage> = Box::new(Store::open(&path).unwrap());
+        let (a, mut alice) = call(enroll("alice"));
+        let (b, mut bob) = call(|s: &mut dyn Storage| {
+            s.enroll("bob", 600, T0, false)?;
+            Err::<(), _>(StoreError::NotEnrolled)
+        });
+        let (c, mut carol) = call(enroll("carol"));
+        let mut group = vec![a, b, c];
+        run_group(storage.as_mut(), &mut group).unwrap();
+        for call in group.into_iter().flatten() {
+            call.answer(&Ok(()));
+        }
+        assert!(matches!(alice.try_recv(), Ok(Ok(()))));
+        assert!(matches!(bob.try_recv(), Ok(Err(StoreError::NotEnrolled))));
+        assert!(matches!(carol.try_recv(), Ok(Ok(()))));
+        drop(storage);
+        assert_eq!(users_in(&path), ["alice", "carol"]);
+    }
+
+    #[test]
+    fn a_read_before_any_change_is_answered_before_the_commit_and_a_write_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let mut storage: Box<dyn Storage> = Box::new(Store::open(&path).unwrap());
+        let (read, mut listed) = call(|s: &mut dyn Storage| s.users());
+        let (write, mut alice) = call(enroll("alice"));
+        let (read_after, mut listed_after) = call(|s: &mut dyn Storage| s.users());
+        let mut group = vec![read, write, read_after];
+        run_group(storage.as_mut(), &mut group).unwrap();
+        // Answered inside the group: it read only what was already on disk.
+        assert!(group[0].is_none());
+        assert_eq!(listed.try_recv().unwrap().unwrap(), Vec::<String>::new());
+        // The write and the read that saw it wait for the commit.
+        assert!(group[1].is_some() && group[2].is_some());
+        assert!(alice.try_recv().is_err() && listed_after.try_recv().is_err());
+        for call in group.into_iter().flatten() {
+            call.answer(&Ok(()));
+        }
+        assert!(matches!(alice.try_recv(), Ok(Ok(()))));
+        assert_eq!(listed_after.try_recv().unwrap().unwrap(), ["alice"]);
+    }
+
+    #[test]
+    fn a_group_that_fails_answers_every_waiting_call_with_the_failure() {
+        let (ok, mut answer) = call(|_: &mut dyn Storage| Ok(7));
+        let Some(mut ok) = ok else { unreachable!() };
+        let dir = tempfile::tempdir().unwrap();
+        let mut storage: Box<dyn Storage> =
+            Box::new(Store::open(&dir.path().join("db.sqlite3")).unwrap());
+        assert!(ok.run(storage.as_mut()));
+        ok.answer(&Err("disk full".into()));
+        let e = answer.try_recv().unwrap().unwrap_err();
+        assert!(e.is_failure() && e.to_string().contains("disk full"), "{e}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_are_all_answered_and_all_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let shared = Shared::new(
+            Box::new(Store::open(&path).unwrap()),
+            Arc::new(Log::stderr()),
+        );
+        let names: Vec<String> = (0..64).map(|i| format!("user{i:02}")).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in names.clone() {
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                shared
+                    .call(move |s| s.enroll(&name, 600, T0, false).map(|_| ()))
+                    .await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        // The last handle gone, the store thread ends and closes the database.
+        drop(shared);
+        assert_eq!(users_in(&path), names);
+    }
+}
