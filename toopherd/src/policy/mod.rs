@@ -7,8 +7,10 @@
 //! - [`grace`]: the in-memory grace book and the session bind tokens.
 //! - [`session`]: the audit session of the peer process.
 //! - [`rules`]: the pure decision and its explanation.
+//! - [`gate`]: all of it behind the one interface the server uses.
 
 pub mod config;
+pub mod gate;
 pub mod grace;
 pub mod groups;
 pub mod network;
@@ -19,6 +21,7 @@ pub mod session;
 mod tests;
 
 pub use config::PolicyConfig;
+pub use gate::{Explained, Gate, LoginFacts};
 pub use rules::{Decision, Enrolment, Explanation, Facts, Grant, Outcome, Policy, Rule, Stage};
 
 /// What `--check-config` and the start-up log say about the policy: configured groups the
