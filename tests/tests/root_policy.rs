@@ -69,8 +69,7 @@ fn last_decision(d: &Toopherd, user: &str) -> String {
     let log = d.log();
     let line = log
         .lines()
-        .filter(|l| l.contains(&format!("auth user={user} ")) && l.contains(" rule="))
-        .next_back()
+        .rfind(|l| l.contains(&format!("auth user={user} ")) && l.contains(" rule="))
         .unwrap_or_else(|| panic!("no decision about {user} in the log:\n{log}"));
     let at = line.find("outcome=").expect("outcome= in a decision line");
     line[at..].to_owned()
@@ -227,9 +226,9 @@ fn unknown_groups_are_reported_by_check_config_and_at_start() {
 #[test]
 fn trusted_networks_inside_outside_ipv6_mapped_and_host_names() {
     let u = TestUser::create("tn");
-    let d = Toopherd::start_with(&format!(
-        "[policy]\ntrusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\", \"127.0.0.0/8\"]\n"
-    ));
+    let d = Toopherd::start_with(
+        "[policy]\ntrusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\", \"127.0.0.0/8\"]\n",
+    );
     let mut e = d.enroll(&u.name);
     let s = stack(&d, "toopher-policy");
     let svc = "toopher-policy";
