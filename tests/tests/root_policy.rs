@@ -55,13 +55,17 @@ fn stack(d: &Toopherd, service: &str) -> Stack {
     )
 }
 
-/// `outcome=X rule=Y`: the first two fields of a decision.
+/// `outcome=X rule=Y`: the two fields of a decision line that name what was decided
+/// and by which rule, wherever they stand in it.
 fn key(fields: &str) -> String {
-    fields
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
+    let find = |k: &str| {
+        fields
+            .split_whitespace()
+            .find(|f| f.starts_with(k))
+            .unwrap_or("")
+            .to_owned()
+    };
+    format!("{} {}", find("outcome="), find("rule="))
 }
 
 /// The policy fields of toopherd's last decision line about `user`.

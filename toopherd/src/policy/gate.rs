@@ -134,19 +134,30 @@ impl Gate {
         }
     }
 
-    /// A second factor was passed: remember it for the grace period (when any service
-    /// has one) and hand out the token the login's session hook can bind with. `None`
-    /// when grace is off everywhere.
-    pub fn granted(&self, l: &LoginFacts) -> Result<Option<Zeroizing<String>>, getrandom::Error> {
+    /// A second factor was passed: remember it for the grace period of the login's place
+    /// (when any service has a grace period and the login has a place).
+    pub fn granted(&self, l: &LoginFacts) {
         let keep = self.policy.config().longest_grace();
         if keep == 0 {
+            return;
+        }
+        if let Some(place) = place_of(l.rhost, l.session) {
+            self.book().record(l.user, place, l.now, keep);
+        }
+    }
+
+    /// A one-time token for the session hook of a login that passed its second factor at
+    /// `granted_at`; `Ok(None)` when no service has a grace period.
+    pub fn token(
+        &self,
+        user: &str,
+        granted_at: u64,
+        now: u64,
+    ) -> Result<Option<Zeroizing<String>>, getrandom::Error> {
+        if !self.policy.grace_enabled() {
             return Ok(None);
         }
-        let mut book = self.book();
-        if let Some(place) = place_of(l.rhost, l.session) {
-            book.record(l.user, place, l.now, keep);
-        }
-        book.issue_token(l.user, l.now, l.now).map(Some)
+        self.book().issue_token(user, granted_at, now).map(Some)
     }
 
     /// The session hook of a login that passed its second factor, now running inside the
@@ -227,7 +238,7 @@ mod tests {
             rule(g.assess(&ssh("bob", "10.0.0.1", 1000))),
             "needs_factor"
         );
-        assert!(g.granted(&ssh("bob", "10.0.0.1", 1000)).unwrap().is_some());
+        g.granted(&ssh("bob", "10.0.0.1", 1000));
         assert_eq!(
             rule(g.assess(&ssh("bob", "10.0.0.1", 1200))),
             "grace_period"
@@ -244,14 +255,14 @@ mod tests {
             rule(g.assess(&ssh("bob", "10.0.0.1", 1301))),
             "needs_factor"
         );
-        g.granted(&ssh("bob", "10.0.0.1", 2000)).unwrap();
+        g.granted(&ssh("bob", "10.0.0.1", 2000));
         assert_eq!(g.clear("bob"), 1);
         assert_eq!(
             rule(g.assess(&ssh("bob", "10.0.0.1", 2001))),
             "needs_factor"
         );
         // A suspension beats the grace even before it is cleared.
-        g.granted(&ssh("bob", "10.0.0.1", 3000)).unwrap();
+        g.granted(&ssh("bob", "10.0.0.1", 3000));
         let mut l = ssh("bob", "10.0.0.1", 3001);
         l.suspended = true;
         assert_eq!(rule(g.assess(&l)), "suspended");
@@ -260,8 +271,9 @@ mod tests {
     #[test]
     fn an_ssh_grant_carries_into_its_session_by_token() {
         let g = gate("grace_period = 300\n[services.sshd]\ngrace_period = 0\n");
+        g.granted(&login("bob", "sshd", Some("10.0.0.1"), None, 1000));
         let token = g
-            .granted(&login("bob", "sshd", Some("10.0.0.1"), None, 1000))
+            .token("bob", 1000, 1002)
             .unwrap()
             .expect("a token while some service has a grace period");
         let sudo = |session, now| login("bob", "sudo", None, Some(session), now);
@@ -284,12 +296,9 @@ mod tests {
     #[test]
     fn no_grace_anywhere_means_nothing_is_remembered() {
         let g = gate("");
-        assert!(
-            g.granted(&login("bob", "sudo", None, Some(3), 1))
-                .unwrap()
-                .is_none()
-        );
+        g.granted(&login("bob", "sudo", None, Some(3), 1));
         assert_eq!(g.book().len(), 0);
+        assert!(g.token("bob", 1, 1).unwrap().is_none());
     }
 
     #[test]

@@ -145,16 +145,17 @@ pub struct Decision {
 impl Decision {
     /// `outcome=... rule=...`, the policy's part of a log line.
     pub fn log_fields(&self) -> String {
+        format!("outcome={} {}", self.outcome.as_str(), self.details())
+    }
+
+    /// `rule=...` and, when no factor of the account was involved, `reason=...`.
+    pub fn details(&self) -> String {
         let reason = match self.reason {
             Some(Reason::NotEnrolled) => " reason=not_enrolled",
             Some(Reason::Suspended) => " reason=user_disabled",
             None => "",
         };
-        format!(
-            "outcome={} {}{reason}",
-            self.outcome.as_str(),
-            self.rule.log_fields()
-        )
+        format!("{}{reason}", self.rule.log_fields())
     }
 }
 
