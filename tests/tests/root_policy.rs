@@ -5,10 +5,15 @@
 //! rule. Needs root (accounts, groups, audit sessions).
 
 use std::process::Command;
-use toopher_tests::daemon::Toopherd;
+use toopher_tests::daemon::{Enrolled, Toopherd};
 use toopher_tests::otp;
 use toopher_tests::pam::{self, Stack};
 use toopher_tests::system::{TestUser, require_root};
+
+/// A recovery code of `e`: a second factor without waiting for the next TOTP step.
+fn spare(e: &mut Enrolled) -> String {
+    e.recovery_codes.pop().expect("a recovery code left")
+}
 
 /// A Unix group with the given supplementary members, removed on drop.
 struct TestGroup {
@@ -263,7 +268,7 @@ fn trusted_networks_inside_outside_ipv6_mapped_and_host_names() {
         Some("localhost"),
         None,
     ] {
-        let code = e.next_code();
+        let code = spare(&mut e);
         let t = pam::login(&s, &u.name, &[&code], outside);
         assert_eq!(t.auth, pam::PAM_SUCCESS, "{outside:?}: {t:?}\n{}", d.log());
         assert_eq!(t.prompts(), 1, "{outside:?} must ask for a code");
@@ -323,7 +328,7 @@ fn per_service_overrides() {
         "tp-sudo",
         "outcome=challenge rule=service_required",
     );
-    let code = e.next_code();
+    let code = spare(&mut e);
     let t = pam::login(&sudo, &u.name, &[&code], None);
     assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
 
@@ -338,7 +343,7 @@ fn per_service_overrides() {
         "tp-other",
         "outcome=allowed rule=trusted_network",
     );
-    let code = e.next_code();
+    let code = spare(&mut e);
     let t = pam::login(&stack(&d, "tp-ssh"), &u.name, &[&code], Some("10.1.2.3"));
     assert_eq!((t.auth, t.prompts()), (pam::PAM_SUCCESS, 1), "{t:?}");
     assert_decided(
@@ -361,7 +366,7 @@ fn grace_same_rhost_other_rhost_expiry_disable_other_user_and_clear() {
     let svc = "toopher-policy";
     let here = Some("192.0.2.10");
 
-    let code = ea.next_code();
+    let code = spare(&mut ea);
     assert_eq!(
         pam::login(&s, &a.name, &[&code], here).auth,
         pam::PAM_SUCCESS
@@ -408,7 +413,7 @@ fn grace_same_rhost_other_rhost_expiry_disable_other_user_and_clear() {
     );
 
     // disable ends it (and denies); enable does not bring it back.
-    let code = ea.next_code();
+    let code = spare(&mut ea);
     assert_eq!(
         pam::login(&s, &a.name, &[&code], here).auth,
         pam::PAM_SUCCESS
@@ -429,7 +434,7 @@ fn grace_same_rhost_other_rhost_expiry_disable_other_user_and_clear() {
     );
 
     // grace clear ends it at once.
-    let code = eb.next_code();
+    let code = spare(&mut eb);
     assert_eq!(
         pam::login(&s, &b.name, &[&code], here).auth,
         pam::PAM_SUCCESS
@@ -451,7 +456,7 @@ fn grace_same_rhost_other_rhost_expiry_disable_other_user_and_clear() {
     );
 
     // A restart forgets every grace.
-    let code = eb.next_code();
+    let code = spare(&mut eb);
     assert_eq!(
         pam::login(&s, &b.name, &[&code], here).auth,
         pam::PAM_SUCCESS
