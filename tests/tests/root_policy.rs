@@ -8,7 +8,7 @@ use std::process::Command;
 use toopher_tests::daemon::{Enrolled, Toopherd};
 use toopher_tests::otp;
 use toopher_tests::pam::{self, Stack};
-use toopher_tests::system::{TestUser, require_root};
+use toopher_tests::system::{PamDir, SshAuth, Sshd, SudoersDropIn, TestUser, require_root};
 
 /// A recovery code of `e`: a second factor without waiting for the next TOTP step.
 fn spare(e: &mut Enrolled) -> String {
@@ -455,6 +455,17 @@ fn grace_same_rhost_other_rhost_expiry_disable_other_user_and_clear() {
         d.log()
     );
 
+    // remove ends it too: the login meets the policy as a login without a factor.
+    let code = spare(&mut ea);
+    assert_eq!(
+        pam::login(&s, &a.name, &[&code], here).auth,
+        pam::PAM_SUCCESS
+    );
+    assert!(d.ctl(&["remove", &a.name]).status.success());
+    let t = pam::login(&s, &a.name, &[], here);
+    assert_eq!(t.auth, pam::PAM_AUTH_ERR, "{t:?}\n{}", d.log());
+    assert_decided(&d, &a.name, here, svc, "outcome=denied rule=availability");
+
     // A restart forgets every grace.
     let code = spare(&mut eb);
     assert_eq!(
@@ -546,4 +557,267 @@ fn grace_by_audit_session_for_logins_without_rhost() {
     assert_ne!(results, [pam::PAM_SUCCESS], "{}", d.log());
     let (_, results) = in_new_session(&s, &other.name, &[&[]]);
     assert_ne!(results, [pam::PAM_SUCCESS], "{}", d.log());
+}
+
+/// The lines of a service file: the password (pam_unix, Debian's shape), then the module.
+fn password_then_module(d: &Toopherd, options: &str) -> String {
+    format!(
+        "auth     [success=1 default=ignore] pam_unix.so\n\
+         auth     requisite pam_deny.so\n\
+         auth     required pam_permit.so\n\
+         auth     required {m} socket={s} {options}\n\
+         account  required pam_unix.so\n",
+        m = toopher_tests::module_path().display(),
+        s = d.socket.display()
+    )
+}
+
+#[test]
+fn sudo_inside_an_ssh_login_is_within_its_grace_and_another_session_is_not() {
+    let d = Toopherd::start_with(
+        "[policy]\ngrace_period = 120\n[policy.services.sshd]\ngrace_period = 0\n",
+    );
+    let user = TestUser::create("ss");
+    let mut e = d.enroll(&user.name);
+    let sudo_service = "toopher-e2e-psudo";
+    let _dropin = SudoersDropIn::install(&user.name, sudo_service);
+    let m = toopher_tests::module_path();
+    // sshd's PAM directory; sudo inside the SSH login sees the same /etc/pam.d.
+    let pam = PamDir::new(
+        "sshd",
+        &format!(
+            "{}session  required pam_loginuid.so\n\
+             session  optional {m} socket={s}\n\
+             password required pam_deny.so\n",
+            password_then_module(&d, ""),
+            m = m.display(),
+            s = d.socket.display()
+        ),
+    );
+    let sudo_stack = format!(
+        "{}session  required pam_permit.so\n",
+        password_then_module(&d, "prompts=1")
+    );
+    std::fs::write(pam.dir.path().join(sudo_service), &sudo_stack).expect("sudo service");
+    let sshd = Sshd::start(pam);
+
+    let code = e.next_code();
+    let command = format!(
+        "echo session=$(cat /proc/self/sessionid); echo '{pw}' | sudo -S -k -p '' id -u && echo SSH-LOGIN-OK",
+        pw = user.password
+    );
+    let login = sshd.login_running(
+        &user.name,
+        &[&user.password, &code],
+        "keyboard-interactive",
+        &command,
+    );
+    assert!(login.ok, "{login:?}\n{}\n{}", sshd.log(), d.log());
+    assert!(login.stdout.lines().any(|l| l == "0"), "{login:?}");
+    let session: u32 = login
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("session="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no session id: {login:?}"));
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "grace user={} bound to audit session {session}",
+            user.name
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "auth user={} service={sudo_service} rhost=- tty=- outcome=allowed rule=grace_period",
+            user.name
+        )),
+        "{log}"
+    );
+    let out = d.ctl(&[
+        "policy",
+        "explain",
+        &user.name,
+        "--service",
+        sudo_service,
+        "--session",
+        &session.to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("decision: outcome=allowed rule=grace_period"),
+        "{text}"
+    );
+
+    // sudo from another audit session of the same user asks for the code (and, given
+    // none, is refused).
+    let other = PamDir::new(sudo_service, &sudo_stack);
+    let uid = toopher_tests::system::uid_of(&user.name);
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            &format!(
+                "mount --make-rprivate / && mount --bind '{dir}' /etc/pam.d && \
+                 echo {uid} > /proc/self/loginuid && \
+                 echo '{pw}' | setpriv --reuid={u} --regid={u} --init-groups -- sudo -S -k -p '' id -u",
+                dir = other.dir.path().display(),
+                pw = user.password,
+                u = user.name
+            ),
+        ])
+        .output()
+        .expect("sudo");
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        key(&last_decision(&d, &user.name)),
+        "outcome=challenge rule=availability",
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn forward_pass_through_sshd_password_authentication() {
+    let d = Toopherd::start();
+    let user = TestUser::create("fp");
+    let mut e = d.enroll(&user.name);
+    let m = toopher_tests::module_path();
+    let pam = PamDir::new(
+        "sshd",
+        &format!(
+            "auth     required {m} socket={s} forward_pass\n\
+             auth     required pam_unix.so use_first_pass\n\
+             account  required pam_unix.so\n\
+             session  required pam_permit.so\n\
+             password required pam_deny.so\n",
+            m = m.display(),
+            s = d.socket.display()
+        ),
+    );
+    let sshd = Sshd::start_with(pam, SshAuth::Password);
+    let login_with =
+        |answer: &str| sshd.login_running(&user.name, &[answer], "password", "echo SSH-LOGIN-OK");
+
+    let code = e.next_code();
+    let ok = login_with(&format!("{}{code}", user.password));
+    assert!(ok.ok, "{ok:?}\n{}\n{}", sshd.log(), d.log());
+    assert!(
+        sshd.log()
+            .contains(&format!("Accepted password for {}", user.name)),
+        "{}",
+        sshd.log()
+    );
+    assert!(
+        d.log().contains(&format!(
+            "auth user={} service=sshd rhost=127.0.0.1",
+            user.name
+        )) && d.log().contains("outcome=granted method=otp"),
+        "{}",
+        d.log()
+    );
+    assert_decided(
+        &d,
+        &user.name,
+        Some("127.0.0.1"),
+        "sshd",
+        "outcome=challenge rule=availability",
+    );
+
+    // A wrong code: refused, and the password never reached pam_unix's check.
+    let wrong = otp::wrong_code(&e.secret);
+    let bad = login_with(&format!("{}{wrong}", user.password));
+    assert!(!bad.ok, "{bad:?}");
+    assert!(
+        d.log().contains("outcome=denied reason=wrong_code"),
+        "{}",
+        d.log()
+    );
+
+    // A wrong password with the right code: refused (the code was spent first).
+    let code = e.next_code();
+    let bad = login_with(&format!("not-the-password{code}"));
+    assert!(!bad.ok, "{bad:?}");
+    assert!(
+        sshd.log()
+            .matches(&format!("Accepted password for {}", user.name))
+            .count()
+            == 1,
+        "{}",
+        sshd.log()
+    );
+}
+
+mod toopher {
+    //! The policy in front of the Toopher backend: an exempt login never reaches the API.
+    use super::*;
+    use toopher_tests::sim::Sim;
+
+    #[test]
+    fn the_policy_decides_before_the_toopher_api_is_asked() {
+        let sim = Sim::start();
+        let user = TestUser::create("tt");
+        let loner = TestUser::create("tl");
+        let required = TestGroup::create("t", &[&loner.name]);
+        sim.paired(&user.name);
+        // [toopher] keys come first in the simulator's config; [policy] after them.
+        let d = sim.toopherd(
+            "availability = \"available\"",
+            &format!(
+                "[policy]\ntrusted_networks = [\"10.0.0.0/8\"]\nrequired_groups = [\"{}\"]\n",
+                required.name
+            ),
+        );
+        let s = stack(&d, "toopher-policy");
+        let svc = "toopher-policy";
+
+        let t = pam::login(&s, &user.name, &[], Some("10.1.2.3"));
+        assert_eq!(
+            (t.auth, t.prompts()),
+            (pam::PAM_SUCCESS, 0),
+            "{t:?}\n{}",
+            d.log()
+        );
+        assert!(
+            sim.calls("/authentication_requests").is_empty() && sim.calls("/users").is_empty(),
+            "an exempt login must not reach the API"
+        );
+        assert_decided(
+            &d,
+            &user.name,
+            Some("10.1.2.3"),
+            svc,
+            "outcome=allowed rule=trusted_network",
+        );
+
+        // Outside the network: the push, and explain gives both enrolment outcomes.
+        let answer = sim.answer_next_push(Some(None));
+        let t = pam::login(&s, &user.name, &[""], Some("192.0.2.1"));
+        assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+        answer.join().unwrap().expect("a push was sent");
+        assert_decided(
+            &d,
+            &user.name,
+            Some("192.0.2.1"),
+            svc,
+            "outcome=challenge rule=availability",
+        );
+        let text = explain(&d, &user.name, Some("192.0.2.1"), svc);
+        assert!(
+            text.contains("decision: if not enrolled: outcome=allowed rule=availability"),
+            "{text}"
+        );
+
+        // A required group without a pairing is denied, though the default is available.
+        let t = pam::login(&s, &loner.name, &[], Some("192.0.2.1"));
+        assert_eq!(t.auth, pam::PAM_AUTH_ERR, "{t:?}\n{}", d.log());
+        assert_eq!(
+            key(&last_decision(&d, &loner.name)),
+            "outcome=denied rule=required_group",
+            "{}",
+            d.log()
+        );
+    }
 }
