@@ -78,7 +78,11 @@ fn last_decision(d: &Toopherd, user: &str) -> String {
     let log = d.log();
     let line = log
         .lines()
-        .rfind(|l| l.contains(&format!("auth user={user} ")) && l.contains(" rule="))
+        .rfind(|l| {
+            (l.contains(&format!("auth user={user} "))
+                || l.contains(&format!("policy user={user} ")))
+                && l.contains(" rule=")
+        })
         .unwrap_or_else(|| panic!("no decision about {user} in the log:\n{log}"));
     let at = line.find("outcome=").expect("outcome= in a decision line");
     line[at..].to_owned()

@@ -74,6 +74,25 @@ impl Conn {
         }
     }
 
+    /// A policy decision that hands the login to the backend: `policy user=... service=...
+    /// rhost=... tty=... outcome=challenge rule=...` (the backend's result follows as an
+    /// `auth` line). Decisions that end the login are `auth` lines with their rule.
+    pub(super) fn log_policy(&self, ctx: &LoginContext, decision: &Decision) {
+        let by = if self.peer.uid == 0 {
+            String::new()
+        } else {
+            format!(" by={}", self.peer.describe())
+        };
+        self.d.log.info(&format!(
+            "policy user={} service={} rhost={} tty={} {}{by}",
+            field(Some(&ctx.user)),
+            field(Some(&ctx.service)),
+            field(ctx.rhost.as_deref()),
+            field(ctx.tty.as_deref()),
+            decision.log_fields(),
+        ));
+    }
+
     pub(super) fn log_admin(&self, request: &str, user: &str, outcome: &str) {
         self.d.log.info(&format!(
             "admin request={request} user={} by={} outcome={outcome}",
@@ -209,6 +228,10 @@ impl Conn {
     pub(super) fn authorise(&self, req: &Request) -> Option<Response> {
         let (request, user, admin) = match req {
             Request::Login(LoginRequest::Begin(ctx)) => ("begin", Some(ctx.user.as_str()), false),
+            // The session hook of the module inside sshd (root; checked again there).
+            Request::Login(LoginRequest::BindSession { user, .. }) => {
+                ("bind session", Some(user.as_str()), true)
+            }
             Request::Login(_) => return None,
             Request::Admin(a) => (a.name(), a.target(), a.needs_admin()),
         };

@@ -101,13 +101,13 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
         }
         Begin::Settled(outcome) => settle(conn, &who.ctx, outcome).await,
         Begin::Challenge { methods, note } => {
-            // The decision's line: the rule that asks for a second factor.
+            // The policy's line: the rule that asks for a second factor. The backend's
+            // result gets its own `auth` line, as before.
             let decision = need.clone().with_enrolment(Enrolment::Enrolled);
-            let extra = match note {
-                Some(note) => format!("{} {note}", decision.details()),
-                None => decision.details(),
-            };
-            conn.log_auth(&who.ctx, "challenge", &extra);
+            conn.log_policy(&who.ctx, &decision);
+            if let Some(note) = note {
+                conn.log_auth(&who.ctx, "challenge", &note);
+            }
             let mut login = Login::new(who.ctx.clone(), Phase::Challenge);
             login.policy = Some(need);
             conn.session.open(login);
