@@ -1,11 +1,13 @@
 //! toopherd: the only process that holds second-factor secrets. The module and
 //! toopherctl talk to it over a unix socket (see `toopher_ipc`).
 
+pub mod accounts;
 pub mod authz;
 pub mod budget;
 pub mod config;
 pub mod log_limit;
 pub mod logging;
+pub mod preflight;
 pub mod qr;
 pub mod recovery;
 pub mod server;

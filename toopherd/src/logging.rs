@@ -115,6 +115,11 @@ impl Log {
         Log::with_sink(Sink::Stderr)
     }
 
+    /// Whether lines go to stderr (not syslog).
+    pub fn is_stderr(&self) -> bool {
+        matches!(self.sink, Sink::Stderr)
+    }
+
     fn with_sink(sink: Sink) -> Log {
         Log {
             sink,
@@ -171,6 +176,7 @@ impl Log {
     }
 
     fn write(&self, level: Level, msg: &str) {
+        let msg = &visible(msg);
         match &self.sink {
             Sink::Syslog(l) => {
                 if let Ok(mut l) = l.lock() {
@@ -195,6 +201,22 @@ impl Log {
             }
         }
     }
+}
+
+/// A whole line with its control and hidden characters escaped: the last defence for
+/// text that did not go through [`field`] (an error's own words, say).
+fn visible(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(toopher_ipc::is_hidden) {
+        return msg.into();
+    }
+    msg.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            c if toopher_ipc::is_hidden(c) => format!("\\u{:04x}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// A client-supplied value made safe for a `key=value` log line, in logfmt: bare when it
@@ -300,6 +322,15 @@ mod tests {
     }
 
     #[test]
+    fn lines_keep_no_hidden_character() {
+        assert_eq!(visible("plain line"), "plain line");
+        assert_eq!(
+            visible("error: x\ny=1\u{202e}\x1b[1m"),
+            r"error: x\ny=1\u202e\u001b[1m"
+        );
+    }
+
+    #[test]
     fn fields_are_logfmt() {
         // Plain words stay bare, as before.
         assert_eq!(field(Some("alice")), "alice");
@@ -308,7 +339,9 @@ mod tests {
         assert_eq!(field(Some("Zoë")), "Zoë");
         // Sentences are quoted with their spaces, not turned into underscores.
         assert_eq!(
-            field(Some("could not connect to the Toopher API: error sending request")),
+            field(Some(
+                "could not connect to the Toopher API: error sending request"
+            )),
             r#""could not connect to the Toopher API: error sending request""#
         );
         assert_eq!(field(Some("a=b")), r#""a=b""#);
@@ -320,7 +353,16 @@ mod tests {
         // (a quote opens, a backslash escapes the next, an unescaped quote closes) reads
         // exactly one token that ends where the field ends.
         let nasty = [
-            "\"", "\\", "\\\"", "a\" b=\"c", "x\\", "\u{85}", "\u{feff}", " ", "\u{3000}", "=",
+            "\"",
+            "\\",
+            "\\\"",
+            "a\" b=\"c",
+            "x\\",
+            "\u{85}",
+            "\u{feff}",
+            " ",
+            "\u{3000}",
+            "=",
         ];
         for a in nasty {
             for b in nasty {
