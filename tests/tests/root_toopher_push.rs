@@ -223,6 +223,22 @@ fn api_down_secure_denies_safe_allows() {
     );
     let t = pam::login(&Stack::toopher(&dead.socket, ""), "gina", &[""], None);
     assert_eq!(t.auth, pam::PAM_AUTHINFO_UNAVAIL, "{t:?}");
+    // The reason is logged in logfmt: one quoted value with its spaces, not underscores.
+    let line = dead
+        .log()
+        .lines()
+        .find(|l| l.contains("reason=backend_unreachable"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no unreachable line:\n{}", dead.log()));
+    let detail = line
+        .split_once(" detail=\"")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("detail is not quoted: {line}"));
+    assert!(detail.contains(' ') && detail.ends_with('"'), "{line}");
+    assert!(
+        !detail.contains("_to_"),
+        "spaces turned into underscores: {line}"
+    );
     let untrusted = Toopherd::start_with(
         &sim.config("")
             .lines()

@@ -243,9 +243,13 @@ fn socket_dir(socket: &Path, who: &ServiceUser) -> Vec<Finding> {
         Err(e) => out.push(problem(format!("socket directory {shown}: {e}"))),
         Ok(m) if !m.is_dir() => out.push(problem(format!("{shown} is not a directory"))),
         Ok(m) if m.uid() != 0 && m.uid() != who.uid => out.push(problem(format!(
-            "socket directory {shown} is owned by uid {}; it must belong to root or {}",
+            "socket directory {shown} is owned by uid {}; it must belong to {}",
             m.uid(),
-            who.describe()
+            if who.uid == 0 {
+                "root".to_string()
+            } else {
+                format!("root or {}", who.describe())
+            }
         ))),
         Ok(m) if m.mode() & 0o022 != 0 => out.push(problem(format!(
             "socket directory {shown} has mode {:04o}: writable by group or others (chmod 755 {shown})",

@@ -350,10 +350,33 @@ mod tests {
     }
 
     fn uri(issuer: &str, user: &str) -> String {
+        uri_with(issuer, user, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+    }
+
+    fn uri_with(issuer: &str, user: &str, secret: &str) -> String {
         format!(
-            "otpauth://totp/{issuer}:{user}?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
+            "otpauth://totp/{issuer}:{user}?secret={secret}\
              &issuer={issuer}&algorithm=SHA1&digits=6&period=30"
         )
+    }
+
+    /// Base32 secrets as toopherd makes them (160 bits), from a fixed sequence: how the
+    /// code is split into segments depends on the secret's digits.
+    fn secrets(n: usize) -> Vec<String> {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..n)
+            .map(|_| {
+                (0..32)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        ALPHABET[(x >> 59) as usize] as char
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     fn lines_fit(d: &Drawing) {

@@ -527,16 +527,18 @@ fn show_enrollment(e: &Enrollment, qr_file: Option<&std::path::Path>) -> Result<
             e.user
         ),
     };
+    let screen = if tty {
+        format!("this terminal's {}x{}", room.columns, room.lines + 1)
+    } else {
+        "an 80x24 terminal".to_string()
+    };
     if drawing.columns > room.columns {
         // Wrapped lines would not scan: say what it needs instead.
         let _ = writeln!(
             out,
-            "\nThe QR code needs {} columns and {} lines, more than this terminal's {}x{}: \
+            "\nThe QR code needs {} columns and {} lines, more than {screen}: \
              widen the window and run again, {png_hint}, or type the key.",
-            drawing.columns,
-            drawing.lines,
-            room.columns,
-            room.lines + 1
+            drawing.columns, drawing.lines
         );
         return Ok(());
     }
@@ -548,7 +550,7 @@ fn show_enrollment(e: &Enrollment, qr_file: Option<&std::path::Path>) -> Result<
     if !drawing.fits {
         let _ = writeln!(
             out,
-            "(The QR code is {} lines high, more than this terminal shows: enlarge the window, \
+            "(The QR code is {} lines high, more than {screen} shows: enlarge the window, \
              {png_hint}, or type the key.)",
             drawing.lines
         );

@@ -104,7 +104,7 @@ fn check_config(path: &Path, config: &Config) -> ExitCode {
     }
     if problems > 0 {
         println!(
-            "{}: {problems} problem(s); toopherd would not work with this",
+            "{}: {problems} problem(s) to fix before toopherd can work as configured",
             path.display()
         );
         ExitCode::from(EX_CONFIG)
