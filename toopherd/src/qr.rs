@@ -392,11 +392,23 @@ mod tests {
         assert!(d.fits && d.lines <= 23 && d.columns <= 80, "{d:?}");
         assert_eq!(d.quiet_zone, 4, "{d:?}");
         lines_fit(&d);
-        // The demo's issuer, a longer host name and user still fit, with a narrower one.
-        for (issuer, user) in [("pam_toopher%20demo", "alice"), ("db-01.lan", "first.last")] {
-            let d = fitted(&uri(issuer, user), Style::Plain, Room::CLASSIC).unwrap();
-            assert!(d.fits && d.lines <= 23 && d.quiet_zone >= 2, "{d:?}");
-            lines_fit(&d);
+        // The demo's issuer and longer host and user names fit, whatever the secret,
+        // some with a narrower quiet zone.
+        for (issuer, user) in [
+            ("toopher-demo", "alice"),
+            ("toopher-demo", "first.last"),
+            ("db-01.lan", "first.last"),
+        ] {
+            for secret in secrets(40) {
+                let d = fitted(
+                    &uri_with(issuer, user, &secret),
+                    Style::Plain,
+                    Room::CLASSIC,
+                )
+                .unwrap();
+                assert!(d.fits && d.lines <= 23 && d.quiet_zone >= 2, "{d:?}");
+                lines_fit(&d);
+            }
         }
     }
 
