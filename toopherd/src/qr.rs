@@ -100,8 +100,8 @@ pub struct Drawing {
 /// Draws `data` as large as its content needs and no larger: the first of these that
 /// fits `room`: error correction M with the full quiet zone, then L (a code on a screen
 /// is not damaged, so L scans as well there), then L with a narrower quiet zone (phone
-/// apps read codes with 2 modules of it). When none fits, the full-quiet-zone L code,
-/// with `fits` false: the caller says where the PNG is.
+/// apps read codes with 2 modules of it). When none fits, the smallest of them, with
+/// `fits` false: the caller says where the PNG is.
 pub fn fitted(data: &str, style: Style, room: Room) -> Result<Drawing, QrError> {
     const TRIES: [(EcLevel, usize); 4] = [
         (EcLevel::M, QUIET),
@@ -123,7 +123,9 @@ pub fn fitted(data: &str, style: Style, room: Room) -> Result<Drawing, QrError> 
             }
         }
     }
-    match Grid::with(data, EcLevel::L, QUIET) {
+    // The smallest, so that "it needs N columns" is the least the person must make room for.
+    let (ec, quiet) = TRIES[TRIES.len() - 1];
+    match Grid::with(data, ec, quiet) {
         Ok(g) => Ok(render(&g, style, false)),
         Err(e) => Err(first_error.unwrap_or(e)),
     }
@@ -413,13 +415,13 @@ mod tests {
     }
 
     #[test]
-    fn a_code_too_large_for_the_room_says_so_and_keeps_its_quiet_zone() {
+    fn a_code_too_large_for_the_room_says_so_at_its_smallest() {
         let long = uri(
             "a-rather-long-host-name.eu-west-1.compute.internal",
             "first.last%40example.com",
         );
         let d = fitted(&long, Style::Plain, Room::CLASSIC).unwrap();
-        assert!(!d.fits && d.lines > 23 && d.quiet_zone == 4, "{d:?}");
+        assert!(!d.fits && d.lines > 23 && d.quiet_zone == 2, "{d:?}");
         lines_fit(&d);
         // A larger terminal takes it.
         let big = Room {
