@@ -33,7 +33,7 @@ fn a_user_that_does_not_exist_is_an_error_everywhere() {
         &["disable", "nosuchuser"],
         &["unlock", "nosuchuser"],
         &["recovery-codes", "nosuchuser", "--regenerate"],
-        &["registration", "approve", "nosuchuser", "1234"],
+        &["reset", "nosuchuser"],
     ] {
         let out = d.ctl(args);
         let (stdout, stderr) = text(&out);

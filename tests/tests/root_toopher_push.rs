@@ -480,7 +480,15 @@ fn credentials_are_refused_when_others_may_read_them_but_systemd_credentials_are
         .output()
         .unwrap();
     assert_eq!(check.status.code(), Some(78), "{check:?}");
-    assert!(String::from_utf8_lossy(&check.stderr).contains("chmod 600"));
+    // One line per check on stdout; the credentials' is a PROBLEM naming the fix.
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.trim_start().starts_with("PROBLEM") && l.contains("chmod 600")),
+        "{report}"
+    );
+    assert!(!report.contains(sim.handle.consumer_secret()));
 
     // systemd LoadCredential=toopher:...: $CREDENTIALS_DIRECTORY/toopher, even group-readable.
     let creds = dir.path().join("creds");

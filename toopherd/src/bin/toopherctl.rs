@@ -161,9 +161,11 @@ fn no_such_user(name: &str) -> Failure {
     Failure::Refused(format!("no such user: {name}"))
 }
 
-/// A request about an account that does not exist is a mistake (a typo, most often),
-/// never "not enrolled". Requests that clean up after a deleted account (remove, reset,
-/// disable, unlock) still reach toopherd, which may hold a record of it.
+/// A request that creates or uses a local enrolment (enroll, activate, recovery codes)
+/// for an account the system does not know is a mistake (a typo, most often), never
+/// "not enrolled". Other requests reach toopherd, which may hold a record of the name
+/// (an account deleted since, or a Toopher user); a name that neither knows is then
+/// refused by [`report_status`] and the removal commands.
 fn must_exist(name: &str) -> Result<(), Failure> {
     if user_exists(name) {
         Ok(())
@@ -295,7 +297,6 @@ fn run(args: Args) -> Result<(), Failure> {
             timeout,
         } => {
             let user = user.map_or_else(current_user, Ok)?;
-            must_exist(&user)?;
             let by = match (phrase, sms, qr) {
                 (Some(phrase), None, false) => PairBy::Phrase { phrase },
                 (None, Some(phone), false) => PairBy::Sms { phone, country },
@@ -335,12 +336,20 @@ fn run(args: Args) -> Result<(), Failure> {
             }
             other => Err(unexpected(&other)),
         },
-        Command::Disable { user } => set_enabled(&mut d, user, false),
-        Command::Enable { user } => set_enabled(&mut d, user, true),
-        Command::Unlock { user } => match d.call(&Request::Unlock { user })? {
-            Response::Status(st) => report_status(&st, false),
-            other => Err(unexpected(&other)),
-        },
+        Command::Disable { user } => {
+            known_somewhere(&mut d, &user)?;
+            set_enabled(&mut d, user, false)
+        }
+        Command::Enable { user } => {
+            known_somewhere(&mut d, &user)?;
+            set_enabled(&mut d, user, true)
+        }
+        Command::Unlock { user } => {
+            match known_somewhere(&mut d, &user).and_then(|()| d.call(&Request::Unlock { user }))? {
+                Response::Status(st) => report_status(&st, false),
+                other => Err(unexpected(&other)),
+            }
+        }
         Command::Reset { user } => match d.call(&Request::Reset { user })? {
             Response::Removed {
                 user,
@@ -359,37 +368,32 @@ fn run(args: Args) -> Result<(), Failure> {
             }
             other => Err(unexpected(&other)),
         },
-        Command::ResetLink { user, email } => {
-            match must_exist(&user).and_then(|()| d.call(&Request::ResetLink { user, email }))? {
-                Response::ResetLink { url: Some(url), .. } => {
-                    println!("{url}");
-                    Ok(())
-                }
-                Response::ResetLink {
-                    user,
-                    emailed_to: Some(to),
-                    ..
-                } => {
-                    println!("{user}: reset link e-mailed to {to}.");
-                    Ok(())
-                }
-                other => Err(unexpected(&other)),
+        Command::ResetLink { user, email } => match d.call(&Request::ResetLink { user, email })? {
+            Response::ResetLink { url: Some(url), .. } => {
+                println!("{url}");
+                Ok(())
             }
-        }
+            Response::ResetLink {
+                user,
+                emailed_to: Some(to),
+                ..
+            } => {
+                println!("{user}: reset link e-mailed to {to}.");
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
         Command::Terminals(cmd) => {
             let req = match cmd {
                 TerminalCommand::Create {
                     user,
                     name,
                     requester_id,
-                } => {
-                    must_exist(&user)?;
-                    Request::TerminalCreate {
-                        user,
-                        name,
-                        requester_id,
-                    }
-                }
+                } => Request::TerminalCreate {
+                    user,
+                    name,
+                    requester_id,
+                },
                 TerminalCommand::Show { user, id } => Request::TerminalShow { user, id },
             };
             match d.call(&req)? {
@@ -420,7 +424,6 @@ fn run(args: Args) -> Result<(), Failure> {
             }
         }
         Command::Registration(RegistrationCommand::Approve { user, code }) => {
-            must_exist(&user)?;
             let code = Secret::new(code.trim());
             match d.call(&Request::RegistrationApprove { user, code })? {
                 Response::RegistrationApproved {
@@ -704,11 +707,14 @@ fn pair(
     Ok(())
 }
 
-/// Shows an account's state. A record of an account the system does not have is shown
-/// (so it can be found and removed) and is still an error; no record at all is only one.
+/// Shows an account's state. A name neither the system nor toopherd knows is an error
+/// (a typo, most often), never "not enrolled"; a record of a name the system does not
+/// know is shown, with a note, so it can be found and removed.
 fn report_status(st: &AccountStatus, json: bool) -> Result<(), Failure> {
     let gone = !user_exists(&st.user);
-    if gone && st.state == EnrollmentState::None && st.pairing_id.is_none() {
+    // The Toopher backend's suites and deployments may name Toopher users before toopherd
+    // has a record of them; the local backend's accounts are always system accounts.
+    if gone && !has_record(st) && st.backend == "local" {
         return Err(no_such_user(&st.user));
     }
     if json {
@@ -717,13 +723,40 @@ fn report_status(st: &AccountStatus, json: bool) -> Result<(), Failure> {
         print_status(st);
     }
     if gone {
-        return Err(Failure::Refused(format!(
-            "no such user: {0} (toopherd still has a record of it; `toopherctl remove {0}` \
-             deletes it)",
+        eprintln!(
+            "toopherctl: note: the system has no user {0}; toopherd keeps this record of it \
+             (`toopherctl remove {0}` deletes it)",
             st.user
-        )));
+        );
     }
     Ok(())
+}
+
+/// For requests that change an account's record (suspend, resume, unlock): a name that
+/// neither the system nor toopherd knows is refused before toopherd makes a record of it.
+fn known_somewhere(d: &mut Daemon, user: &str) -> Result<(), Failure> {
+    if user_exists(user) {
+        return Ok(());
+    }
+    match d.call(&Request::Status { user: user.into() })? {
+        Response::Status(st) if has_record(&st) => Ok(()),
+        Response::Status(_) => Err(no_such_user(user)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Whether toopherd holds anything for the account: a status of all defaults is what it
+/// answers for a name it has never seen.
+fn has_record(st: &AccountStatus) -> bool {
+    st.state != EnrollmentState::None
+        || st.pairing_id.is_some()
+        || st.created_at.is_some()
+        || st.last_success_at.is_some()
+        || st.last_failure_at.is_some()
+        || st.locked_until.is_some()
+        || st.lock_level > 0
+        || st.recovery_codes_left > 0
+        || !st.enabled
 }
 
 fn print_status(st: &AccountStatus) {
