@@ -178,6 +178,17 @@ fn state_dir(dir: &Path, db: &Path, who: &ServiceUser) -> Vec<Finding> {
             "state_dir {shown} has mode {mode:04o}: writable by group or others, and it holds \
              secrets (chmod 700 {shown})"
         )));
+    } else if !who.may(&meta, 0o3) && dir.starts_with(UNIT_STATE_DIR) {
+        // systemd's StateDirectory= hands it (and what is in it) to the unit's user at
+        // every start; only toopherd started by hand would fail on it.
+        out.push(warning(format!(
+            "state_dir {shown} is owned by uid {} with mode {mode:04o}: {} cannot write it \
+             until systemd's StateDirectory= hands it over at start (by hand: chown -R {}: \
+             {shown})",
+            meta.uid(),
+            who.describe(),
+            who.name
+        )));
     } else if !who.may(&meta, 0o3) {
         out.push(problem(format!(
             "state_dir {shown} is owned by uid {} with mode {mode:04o}: {} cannot write it \
