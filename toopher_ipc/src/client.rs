@@ -1,7 +1,7 @@
 //! A small blocking client: bounded connect, bounded reads and writes, one call at a time.
 
 use crate::frame::{FrameError, decode, read_frame, write_frame};
-use crate::{Request, Response};
+use crate::{Outgoing, Response};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -44,12 +44,16 @@ impl Client {
     }
 
     /// Sends a request and waits for its answer within the I/O timeout.
-    pub fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
+    pub fn call<R: Outgoing>(&mut self, req: &R) -> Result<Response, FrameError> {
         self.call_within(req, self.io_timeout)
     }
 
     /// Like [`Client::call`], with its own bound on the wait for the answer (for `Wait`).
-    pub fn call_within(&mut self, req: &Request, wait: Duration) -> Result<Response, FrameError> {
+    pub fn call_within<R: Outgoing>(
+        &mut self,
+        req: &R,
+        wait: Duration,
+    ) -> Result<Response, FrameError> {
         self.stream.set_read_timeout(Some(nonzero(wait)))?;
         write_frame(&mut self.stream, req)?;
         let body = read_frame(&mut self.stream)?;
@@ -64,6 +68,8 @@ fn nonzero(d: Duration) -> Duration {
 /// std has no connect timeout for unix sockets; a full backlog would block `connect`,
 /// so connect non-blocking and retry `EAGAIN` until the deadline.
 fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    // SAFETY: sockaddr_un is plain old data (integers and a byte array): all zeroes is a
+    // valid value, and the conventional way to start one.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let bytes = path.as_os_str().as_bytes();
@@ -78,7 +84,7 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     }
     let deadline = Instant::now() + timeout;
     loop {
-        // SAFETY: plain syscalls on a descriptor we own.
+        // SAFETY: socket(2) takes no pointers; its result is checked just below before use.
         let fd = unsafe {
             libc::socket(
                 libc::AF_UNIX,
@@ -91,6 +97,8 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
         }
         // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: fd is open (held by `owned` for this call); the pointer and length describe
+        // `addr`, a sockaddr_un that lives on this frame and outlives the call.
         let rc = unsafe {
             libc::connect(
                 fd,
@@ -118,7 +126,7 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ErrorKind, frame};
+    use crate::{ErrorKind, LoginRequest, Request, frame};
     use std::os::unix::net::UnixListener;
 
     #[test]
@@ -145,7 +153,7 @@ mod tests {
         )
         .unwrap();
         let t = Instant::now();
-        let err = c.call(&Request::Push).unwrap_err();
+        let err = c.call(&LoginRequest::Push).unwrap_err();
         assert!(err.is_timeout(), "{err}");
         assert!(t.elapsed() < Duration::from_secs(2));
         let _ = std::fs::remove_dir_all(&dir);
@@ -162,11 +170,11 @@ mod tests {
             let (mut s, _) = listener.accept().unwrap();
             let body = frame::read_frame(&mut s).unwrap();
             let req: Request = frame::decode(&body).unwrap();
-            assert_eq!(req, Request::Cancel);
+            assert_eq!(req, Request::Login(LoginRequest::Cancel));
             frame::write_frame(&mut s, &Response::error(ErrorKind::Unsupported, "no")).unwrap();
         });
         let mut c = Client::connect(&path, Timeouts::default()).unwrap();
-        let r = c.call(&Request::Cancel).unwrap();
+        let r = c.call(&LoginRequest::Cancel).unwrap();
         assert_eq!(r, Response::error(ErrorKind::Unsupported, "no"));
         server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,19 +1,23 @@
 //! toopherd: the only process that holds second-factor secrets. The module and
 //! toopherctl talk to it over a unix socket (see `toopher_ipc`).
+//!
+//! `server` (connections, dispatch, logins) -> `backend` (local TOTP, Toopher API)
+//! -> `store` (the `Storage` trait; SQLite).
 
 pub mod accounts;
 pub mod authz;
+pub mod backend;
 pub mod budget;
 pub mod config;
 pub mod log_limit;
 pub mod logging;
+pub mod policy;
 pub mod preflight;
 pub mod qr;
 pub mod recovery;
 pub mod server;
 pub mod socket;
 pub mod store;
-pub mod toopher;
 pub mod totp;
 
 /// Seconds since the epoch.

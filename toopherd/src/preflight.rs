@@ -124,6 +124,10 @@ pub fn check(config: &Config, who: &ServiceUser) -> Vec<Finding> {
     out.push(admin_group(
         config.admin_group.as_ref().map(|g| g.0.as_str()),
     ));
+    // The policy's groups: a warning, since a group may be created after the file is written.
+    for w in crate::policy::warnings(&config.policy, &crate::policy::groups::Nss) {
+        out.push(warning(w));
+    }
     if config.backend == Backend::Toopher {
         out.extend(credentials(&config.toopher.credentials_path(), who));
         if let Some(ca) = &config.toopher.ca_file {
@@ -297,7 +301,7 @@ fn admin_group(group: Option<&str>) -> Finding {
 
 fn credentials(path: &Path, who: &ServiceUser) -> Vec<Finding> {
     let shown = path.display();
-    let mut out = vec![match crate::toopher::load_credentials(path) {
+    let mut out = vec![match crate::backend::toopher::load_credentials(path) {
         Ok(_) => ok(format!(
             "credentials file {shown}: consumer_key and consumer_secret present"
         )),

@@ -1,11 +1,45 @@
-use super::*;
+use super::{
+    AUTOPUSH_PROMPT, CHOOSE_PROMPT, LOCKED_NOTE, Level, OTP_PROMPT, Outcome, RECOVERY_PROMPT,
+    Syslog, authenticate,
+};
+use crate::conversation::{ConvError, Conversation};
+use crate::daemon::Daemon;
+use crate::options::{Failmode, Options};
 use std::collections::VecDeque;
+use toopher_ipc::{
+    AllowReason, DenyReason, FrameError, LoginContext, LoginRequest, Method, RegistrationNext,
+    RegistrationStatus, Response, Secret,
+};
 
-/// A conversation that answers prompts from a script and records everything shown.
-#[derive(Default)]
+/// A conversation that answers prompts from a script and records everything shown. Like
+/// kanidm's `TestHandler`, it fails the test when dropped with answers left unused: a
+/// leftover means the login ended earlier than the test believes.
 struct Script {
     answers: VecDeque<Result<&'static str, ConvError>>,
     shown: Vec<String>,
+}
+
+impl Script {
+    fn new(answers: Vec<Result<&'static str, ConvError>>) -> Script {
+        Script {
+            answers: answers.into(),
+            shown: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        // Not while unwinding: a second panic would abort and hide the first.
+        if !std::thread::panicking() {
+            assert!(
+                self.answers.is_empty(),
+                "{} scripted answers left unused (shown: {:?})",
+                self.answers.len(),
+                self.shown
+            );
+        }
+    }
 }
 
 impl Conversation for Script {
@@ -28,20 +62,54 @@ impl Conversation for Script {
     }
 }
 
-/// A daemon that answers from a script and records the requests.
+/// A daemon that answers from a script and records the requests. A request past the end
+/// of the script, or answers left unused when it is dropped, fail the test (as `Script`).
 struct FakeDaemon {
     answers: VecDeque<Result<Response, FrameError>>,
-    seen: std::rc::Rc<std::cell::RefCell<Vec<Request>>>,
+    /// After the script, answer every request `Pending` (a phone that never answers).
+    then_pending: bool,
+    seen: std::rc::Rc<std::cell::RefCell<Vec<LoginRequest>>>,
+}
+
+impl FakeDaemon {
+    fn new(
+        answers: Vec<Result<Response, FrameError>>,
+        seen: std::rc::Rc<std::cell::RefCell<Vec<LoginRequest>>>,
+    ) -> FakeDaemon {
+        FakeDaemon {
+            answers: answers.into(),
+            then_pending: false,
+            seen,
+        }
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(
+                self.answers.is_empty(),
+                "{} scripted daemon answers left unused, the first {:?} (requests: {:?})",
+                self.answers.len(),
+                self.answers.front(),
+                self.seen.borrow()
+            );
+        }
+    }
 }
 
 impl Daemon for FakeDaemon {
-    fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
+    fn call(&mut self, req: &LoginRequest) -> Result<Response, FrameError> {
         self.seen.borrow_mut().push(req.clone());
-        self.answers.pop_front().unwrap_or(Err(FrameError::Closed))
+        match self.answers.pop_front() {
+            Some(answer) => answer,
+            None if self.then_pending => Ok(Response::Pending),
+            None => panic!("unexpected request {req:?}"),
+        }
     }
     fn call_within(
         &mut self,
-        req: &Request,
+        req: &LoginRequest,
         _: std::time::Duration,
     ) -> Result<Response, FrameError> {
         // A Wait takes time, as toopherd's does.
@@ -73,7 +141,7 @@ fn ctx() -> LoginContext {
 struct Run {
     outcome: Outcome,
     shown: Vec<String>,
-    requests: Vec<Request>,
+    requests: Vec<LoginRequest>,
     log: Vec<(Level, String)>,
 }
 
@@ -82,24 +150,32 @@ fn run(
     prompts: Vec<Result<&'static str, ConvError>>,
     daemon: Option<Vec<Result<Response, FrameError>>>,
 ) -> Run {
-    let mut conv = Script {
-        answers: prompts.into(),
-        ..Default::default()
-    };
+    run_with(opts, prompts, daemon, false)
+}
+
+/// `run`, with a daemon that answers `Pending` after its script when `then_pending`.
+fn run_with(
+    opts: Options,
+    prompts: Vec<Result<&'static str, ConvError>>,
+    daemon: Option<Vec<Result<Response, FrameError>>>,
+    then_pending: bool,
+) -> Run {
+    let mut conv = Script::new(prompts);
     let mut log = Lines::default();
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let seen2 = seen.clone();
     let outcome = authenticate(&ctx(), &opts, &mut conv, &mut log, move || match daemon {
-        Some(answers) => Ok(FakeDaemon {
-            answers: answers.into(),
-            seen: seen2,
-        }),
+        Some(answers) => {
+            let mut daemon = FakeDaemon::new(answers, seen2);
+            daemon.then_pending = then_pending;
+            Ok(daemon)
+        }
         None => Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
     });
     let requests = seen.borrow().clone();
     Run {
         outcome,
-        shown: conv.shown,
+        shown: std::mem::take(&mut conv.shown),
         requests,
         log: log.0,
     }
@@ -109,6 +185,14 @@ fn otp_challenge() -> Result<Response, FrameError> {
     Ok(Response::Challenge {
         methods: vec![Method::Otp, Method::RecoveryCode],
         push_pending: false,
+    })
+}
+
+/// toopherd's answer to `Cancel` (which the module does not read).
+fn cancelled() -> Result<Response, FrameError> {
+    Ok(Response::Denied {
+        reason: DenyReason::Other,
+        message: Some("cancelled".into()),
     })
 }
 
@@ -127,7 +211,7 @@ fn right_code_is_success_and_the_code_is_never_logged() {
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
     assert_eq!(
         r.requests[1],
-        Request::Otp {
+        LoginRequest::Otp {
             code: Secret::new("123456")
         }
     );
@@ -331,8 +415,8 @@ fn choose_enter_sends_the_push_and_waits_for_the_grant() {
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, vec![format!("prompt:{CHOOSE_PROMPT}")]);
-    assert_eq!(r.requests[1], Request::Push);
-    assert!(matches!(r.requests[2], Request::Wait { timeout_ms } if timeout_ms <= 5000));
+    assert_eq!(r.requests[1], LoginRequest::Push);
+    assert!(matches!(r.requests[2], LoginRequest::Wait { timeout_ms } if timeout_ms <= 5000));
     assert!(
         r.log
             .iter()
@@ -351,7 +435,7 @@ fn choose_a_typed_code_is_checked_without_a_push() {
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
-    assert!(!r.requests.contains(&Request::Push));
+    assert!(!r.requests.contains(&LoginRequest::Push));
 }
 
 #[test]
@@ -368,7 +452,7 @@ fn autopush_a_code_typed_while_waiting_settles_the_push() {
     assert_eq!(r.shown, vec![format!("prompt:{AUTOPUSH_PROMPT}")]);
     assert_eq!(
         r.requests[1],
-        Request::Otp {
+        LoginRequest::Otp {
             code: Secret::new("654321")
         }
     );
@@ -385,7 +469,7 @@ fn autopush_enter_waits_for_the_pending_push_without_sending_another() {
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
-    assert!(matches!(r.requests[1], Request::Wait { .. }));
+    assert!(matches!(r.requests[1], LoginRequest::Wait { .. }));
 }
 
 #[test]
@@ -436,11 +520,10 @@ fn the_module_timeout_bounds_the_wait_and_cancels_the_push() {
         timeout: std::time::Duration::from_millis(200),
         ..Default::default()
     };
-    let mut answers = vec![push_challenge(false)];
-    answers.extend((0..1_000).map(|_| Ok(Response::Pending)));
-    let r = run(opts, vec![Ok("")], Some(answers));
+    // The phone never answers: every Wait, and the Cancel, get Pending.
+    let r = run_with(opts, vec![Ok("")], Some(vec![push_challenge(false)]), true);
     assert_eq!(r.outcome, Outcome::AuthErr);
-    assert_eq!(r.requests.last(), Some(&Request::Cancel));
+    assert_eq!(r.requests.last(), Some(&LoginRequest::Cancel));
 }
 
 #[test]
@@ -448,10 +531,10 @@ fn a_person_who_walks_away_cancels_the_pending_push() {
     let r = run(
         Options::default(),
         vec![Err(ConvError)],
-        Some(vec![push_challenge(true)]),
+        Some(vec![push_challenge(true), cancelled()]),
     );
     assert_eq!(r.outcome, Outcome::ConvErr);
-    assert_eq!(r.requests.last(), Some(&Request::Cancel));
+    assert_eq!(r.requests.last(), Some(&LoginRequest::Cancel));
 }
 
 #[test]
@@ -567,10 +650,7 @@ fn no_notice_without_news_or_when_the_login_cannot_show_it() {
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
     // A login under PAM_SILENT says so in Begin (notify = false); toopherd then keeps the
     // notice, and the module shows nothing if one comes anyway.
-    let mut conv = Script {
-        answers: vec![Ok("123456")].into(),
-        ..Default::default()
-    };
+    let mut conv = Script::new(vec![Ok("123456")]);
     let mut log = Lines::default();
     let mut quiet = ctx();
     quiet.notify = false;
@@ -582,15 +662,15 @@ fn no_notice_without_news_or_when_the_login_cannot_show_it() {
         &mut conv,
         &mut log,
         move || {
-            Ok(FakeDaemon {
-                answers: vec![otp_challenge(), granted_with_notice()].into(),
-                seen: seen2,
-            })
+            Ok(FakeDaemon::new(
+                vec![otp_challenge(), granted_with_notice()],
+                seen2,
+            ))
         },
     );
     assert_eq!(outcome, Outcome::Success);
     assert_eq!(conv.shown, vec![format!("prompt:{OTP_PROMPT}")]);
-    assert!(matches!(&seen.borrow()[0], Request::Begin(c) if !c.notify));
+    assert!(matches!(&seen.borrow()[0], LoginRequest::Begin(c) if !c.notify));
 }
 
 #[test]
@@ -615,4 +695,275 @@ fn a_locked_account_is_asked_for_a_recovery_code_only() {
         r.shown[1],
         "error:Too many failed attempts. Try again later."
     );
+}
+
+#[test]
+#[should_panic(expected = "scripted answers left unused")]
+fn an_unused_scripted_answer_fails_the_test() {
+    // The login ends at the grant: the second answer is never asked for.
+    run(
+        Options::default(),
+        vec![Ok("123456"), Ok("654321")],
+        Some(vec![otp_challenge(), Ok(Response::granted(Method::Otp))]),
+    );
+}
+
+#[test]
+#[should_panic(expected = "scripted daemon answers left unused")]
+fn an_unused_daemon_answer_fails_the_test() {
+    run(
+        Options::default(),
+        vec![Ok("123456")],
+        Some(vec![
+            otp_challenge(),
+            Ok(Response::granted(Method::Otp)),
+            Ok(Response::Pending),
+        ]),
+    );
+}
+
+/// Two-way registration: the code is shown, the response code accepted, then `next`.
+fn registered(next: RegistrationNext) -> Vec<Result<Response, FrameError>> {
+    vec![
+        Ok(Response::Register {
+            registration_code: "ABCD-EFGH".into(),
+            expires_in_secs: 600,
+        }),
+        Ok(Response::Registration {
+            status: RegistrationStatus::Registered,
+            message: "Registered.".into(),
+            next,
+        }),
+    ]
+}
+
+#[test]
+fn registration_then_totp_enrolment_grants_with_the_first_code() {
+    let mut daemon = registered(RegistrationNext::EnrollTotp {
+        qr_text: "##\n##".into(),
+        secret: Secret::new("JBSWY3DPEHPK3PXP"),
+        otpauth_uri: Secret::new("otpauth://totp/x"),
+        recovery_codes: vec![Secret::new("qzvb-xk2m-7tnd")],
+    });
+    daemon.push(Ok(Response::granted(Method::Otp)));
+    let r = run(
+        Options::default(),
+        vec![Ok("RESP-1234"), Ok("123456")],
+        Some(daemon),
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(
+        r.requests[1],
+        LoginRequest::RegistrationResponse {
+            code: Secret::new("RESP-1234")
+        }
+    );
+    assert!(r.log.iter().any(|(_, l)| l.contains("detail=enrolled")));
+    assert!(r.log.iter().all(|(_, l)| !l.contains("123456")));
+}
+
+#[test]
+fn an_unavailable_backend_while_pairing_is_logged_like_everywhere_else() {
+    let mut daemon = registered(RegistrationNext::PairPhrase);
+    daemon.push(Ok(Response::Unavailable {
+        detail: "the second-factor service could not be reached".into(),
+    }));
+    let r = run(
+        Options::default(),
+        vec![Ok("RESP-1234"), Ok("correct horse battery")],
+        Some(daemon),
+    );
+    assert_eq!(r.outcome, Outcome::AuthInfoUnavail);
+    assert!(
+        r.log
+            .iter()
+            .any(|(lvl, l)| *lvl == Level::Err && l.contains("outcome=unavailable")),
+        "{:?}",
+        r.log
+    );
+    assert_eq!(
+        r.shown.last().map(String::as_str),
+        Some("error:The second-factor service is unavailable.")
+    );
+}
+
+#[test]
+fn a_refused_pairing_phrase_is_asked_again() {
+    let mut daemon = registered(RegistrationNext::PairPhrase);
+    daemon.extend([
+        Ok(Response::Denied {
+            reason: DenyReason::WrongCode,
+            message: None,
+        }),
+        Ok(Response::Pending),
+        Ok(Response::granted(Method::Push)),
+    ]);
+    let r = run(
+        Options::default(),
+        vec![Ok("RESP-1234"), Ok("wrong words"), Ok("right words")],
+        Some(daemon),
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{:?}", r.shown);
+    assert!(r.shown[2].starts_with("prompt:That pairing phrase was refused.\n"));
+    assert!(r.log.iter().any(|(_, l)| l.contains("detail=paired")));
+}
+
+// forward_pass and the grace token: what the login leaves in the PAM handle.
+
+/// A PAM handle that records what the login leaves in it.
+#[derive(Default)]
+struct Kept {
+    authtok: Option<String>,
+    grace_token: Option<String>,
+}
+
+impl crate::handle::Handle for Kept {
+    fn set_authtok(&mut self, password: &Secret) -> bool {
+        self.authtok = Some(password.expose().to_owned());
+        true
+    }
+    fn takes_grace_token(&self) -> bool {
+        true
+    }
+    fn keep_grace_token(&mut self, token: &Secret) {
+        self.grace_token = Some(token.expose().to_owned());
+    }
+}
+
+/// `run` through `authenticate_in` with `handle`.
+fn run_in(
+    opts: Options,
+    prompts: Vec<Result<&'static str, ConvError>>,
+    daemon: Vec<Result<Response, FrameError>>,
+    handle: &mut Kept,
+) -> Run {
+    let mut conv = Script::new(prompts);
+    let mut log = Lines::default();
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen2 = seen.clone();
+    let outcome = super::authenticate_in(&ctx(), &opts, &mut conv, &mut log, handle, move || {
+        Ok(FakeDaemon::new(daemon, seen2))
+    });
+    let requests = seen.borrow().clone();
+    Run {
+        outcome,
+        shown: std::mem::take(&mut conv.shown),
+        requests,
+        log: log.0,
+    }
+}
+
+fn forward() -> Options {
+    Options {
+        forward_pass: true,
+        ..Options::default()
+    }
+}
+
+fn no_token() -> Result<Response, FrameError> {
+    Ok(Response::error(
+        toopher_ipc::ErrorKind::NotFound,
+        "no grace period",
+    ))
+}
+
+#[test]
+fn forward_pass_checks_the_trailing_code_and_hands_on_the_password() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Ok("  my pw 2024123456")],
+        vec![
+            otp_challenge(),
+            Ok(Response::granted(Method::Otp)),
+            no_token(),
+        ],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{:?}", r.log);
+    assert_eq!(r.shown, ["prompt:Password & one-time password: "]);
+    assert_eq!(
+        r.requests[1],
+        LoginRequest::Otp {
+            code: Secret::new("123456")
+        }
+    );
+    // Not trimmed: the password is the person's, to the byte.
+    assert_eq!(h.authtok.as_deref(), Some("  my pw 2024"));
+    assert_eq!(h.grace_token, None);
+}
+
+#[test]
+fn forward_pass_with_a_wrong_or_missing_code_hands_on_nothing() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Ok("pw000000")],
+        vec![otp_challenge(), wrong()],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(
+        r.shown.len(),
+        2,
+        "one prompt, then the error: {:?}",
+        r.shown
+    );
+    assert_eq!(h.authtok, None);
+    // No code and no push: refused without asking toopherd.
+    let r = run_in(
+        forward(),
+        vec![Ok("password")],
+        vec![otp_challenge()],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(r.requests.len(), 1, "{:?}", r.requests);
+    assert_eq!(h.authtok, None);
+}
+
+#[test]
+fn forward_pass_without_a_code_pushes_when_the_backend_can() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Ok("pw")],
+        vec![
+            Ok(Response::Challenge {
+                methods: vec![Method::Push, Method::Otp],
+                push_pending: false,
+            }),
+            Ok(Response::Pending),
+            Ok(Response::granted(Method::Push)),
+            Ok(Response::GraceToken {
+                token: Secret::new("t0k"),
+            }),
+        ],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{:?}", r.log);
+    assert_eq!(r.requests[1], LoginRequest::Push);
+    assert_eq!(h.authtok.as_deref(), Some("pw"));
+    // A remote login that passed asks for the session hook's token and keeps it.
+    assert_eq!(r.requests.last(), Some(&LoginRequest::GraceToken));
+    assert_eq!(h.grace_token.as_deref(), Some("t0k"));
+}
+
+#[test]
+fn forward_pass_when_the_policy_needs_no_code_forwards_everything() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Ok("pw123456")],
+        vec![
+            Ok(Response::Allow {
+                reason: AllowReason::Exempt,
+            }),
+            no_token(),
+        ],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.shown, ["prompt:Password: "]);
+    assert_eq!(h.authtok.as_deref(), Some("pw123456"));
 }

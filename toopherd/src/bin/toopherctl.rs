@@ -6,8 +6,8 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use toopher_ipc::{
-    AccountStatus, Client, DenyReason, Enrollment, EnrollmentState, PairBy, PairingInfo, Request,
-    Response, Secret, Timeouts,
+    AccountStatus, AdminRequest, Client, DenyReason, Enrollment, EnrollmentState, PairBy,
+    PairingInfo, Response, Secret, Timeouts,
 };
 use toopherd::qr;
 
@@ -111,6 +111,36 @@ enum Command {
     /// Two-way registration of an account that has no second factor yet.
     #[command(subcommand)]
     Registration(RegistrationCommand),
+    /// The login policy (admin).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Grace periods (admin).
+    #[command(subcommand)]
+    Grace(GraceCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print which rule would decide a login of USER now, and why, without performing one.
+    Explain {
+        user: String,
+        /// The remote host of the login (sshd's client address).
+        #[arg(long)]
+        rhost: Option<String>,
+        /// The PAM service.
+        #[arg(long, default_value = "sshd")]
+        service: String,
+        /// An audit session id (`/proc/PID/sessionid`), for the grace period of logins
+        /// without a remote host (sudo, su).
+        #[arg(long)]
+        session: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GraceCommand {
+    /// End every grace period of USER at once.
+    Clear { user: String },
 }
 
 #[derive(Subcommand)]
@@ -195,7 +225,7 @@ impl Daemon {
     }
 
     /// A request's answer; toopherd's error answers become refusals with its message.
-    fn call(&mut self, req: &Request) -> Result<Response, Failure> {
+    fn call(&mut self, req: &AdminRequest) -> Result<Response, Failure> {
         match self.client.call(req) {
             Ok(Response::Error { message, .. }) => Err(Failure::Refused(message)),
             Ok(r) => Ok(r),
@@ -251,7 +281,7 @@ fn run(args: Args) -> Result<(), Failure> {
         } => {
             let user = user.map_or_else(current_user, Ok)?;
             must_exist(&user)?;
-            let e = match d.call(&Request::Enroll {
+            let e = match d.call(&AdminRequest::Enroll {
                 user: user.clone(),
                 force,
             })? {
@@ -268,7 +298,7 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Activate { user, code } => {
             must_exist(&user)?;
             let code = Secret::new(code.trim());
-            match d.call(&Request::Activate {
+            match d.call(&AdminRequest::Activate {
                 user: user.clone(),
                 code,
             })? {
@@ -282,7 +312,7 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::Status { user, json } => {
             let user = user.map_or_else(current_user, Ok)?;
-            match d.call(&Request::Status { user })? {
+            match d.call(&AdminRequest::Status { user })? {
                 Response::Status(st) => report_status(&st, json),
                 other => Err(unexpected(&other)),
             }
@@ -309,7 +339,7 @@ fn run(args: Args) -> Result<(), Failure> {
             };
             pair(&mut d, &user, by, qr_file, timeout)
         }
-        Command::List { json } => match d.call(&Request::List)? {
+        Command::List { json } => match d.call(&AdminRequest::List)? {
             Response::Accounts { accounts } if json => {
                 println!(
                     "{}",
@@ -345,12 +375,14 @@ fn run(args: Args) -> Result<(), Failure> {
             set_enabled(&mut d, user, true)
         }
         Command::Unlock { user } => {
-            match known_somewhere(&mut d, &user).and_then(|()| d.call(&Request::Unlock { user }))? {
+            match known_somewhere(&mut d, &user)
+                .and_then(|()| d.call(&AdminRequest::Unlock { user }))?
+            {
                 Response::Status(st) => report_status(&st, false),
                 other => Err(unexpected(&other)),
             }
         }
-        Command::Reset { user } => match d.call(&Request::Reset { user })? {
+        Command::Reset { user } => match d.call(&AdminRequest::Reset { user })? {
             Response::Removed {
                 user,
                 existed: false,
@@ -368,33 +400,68 @@ fn run(args: Args) -> Result<(), Failure> {
             }
             other => Err(unexpected(&other)),
         },
-        Command::ResetLink { user, email } => match d.call(&Request::ResetLink { user, email })? {
-            Response::ResetLink { url: Some(url), .. } => {
-                println!("{url}");
-                Ok(())
+        Command::ResetLink { user, email } => {
+            match d.call(&AdminRequest::ResetLink { user, email })? {
+                Response::ResetLink { url: Some(url), .. } => {
+                    println!("{url}");
+                    Ok(())
+                }
+                Response::ResetLink {
+                    user,
+                    emailed_to: Some(to),
+                    ..
+                } => {
+                    println!("{user}: reset link e-mailed to {to}.");
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
             }
-            Response::ResetLink {
-                user,
-                emailed_to: Some(to),
-                ..
+        }
+        Command::Policy(PolicyCommand::Explain {
+            user,
+            rhost,
+            service,
+            session,
+        }) => match d.call(&AdminRequest::PolicyExplain {
+            user,
+            service,
+            rhost,
+            session,
+        })? {
+            Response::Explanation {
+                decision, steps, ..
             } => {
-                println!("{user}: reset link e-mailed to {to}.");
+                for line in &decision {
+                    println!("decision: {line}");
+                }
+                for step in &steps {
+                    println!("  - {step}");
+                }
                 Ok(())
             }
             other => Err(unexpected(&other)),
         },
+        Command::Grace(GraceCommand::Clear { user }) => {
+            match d.call(&AdminRequest::GraceClear { user })? {
+                Response::GraceCleared { user, cleared } => {
+                    println!("{user}: {cleared} grace period(s) ended.");
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
         Command::Terminals(cmd) => {
             let req = match cmd {
                 TerminalCommand::Create {
                     user,
                     name,
                     requester_id,
-                } => Request::TerminalCreate {
+                } => AdminRequest::TerminalCreate {
                     user,
                     name,
                     requester_id,
                 },
-                TerminalCommand::Show { user, id } => Request::TerminalShow { user, id },
+                TerminalCommand::Show { user, id } => AdminRequest::TerminalShow { user, id },
             };
             match d.call(&req)? {
                 Response::Terminal(t) => {
@@ -410,7 +477,7 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::RecoveryCodes { user, .. } => {
             let user = user.map_or_else(current_user, Ok)?;
             must_exist(&user)?;
-            match d.call(&Request::RegenerateRecoveryCodes { user })? {
+            match d.call(&AdminRequest::RegenerateRecoveryCodes { user })? {
                 Response::RecoveryCodes { user, codes } => {
                     println!(
                         "New recovery codes for {user} (the old ones no longer work; each works once):"
@@ -425,7 +492,7 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::Registration(RegistrationCommand::Approve { user, code }) => {
             let code = Secret::new(code.trim());
-            match d.call(&Request::RegistrationApprove { user, code })? {
+            match d.call(&AdminRequest::RegistrationApprove { user, code })? {
                 Response::RegistrationApproved {
                     user,
                     response_code,
@@ -437,7 +504,7 @@ fn run(args: Args) -> Result<(), Failure> {
                 other => Err(unexpected(&other)),
             }
         }
-        Command::Remove { user } => match d.call(&Request::Remove { user })? {
+        Command::Remove { user } => match d.call(&AdminRequest::Remove { user })? {
             Response::Removed {
                 user,
                 existed: true,
@@ -610,7 +677,7 @@ fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
         }
         let code = Secret::new(line.trim());
         line.clear();
-        match d.call(&Request::Activate {
+        match d.call(&AdminRequest::Activate {
             user: user.into(),
             code,
         })? {
@@ -641,7 +708,7 @@ fn state_word(s: EnrollmentState) -> &'static str {
 }
 
 fn set_enabled(d: &mut Daemon, user: String, enabled: bool) -> Result<(), Failure> {
-    match d.call(&Request::SetEnabled { user, enabled })? {
+    match d.call(&AdminRequest::SetEnabled { user, enabled })? {
         Response::Status(st) => report_status(&st, false),
         other => Err(unexpected(&other)),
     }
@@ -655,7 +722,7 @@ fn pair(
     qr_file: Option<PathBuf>,
     timeout: u64,
 ) -> Result<(), Failure> {
-    let info: PairingInfo = match d.call(&Request::Pair {
+    let info: PairingInfo = match d.call(&AdminRequest::Pair {
         user: user.into(),
         by,
     })? {
@@ -695,7 +762,7 @@ fn pair(
         );
         let _ = std::io::stdout().flush();
         std::thread::sleep(std::time::Duration::from_secs(1).min(left));
-        state = match d.call(&Request::PairStatus {
+        state = match d.call(&AdminRequest::PairStatus {
             user: user.into(),
             pairing_id: state.pairing_id.clone(),
         })? {
@@ -738,7 +805,7 @@ fn known_somewhere(d: &mut Daemon, user: &str) -> Result<(), Failure> {
     if user_exists(user) {
         return Ok(());
     }
-    match d.call(&Request::Status { user: user.into() })? {
+    match d.call(&AdminRequest::Status { user: user.into() })? {
         Response::Status(st) if has_record(&st) => Ok(()),
         Response::Status(_) => Err(no_such_user(user)),
         other => Err(unexpected(&other)),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use toopherd::config::{Config, DEFAULT_CONFIG};
 use toopherd::logging::{Log, LogTarget};
 use toopherd::server::admission::Limits;
-use toopherd::server::{Daemon, serve};
+use toopherd::server::{Service, serve};
 use toopherd::socket::Claim;
 use toopherd::store::Store;
 
@@ -158,7 +158,7 @@ fn run(config: Config, log: Log) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let daemon = match Daemon::new(config, store, log) {
+    let daemon = match Service::new(config, store, log) {
         Ok(d) => Arc::new(d),
         Err(e) => return Err(e),
     };
@@ -176,11 +176,17 @@ fn run(config: Config, log: Log) -> Result<(), String> {
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
             .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        // A typo in a group name would make its rule match nobody: say so at start.
+        for w in toopherd::policy::warnings(&daemon.config.policy, &toopherd::policy::groups::Nss) {
+            daemon.log.warn(&format!("policy: {w}"));
+        }
+        let policy =
+            toopherd::policy::Policy::new(daemon.config.policy.clone(), daemon.config.availability);
         daemon.log.info(&format!(
             "listening on {} (backend {}, availability {}, failmode {})",
             socket.display(),
             daemon.config.backend.as_str(),
-            daemon.config.availability.as_str(),
+            policy.availability().as_str(),
             daemon.config.failmode.as_str()
         ));
         notify_systemd("READY=1");
