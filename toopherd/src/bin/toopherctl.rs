@@ -6,8 +6,8 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use toopher_ipc::{
-    AccountStatus, AdminRequest, Client, DenyReason, Enrollment, EnrollmentState, PairBy,
-    PairingInfo, Response, Secret, Timeouts,
+    AccountStatus, AdminRequest, AdminResponse, Client, DenyReason, Enrollment, EnrollmentState,
+    ErrorReply, PairBy, PairingInfo, Secret, Timeouts,
 };
 use toopherd::qr;
 
@@ -156,26 +156,27 @@ fn current_user() -> Result<String, Failure> {
         .ok_or_else(|| Failure::Refused("cannot tell who you are; name the user".into()))
 }
 
-struct Daemon {
+/// toopherctl's link to toopherd: administrative requests, and their answers.
+struct AdminLink {
     client: Client,
     socket: PathBuf,
 }
 
-impl Daemon {
-    fn connect(socket: PathBuf) -> Result<Daemon, Failure> {
+impl AdminLink {
+    fn connect(socket: PathBuf) -> Result<AdminLink, Failure> {
         let client = Client::connect(&socket, Timeouts::default()).map_err(|e| {
             Failure::Unreachable(format!(
                 "cannot reach toopherd at {}: {e}",
                 socket.display()
             ))
         })?;
-        Ok(Daemon { client, socket })
+        Ok(AdminLink { client, socket })
     }
 
     /// A request's answer; toopherd's error answers become refusals with its message.
-    fn call(&mut self, req: &AdminRequest) -> Result<Response, Failure> {
+    fn call(&mut self, req: &AdminRequest) -> Result<AdminResponse, Failure> {
         match self.client.call(req) {
-            Ok(Response::Error { message, .. }) => Err(Failure::Refused(message)),
+            Ok(AdminResponse::Error(ErrorReply { message, .. })) => Err(Failure::Refused(message)),
             Ok(r) => Ok(r),
             Err(e) => Err(Failure::Unreachable(format!(
                 "toopherd at {} did not answer: {e}",
@@ -185,7 +186,7 @@ impl Daemon {
     }
 }
 
-fn unexpected(r: &Response) -> Failure {
+fn unexpected(r: &AdminResponse) -> Failure {
     Failure::Refused(format!("unexpected answer from toopherd: {r:?}"))
 }
 
@@ -200,7 +201,7 @@ fn denial_text(reason: DenyReason) -> String {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let mut d = Daemon::connect(args.socket)?;
+    let mut d = AdminLink::connect(args.socket)?;
     match args.command {
         Command::Enroll { user, json, force } => {
             let user = user.map_or_else(current_user, Ok)?;
@@ -208,7 +209,7 @@ fn run(args: Args) -> Result<(), Failure> {
                 user: user.clone(),
                 force,
             })? {
-                Response::Enrollment(e) => e,
+                AdminResponse::Enrollment(e) => e,
                 other => return Err(unexpected(&other)),
             };
             if json {
@@ -224,22 +225,22 @@ fn run(args: Args) -> Result<(), Failure> {
                 user: user.clone(),
                 code,
             })? {
-                Response::Activated { .. } => {
+                AdminResponse::Activated { .. } => {
                     println!("{user}: two-factor authentication is active.");
                     Ok(())
                 }
-                Response::Denied { reason, .. } => Err(Failure::Refused(denial_text(reason))),
+                AdminResponse::Denied { reason, .. } => Err(Failure::Refused(denial_text(reason))),
                 other => Err(unexpected(&other)),
             }
         }
         Command::Status { user, json } => {
             let user = user.map_or_else(current_user, Ok)?;
             match d.call(&AdminRequest::Status { user })? {
-                Response::Status(st) if json => {
+                AdminResponse::Status(st) if json => {
                     println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
                     Ok(())
                 }
-                Response::Status(st) => {
+                AdminResponse::Status(st) => {
                     print_status(&st);
                     Ok(())
                 }
@@ -269,14 +270,14 @@ fn run(args: Args) -> Result<(), Failure> {
             pair(&mut d, &user, by, qr_file, timeout)
         }
         Command::List { json } => match d.call(&AdminRequest::List)? {
-            Response::Accounts { accounts } if json => {
+            AdminResponse::Accounts { accounts } if json => {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&accounts).unwrap_or_default()
                 );
                 Ok(())
             }
-            Response::Accounts { accounts } => {
+            AdminResponse::Accounts { accounts } => {
                 println!(
                     "USER                     BACKEND  STATE    ENABLED   LAST SUCCESS             RECOVERY"
                 );
@@ -298,14 +299,14 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Disable { user } => set_enabled(&mut d, user, false),
         Command::Enable { user } => set_enabled(&mut d, user, true),
         Command::Unlock { user } => match d.call(&AdminRequest::Unlock { user })? {
-            Response::Status(st) => {
+            AdminResponse::Status(st) => {
                 print_status(&st);
                 Ok(())
             }
             other => Err(unexpected(&other)),
         },
         Command::Reset { user } => match d.call(&AdminRequest::Reset { user })? {
-            Response::Removed { user, existed } => {
+            AdminResponse::Removed { user, existed } => {
                 println!(
                     "{user}: reset{}.",
                     if existed {
@@ -320,11 +321,11 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         Command::ResetLink { user, email } => {
             match d.call(&AdminRequest::ResetLink { user, email })? {
-                Response::ResetLink { url: Some(url), .. } => {
+                AdminResponse::ResetLink { url: Some(url), .. } => {
                     println!("{url}");
                     Ok(())
                 }
-                Response::ResetLink {
+                AdminResponse::ResetLink {
                     user,
                     emailed_to: Some(to),
                     ..
@@ -349,7 +350,7 @@ fn run(args: Args) -> Result<(), Failure> {
                 TerminalCommand::Show { user, id } => AdminRequest::TerminalShow { user, id },
             };
             match d.call(&req)? {
-                Response::Terminal(t) => {
+                AdminResponse::Terminal(t) => {
                     println!(
                         "id:           {}\nname:         {}\nrequester id: {}\nuser:         {}",
                         t.id, t.name, t.requester_specified_id, t.user
@@ -362,7 +363,7 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::RecoveryCodes { user, .. } => {
             let user = user.map_or_else(current_user, Ok)?;
             match d.call(&AdminRequest::RegenerateRecoveryCodes { user })? {
-                Response::RecoveryCodes { user, codes } => {
+                AdminResponse::RecoveryCodes { user, codes } => {
                     println!(
                         "New recovery codes for {user} (the old ones no longer work; each works once):"
                     );
@@ -377,11 +378,11 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Registration(RegistrationCommand::Approve { user, code }) => {
             let code = Secret::new(code.trim());
             match d.call(&AdminRequest::RegistrationApprove { user, code })? {
-                Response::RegistrationApproved {
+                AdminResponse::RegistrationApproved {
                     user,
                     response_code,
                 } => {
-                    println!("Response code for {user}: {}", response_code.expose());
+                    println!("AdminResponse code for {user}: {}", response_code.expose());
                     println!("Type it at the login prompt that showed the registration code.");
                     Ok(())
                 }
@@ -389,14 +390,14 @@ fn run(args: Args) -> Result<(), Failure> {
             }
         }
         Command::Remove { user } => match d.call(&AdminRequest::Remove { user })? {
-            Response::Removed {
+            AdminResponse::Removed {
                 user,
                 existed: true,
             } => {
                 println!("{user}: enrolment removed.");
                 Ok(())
             }
-            Response::Removed {
+            AdminResponse::Removed {
                 user,
                 existed: false,
             } => {
@@ -448,7 +449,7 @@ fn show_enrollment(e: &Enrollment) -> Result<(), Failure> {
     Ok(())
 }
 
-fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
+fn activate_interactively(d: &mut AdminLink, user: &str) -> Result<(), Failure> {
     let stdin = std::io::stdin();
     for _ in 0..3 {
         print!("Enter the 6-digit code from your app to activate (Ctrl-C to leave it pending): ");
@@ -466,15 +467,17 @@ fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
             user: user.into(),
             code,
         })? {
-            Response::Activated { .. } => {
+            AdminResponse::Activated { .. } => {
                 println!("{user}: two-factor authentication is active.");
                 return Ok(());
             }
-            Response::Denied {
+            AdminResponse::Denied {
                 reason: DenyReason::WrongCode,
                 ..
             } => eprintln!("That code is not right; check the app and try again."),
-            Response::Denied { reason, .. } => return Err(Failure::Refused(denial_text(reason))),
+            AdminResponse::Denied { reason, .. } => {
+                return Err(Failure::Refused(denial_text(reason)));
+            }
             other => return Err(unexpected(&other)),
         }
     }
@@ -491,9 +494,9 @@ fn state_word(s: EnrollmentState) -> &'static str {
     }
 }
 
-fn set_enabled(d: &mut Daemon, user: String, enabled: bool) -> Result<(), Failure> {
+fn set_enabled(d: &mut AdminLink, user: String, enabled: bool) -> Result<(), Failure> {
     match d.call(&AdminRequest::SetEnabled { user, enabled })? {
-        Response::Status(st) => {
+        AdminResponse::Status(st) => {
             print_status(&st);
             Ok(())
         }
@@ -503,7 +506,7 @@ fn set_enabled(d: &mut Daemon, user: String, enabled: bool) -> Result<(), Failur
 
 /// Starts a pairing and waits, with a countdown, until the phone confirms it.
 fn pair(
-    d: &mut Daemon,
+    d: &mut AdminLink,
     user: &str,
     by: PairBy,
     qr_file: Option<PathBuf>,
@@ -513,7 +516,7 @@ fn pair(
         user: user.into(),
         by,
     })? {
-        Response::Pairing(p) => p,
+        AdminResponse::Pairing(p) => p,
         other => return Err(unexpected(&other)),
     };
     if let Some(png) = &info.qr_png_base64 {
@@ -553,7 +556,7 @@ fn pair(
             user: user.into(),
             pairing_id: state.pairing_id.clone(),
         })? {
-            Response::Pairing(p) => p,
+            AdminResponse::Pairing(p) => p,
             other => return Err(unexpected(&other)),
         };
     }

@@ -7,10 +7,12 @@ use super::registration;
 use super::session::{Login, MAX_WAIT_SLICE, PendingPush, Phase};
 use crate::backend::{Attempting, Begin, Outcome};
 use std::time::{Duration, Instant};
-use toopher_ipc::{DenyReason, ErrorKind, LoginContext, LoginRequest, Method, Response, Secret};
+use toopher_ipc::{
+    DenyReason, ErrorKind, LoginContext, LoginRequest, LoginResponse, Method, Secret,
+};
 
 /// Answers a login request (authorised by dispatch).
-pub async fn handle(conn: &mut Conn, req: LoginRequest) -> Response {
+pub async fn handle(conn: &mut Conn, req: LoginRequest) -> LoginResponse {
     match req {
         LoginRequest::Begin(ctx) => begin(conn, ctx).await,
         LoginRequest::Otp { code } if conn.session.in_phase(&Phase::EnrollingTotp) => {
@@ -28,7 +30,7 @@ pub async fn handle(conn: &mut Conn, req: LoginRequest) -> Response {
         LoginRequest::Push | LoginRequest::Wait { .. } | LoginRequest::Cancel
             if conn.d.backend.push_timing().is_none() =>
         {
-            Response::error(ErrorKind::Unsupported, conn.d.backend.unsupported("push"))
+            LoginResponse::error(ErrorKind::Unsupported, conn.d.backend.unsupported("push"))
         }
         LoginRequest::Push => push(conn).await,
         LoginRequest::Wait { timeout_ms } => wait(conn, timeout_ms).await,
@@ -59,12 +61,12 @@ fn valid_context(ctx: &LoginContext) -> bool {
         .any(|v| v.chars().any(char::is_control)))
 }
 
-async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
+async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> LoginResponse {
     if !conn.session.is_idle() {
-        return Response::error(ErrorKind::BadRequest, "a login is already in progress");
+        return LoginResponse::error(ErrorKind::BadRequest, "a login is already in progress");
     }
     if !valid_context(&ctx) {
-        return Response::error(ErrorKind::BadRequest, "invalid login context");
+        return LoginResponse::error(ErrorKind::BadRequest, "invalid login context");
     }
     // Where a login comes from is known only to the module inside sshd, sudo or login,
     // which run as root. A user's own process could invent remote hosts for the failure
@@ -94,13 +96,13 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
                 && methods.contains(&Method::Push)
                 && d.backend.push_timing().is_some();
             if !push {
-                return Response::Challenge {
+                return LoginResponse::Challenge {
                     methods,
                     push_pending: false,
                 };
             }
             match send_push(conn, &who).await {
-                Response::Pending => Response::Challenge {
+                LoginResponse::Pending => LoginResponse::Challenge {
                     methods,
                     push_pending: true,
                 },
@@ -111,12 +113,12 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
 }
 
 /// A code typed for the open login (with a push pending, it settles that push).
-async fn otp(conn: &mut Conn, code: Secret) -> Response {
+async fn otp(conn: &mut Conn, code: Secret) -> LoginResponse {
     if conn.session.login().is_none() {
         return no_login();
     }
     if conn.session.count_attempt().is_err() {
-        return Response::denied(DenyReason::RateLimited);
+        return LoginResponse::denied(DenyReason::RateLimited);
     }
     let pending = conn
         .session
@@ -134,12 +136,12 @@ async fn otp(conn: &mut Conn, code: Secret) -> Response {
     settle(conn, &who.ctx, outcome).await
 }
 
-async fn push(conn: &mut Conn) -> Response {
+async fn push(conn: &mut Conn) -> LoginResponse {
     let Some(login) = conn.session.login() else {
         return no_login();
     };
     if login.push.is_some() {
-        return Response::Pending;
+        return LoginResponse::Pending;
     }
     let Some(who) = conn.attempting() else {
         return no_login();
@@ -147,10 +149,10 @@ async fn push(conn: &mut Conn) -> Response {
     send_push(conn, &who).await
 }
 
-async fn send_push(conn: &mut Conn, who: &Attempting) -> Response {
+async fn send_push(conn: &mut Conn, who: &Attempting) -> LoginResponse {
     let d = std::sync::Arc::clone(&conn.d);
     let Some(timing) = d.backend.push_timing() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
+        return LoginResponse::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
     };
     match d.backend.push(who).await {
         Outcome::Pending { request_id } => {
@@ -160,7 +162,7 @@ async fn send_push(conn: &mut Conn, who: &Attempting) -> Response {
                     deadline: Instant::now() + timing.timeout,
                 });
             }
-            Response::Pending
+            LoginResponse::Pending
         }
         other => settle(conn, &who.ctx, other).await,
     }
@@ -169,16 +171,16 @@ async fn send_push(conn: &mut Conn, who: &Attempting) -> Response {
 /// Polls the pending push until it is answered, `timeout_ms` passes (`Pending`), or
 /// the push times out (`Denied{PushTimeout}`, or `failmode` when the service was
 /// unreachable).
-async fn wait(conn: &mut Conn, timeout_ms: u32) -> Response {
+async fn wait(conn: &mut Conn, timeout_ms: u32) -> LoginResponse {
     let d = std::sync::Arc::clone(&conn.d);
     let Some(timing) = d.backend.push_timing() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
+        return LoginResponse::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
     };
     let Some(who) = conn.attempting() else {
         return no_login();
     };
     let Some(push) = conn.session.login().and_then(|l| l.push.clone()) else {
-        return Response::error(ErrorKind::BadRequest, "no push is pending");
+        return LoginResponse::error(ErrorKind::BadRequest, "no push is pending");
     };
     let slice_end =
         Instant::now() + Duration::from_millis(u64::from(timeout_ms)).min(MAX_WAIT_SLICE);
@@ -202,13 +204,13 @@ async fn wait(conn: &mut Conn, timeout_ms: u32) -> Response {
                 Some(e) => conn.unreachable(&who.ctx, &e),
                 None => {
                     conn.log_auth(&who.ctx, "timeout", "reason=push_timeout");
-                    Response::denied(DenyReason::PushTimeout)
+                    LoginResponse::denied(DenyReason::PushTimeout)
                 }
             };
         }
         let next = (now + timing.poll_interval).min(push.deadline);
         if next > slice_end {
-            return Response::Pending;
+            return LoginResponse::Pending;
         }
         tokio::time::sleep_until(next.into()).await;
     }
@@ -220,7 +222,7 @@ fn clear_push(conn: &mut Conn) {
     }
 }
 
-fn cancel(conn: &mut Conn) -> Response {
+fn cancel(conn: &mut Conn) -> LoginResponse {
     let cancelled = conn
         .session
         .login_mut()
@@ -228,7 +230,7 @@ fn cancel(conn: &mut Conn) -> Response {
     if let Some(ctx) = cancelled {
         conn.log_auth(&ctx, "cancelled", "reason=module_cancelled_push");
     }
-    Response::Denied {
+    LoginResponse::Denied {
         reason: DenyReason::Other,
         message: Some("cancelled".into()),
     }
@@ -236,7 +238,7 @@ fn cancel(conn: &mut Conn) -> Response {
 
 /// Turns a backend's outcome into the answer: logs the decision and ends the login
 /// where the outcome ends it.
-pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome) -> Response {
+pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome) -> LoginResponse {
     match outcome {
         Outcome::Granted {
             method,
@@ -255,7 +257,7 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
                 &format!("method={name}{automated}{}", told(notice.as_ref())),
             );
             conn.session.end();
-            Response::Granted { method, notice }
+            LoginResponse::Granted { method, notice }
         }
         Outcome::Denied {
             reason,
@@ -269,7 +271,7 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
                 // A failure the store did not count ends the login: no more guesses on it.
                 None => conn.session.end(),
             }
-            Response::Denied { reason, message }
+            LoginResponse::Denied { reason, message }
         }
         Outcome::RateLimited { until } => {
             conn.log_auth(
@@ -278,20 +280,20 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
                 &format!("reason=rate_limited until={until}"),
             );
             conn.session.end();
-            Response::denied(DenyReason::RateLimited)
+            LoginResponse::denied(DenyReason::RateLimited)
         }
         Outcome::Suspended => {
             conn.session.end();
             conn.suspended(ctx)
         }
-        Outcome::Pending { .. } => Response::Pending,
+        Outcome::Pending { .. } => LoginResponse::Pending,
         Outcome::NotEnrolled => {
             conn.session.end();
             conn.not_enrolled(ctx)
         }
         Outcome::OtpRequired => {
             conn.log_auth(ctx, "challenge", "reason=toopher_708_requires_otp");
-            Response::Challenge {
+            LoginResponse::Challenge {
                 methods: vec![Method::Otp],
                 push_pending: false,
             }
@@ -302,7 +304,7 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
         }
         Outcome::Busy => {
             conn.log_auth(ctx, "refused", "reason=busy");
-            Response::error(ErrorKind::Busy, "toopherd is busy")
+            LoginResponse::error(ErrorKind::Busy, "toopherd is busy")
         }
         Outcome::Internal => {
             conn.log_auth(ctx, "error", "reason=internal");

@@ -17,8 +17,8 @@ use crate::totp::{code_at_step, step_of};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use toopher_ipc::{
-    AdminRequest, AllowReason, DenyReason, ErrorKind, LoginContext, LoginRequest, Method, PairBy,
-    Request, Response, Secret,
+    AdminRequest, AdminResponse, AllowReason, DenyReason, ErrorKind, ErrorReply, LoginContext,
+    LoginRequest, LoginResponse, Method, PairBy, Request, Response, Secret,
 };
 use zeroize::Zeroizing;
 
@@ -178,8 +178,51 @@ fn ctx(user: &str) -> LoginContext {
     }
 }
 
-async fn ask(conn: &mut Conn, req: impl Into<Request>) -> Response {
-    dispatch(conn, req.into()).await
+/// A request of either family, and the answer of its family that dispatch gives it.
+trait Asked: Into<Request> {
+    type Answer: Answer;
+    fn answer(r: Response) -> Self::Answer;
+}
+
+impl Asked for LoginRequest {
+    type Answer = LoginResponse;
+    fn answer(r: Response) -> LoginResponse {
+        match r {
+            Response::Login(r) => r,
+            other => panic!("a login's request answered by {other:?}"),
+        }
+    }
+}
+
+impl Asked for AdminRequest {
+    type Answer = AdminResponse;
+    fn answer(r: Response) -> AdminResponse {
+        match r {
+            Response::Admin(r) => r,
+            other => panic!("an administrative request answered by {other:?}"),
+        }
+    }
+}
+
+/// An answer of either family, as far as the tests look at errors.
+trait Answer: std::fmt::Debug {
+    fn as_error(&self) -> Option<&ErrorReply>;
+}
+
+impl Answer for LoginResponse {
+    fn as_error(&self) -> Option<&ErrorReply> {
+        LoginResponse::as_error(self)
+    }
+}
+
+impl Answer for AdminResponse {
+    fn as_error(&self) -> Option<&ErrorReply> {
+        AdminResponse::as_error(self)
+    }
+}
+
+async fn ask<R: Asked>(conn: &mut Conn, req: R) -> R::Answer {
+    R::answer(dispatch(conn, req.into()).await)
 }
 
 fn begin(user: &str) -> LoginRequest {
@@ -192,11 +235,8 @@ fn otp(code: &str) -> LoginRequest {
     }
 }
 
-fn kind(r: &Response) -> Option<ErrorKind> {
-    match r {
-        Response::Error { kind, .. } => Some(*kind),
-        _ => None,
-    }
+fn kind(r: &impl Answer) -> Option<ErrorKind> {
+    r.as_error().map(|e| e.kind)
 }
 
 /// Every administrative request, for `user`.
@@ -315,9 +355,9 @@ async fn a_user_may_not_begin_another_users_login_but_its_own() {
     let r = ask(&mut conn, otp(RIGHT)).await;
     assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{r:?}");
     let r = ask(&mut conn, begin("bob")).await;
-    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
     let r = ask(&mut conn, otp(RIGHT)).await;
-    assert!(matches!(r, Response::Granted { .. }), "{r:?}");
+    assert!(matches!(r, LoginResponse::Granted { .. }), "{r:?}");
 }
 
 #[tokio::test]
@@ -326,14 +366,14 @@ async fn the_attempt_limit_ends_the_login() {
     let mut conn = Conn::new(Arc::clone(&s.service), root());
     assert!(matches!(
         ask(&mut conn, begin("alice")).await,
-        Response::Challenge { .. }
+        LoginResponse::Challenge { .. }
     ));
     for _ in 0..MAX_ATTEMPTS_PER_LOGIN {
         let r = ask(&mut conn, otp(WRONG)).await;
-        assert_eq!(r, Response::denied(DenyReason::WrongCode));
+        assert_eq!(r, LoginResponse::denied(DenyReason::WrongCode));
     }
     let r = ask(&mut conn, otp(RIGHT)).await;
-    assert_eq!(r, Response::denied(DenyReason::RateLimited));
+    assert_eq!(r, LoginResponse::denied(DenyReason::RateLimited));
     // Ended: even the right code is no longer looked at.
     let r = ask(&mut conn, otp(RIGHT)).await;
     assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{r:?}");
@@ -348,11 +388,11 @@ async fn a_granted_login_is_over_and_the_connection_carries_no_second() {
     ask(&mut conn, begin("alice")).await;
     assert_eq!(
         ask(&mut conn, begin("alice")).await,
-        Response::error(ErrorKind::BadRequest, "a login is already in progress")
+        LoginResponse::error(ErrorKind::BadRequest, "a login is already in progress")
     );
     assert!(matches!(
         ask(&mut conn, otp(RIGHT)).await,
-        Response::Granted {
+        LoginResponse::Granted {
             method: Method::Otp,
             ..
         }
@@ -373,12 +413,12 @@ async fn an_unreachable_backend_is_failmode_s_to_decide() {
         if allowed {
             assert_eq!(
                 r,
-                Response::Allow {
+                LoginResponse::Allow {
                     reason: AllowReason::Failmode
                 }
             );
         } else {
-            assert!(matches!(r, Response::Unavailable { .. }), "{r:?}");
+            assert!(matches!(r, LoginResponse::Unavailable { .. }), "{r:?}");
         }
         // ...and at a code, which ends the login.
         let mut conn = Conn::new(Arc::clone(&s.service), root());
@@ -387,12 +427,12 @@ async fn an_unreachable_backend_is_failmode_s_to_decide() {
         if allowed {
             assert_eq!(
                 r,
-                Response::Allow {
+                LoginResponse::Allow {
                     reason: AllowReason::Failmode
                 }
             );
         } else {
-            assert!(matches!(r, Response::Unavailable { .. }), "{r:?}");
+            assert!(matches!(r, LoginResponse::Unavailable { .. }), "{r:?}");
         }
         let r = ask(&mut conn, otp(RIGHT)).await;
         assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{failmode}: {r:?}");
@@ -406,7 +446,7 @@ async fn a_wrong_code_under_failmode_safe_is_still_a_denial() {
     ask(&mut conn, begin("alice")).await;
     assert_eq!(
         ask(&mut conn, otp(WRONG)).await,
-        Response::denied(DenyReason::WrongCode)
+        LoginResponse::denied(DenyReason::WrongCode)
     );
 }
 
@@ -419,7 +459,7 @@ async fn an_account_without_a_factor_is_availability_s_to_decide() {
         if allowed {
             assert_eq!(
                 r,
-                Response::Allow {
+                LoginResponse::Allow {
                     reason: AllowReason::NotEnrolled
                 }
             );
@@ -427,7 +467,7 @@ async fn an_account_without_a_factor_is_availability_s_to_decide() {
             assert!(
                 matches!(
                     r,
-                    Response::Denied {
+                    LoginResponse::Denied {
                         reason: DenyReason::NotEnrolled,
                         ..
                     }
@@ -455,21 +495,27 @@ async fn push_is_unsupported_without_a_push_and_pending_with_one() {
     let s = setup("", |_| Box::new(Fake { push: true }));
     let mut conn = Conn::new(Arc::clone(&s.service), root());
     ask(&mut conn, begin("alice")).await;
-    assert_eq!(ask(&mut conn, LoginRequest::Push).await, Response::Pending);
-    assert_eq!(ask(&mut conn, LoginRequest::Push).await, Response::Pending);
+    assert_eq!(
+        ask(&mut conn, LoginRequest::Push).await,
+        LoginResponse::Pending
+    );
+    assert_eq!(
+        ask(&mut conn, LoginRequest::Push).await,
+        LoginResponse::Pending
+    );
     assert_eq!(
         ask(&mut conn, LoginRequest::Wait { timeout_ms: 50 }).await,
-        Response::Pending
+        LoginResponse::Pending
     );
     // Past the push's timeout: a denial the person may answer with a code instead.
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(
         ask(&mut conn, LoginRequest::Wait { timeout_ms: 50 }).await,
-        Response::denied(DenyReason::PushTimeout)
+        LoginResponse::denied(DenyReason::PushTimeout)
     );
     assert!(matches!(
         ask(&mut conn, otp(RIGHT)).await,
-        Response::Granted { .. }
+        LoginResponse::Granted { .. }
     ));
 }
 
@@ -496,7 +542,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     )
     .await
     {
-        Response::Enrollment(e) => e,
+        AdminResponse::Enrollment(e) => e,
         other => panic!("{other:?}"),
     };
     let secret = decode_base32(e.secret.expose());
@@ -512,7 +558,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     .await;
     assert_eq!(
         r,
-        Response::Activated {
+        AdminResponse::Activated {
             user: "root".into()
         }
     );
@@ -520,7 +566,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     let r = ask(&mut login, begin("root")).await;
     assert_eq!(
         r,
-        Response::Challenge {
+        LoginResponse::Challenge {
             methods: vec![Method::Otp, Method::RecoveryCode],
             push_pending: false
         }
@@ -528,12 +574,12 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     // The code that activated the enrolment is used up.
     assert_eq!(
         ask(&mut login, otp(first.as_str())).await,
-        Response::denied(DenyReason::WrongCode)
+        LoginResponse::denied(DenyReason::WrongCode)
     );
     let next = code_at_step(&secret, step + 1).unwrap();
     let r = ask(&mut login, otp(next.as_str())).await;
     match r {
-        Response::Granted {
+        LoginResponse::Granted {
             method: Method::Otp,
             notice,
         } => {
@@ -555,7 +601,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     )
     .await
     {
-        Response::Status(st) => {
+        AdminResponse::Status(st) => {
             assert_eq!(st.backend, "local");
             assert!(st.last_failure_at.is_some());
         }
@@ -570,7 +616,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     .await;
     assert_eq!(
         r,
-        Response::Removed {
+        AdminResponse::Removed {
             user: "root".into(),
             existed: true
         }
@@ -616,11 +662,11 @@ async fn a_peer_of_another_protocol_version_is_refused_with_a_version_mismatch()
     client.read_exact(&mut header).await.unwrap();
     let mut answer = vec![0u8; toopher_ipc::parse_header(header).unwrap()];
     client.read_exact(&mut answer).await.unwrap();
-    match toopher_ipc::decode::<Response>(&answer).unwrap() {
-        Response::Error {
+    match toopher_ipc::decode::<LoginResponse>(&answer).unwrap() {
+        LoginResponse::Error(ErrorReply {
             kind: ErrorKind::Version,
             message,
-        } => assert!(message.contains("version mismatch"), "{message}"),
+        }) => assert!(message.contains("version mismatch"), "{message}"),
         other => panic!("{other:?}"),
     }
     // The connection is closed after the refusal.
