@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use toopher_ipc::{
-    AdminRequest, Client, ErrorKind, LoginContext, LoginRequest, Response, Timeouts, decode,
-    read_frame,
+    AdminRequest, AdminResponse, Client, ErrorKind, LoginContext, LoginRequest, LoginResponse,
+    Timeouts, decode, read_frame,
 };
 use toopher_tests::daemon::{Toopherd, ctl_as, run_once};
 use toopher_tests::pam::{self, Stack};
@@ -21,10 +21,11 @@ fn error_kind(stream: &mut UnixStream) -> Option<ErrorKind> {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let body = read_frame(stream).ok()?;
-    match decode::<Response>(&body).ok()? {
-        Response::Error { kind, .. } => Some(kind),
-        _ => None,
-    }
+    // An error reads alike in both families.
+    decode::<LoginResponse>(&body)
+        .ok()?
+        .as_error()
+        .map(|e| e.kind)
 }
 
 /// Whether toopherd closes the connection within 15 s (its first-frame timeout is 10 s).
@@ -80,7 +81,7 @@ fn bad_clients_get_an_error_or_are_closed_while_others_log_in() {
         c.call(&AdminRequest::Status {
             user: "daemon".into()
         }),
-        Ok(Response::Status(_))
+        Ok(AdminResponse::Status(_))
     ));
 }
 
@@ -454,7 +455,10 @@ fn a_client_stalling_in_the_middle_of_a_later_frame_is_dropped() {
     .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let body = read_frame(&mut s).unwrap();
-    assert!(matches!(decode::<Response>(&body), Ok(Response::Status(_))));
+    assert!(matches!(
+        decode::<AdminResponse>(&body),
+        Ok(AdminResponse::Status(_))
+    ));
     s.write_all(&[0, 0]).unwrap();
     assert!(
         closed(&mut s),
@@ -762,7 +766,7 @@ fn a_login_in_progress_survives_shutdown_requests_finishing() {
         autopush: false,
         notify: false,
     }));
-    assert!(matches!(r, Ok(Response::Challenge { .. })));
+    assert!(matches!(r, Ok(LoginResponse::Challenge { .. })));
     assert!(d.stop(), "toopherd did not exit cleanly");
     assert!(
         c.call(&LoginRequest::Otp {
