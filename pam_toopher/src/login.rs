@@ -178,6 +178,8 @@ pub(crate) fn describe(r: &LoginResponse) -> &'static str {
         LoginResponse::Pending => "pending",
         LoginResponse::Unavailable { .. } => "unavailable",
         LoginResponse::Registration { .. } => "registration",
+        LoginResponse::GraceToken { .. } => "grace_token",
+        LoginResponse::Bound { .. } => "bound",
         LoginResponse::Error(_) => "error",
     }
 }

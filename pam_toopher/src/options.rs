@@ -22,6 +22,9 @@ pub struct Options {
     pub autopush: bool,
     /// Bound on the whole wait for the phone within one login.
     pub timeout: std::time::Duration,
+    /// One prompt for password and code; the password goes on to the next module as
+    /// PAM_AUTHTOK (see `forward_pass`).
+    pub forward_pass: bool,
 }
 
 impl Default for Options {
@@ -33,6 +36,7 @@ impl Default for Options {
             debug: false,
             autopush: false,
             timeout: std::time::Duration::from_secs(120),
+            forward_pass: false,
         }
     }
 }
@@ -62,6 +66,7 @@ impl Options {
             match (key, value) {
                 ("debug", None) => o.debug = true,
                 ("autopush", None) => o.autopush = true,
+                ("forward_pass", None) => o.forward_pass = true,
                 ("timeout", Some(v)) => match v.parse::<u64>() {
                     Ok(n) if (1..=MAX_TIMEOUT_SECS).contains(&n) => {
                         o.timeout = std::time::Duration::from_secs(n)
@@ -111,6 +116,7 @@ mod tests {
         assert_eq!(o.prompts, 3);
         assert_eq!(o.socket, PathBuf::from("/run/toopherd/toopherd.sock"));
         assert!(!o.autopush);
+        assert!(!o.forward_pass);
         assert_eq!(o.timeout, std::time::Duration::from_secs(120));
     }
 
@@ -123,9 +129,11 @@ mod tests {
             "prompts=5",
             "autopush",
             "timeout=30",
+            "forward_pass",
         ])
         .unwrap();
         assert!(o.autopush);
+        assert!(o.forward_pass);
         assert_eq!(o.timeout, std::time::Duration::from_secs(30));
         assert!(o.debug);
         assert_eq!(o.socket, PathBuf::from("/tmp/x.sock"));
@@ -146,6 +154,7 @@ mod tests {
             "timeout=901",
             "timeout=x",
             "autopush=yes",
+            "forward_pass=1",
         ] {
             assert!(Options::parse([bad]).is_err(), "{bad}");
         }

@@ -58,6 +58,13 @@ pub enum LoginRequest {
     RegistrationResponse { code: Secret },
     /// During a login, after two-way registration (toopher backend): the app's phrase.
     PairPhrase { phrase: String },
+    /// After `Granted`: a one-time token with which the login's session hook binds the
+    /// grant to the audit session it runs in (grace period). Answered by `GraceToken`,
+    /// or `Error{NotFound}` when no grace period is configured or nothing was granted.
+    GraceToken,
+    /// The session hook (root only, after pam_loginuid): the grant of `token` now also
+    /// counts in the peer's audit session. Answered by `Bound`.
+    BindSession { user: String, token: Secret },
 }
 
 /// What toopherctl sends: account management. Each request names the account it acts
@@ -133,6 +140,20 @@ pub enum AdminRequest {
     Unlock {
         user: String,
     },
+    /// Which policy rule would decide a login of `user` now, and why (admin).
+    PolicyExplain {
+        user: String,
+        service: String,
+        #[serde(default)]
+        rhost: Option<String>,
+        /// An audit session id, for the grace period of logins without an rhost.
+        #[serde(default)]
+        session: Option<u32>,
+    },
+    /// End every grace period of `user` at once (admin).
+    GraceClear {
+        user: String,
+    },
 }
 
 impl AdminRequest {
@@ -153,7 +174,9 @@ impl AdminRequest {
             | AdminRequest::TerminalCreate { user, .. }
             | AdminRequest::TerminalShow { user, .. }
             | AdminRequest::RegenerateRecoveryCodes { user }
-            | AdminRequest::Unlock { user } => Some(user),
+            | AdminRequest::Unlock { user }
+            | AdminRequest::PolicyExplain { user, .. }
+            | AdminRequest::GraceClear { user } => Some(user),
         }
     }
 
@@ -176,7 +199,9 @@ impl AdminRequest {
             | AdminRequest::TerminalCreate { .. }
             | AdminRequest::TerminalShow { .. }
             | AdminRequest::RegenerateRecoveryCodes { .. }
-            | AdminRequest::Unlock { .. } => true,
+            | AdminRequest::Unlock { .. }
+            | AdminRequest::PolicyExplain { .. }
+            | AdminRequest::GraceClear { .. } => true,
         }
     }
 
@@ -197,6 +222,8 @@ impl AdminRequest {
             AdminRequest::TerminalCreate { .. } | AdminRequest::TerminalShow { .. } => "terminals",
             AdminRequest::RegenerateRecoveryCodes { .. } => "recovery-codes",
             AdminRequest::Unlock { .. } => "unlock",
+            AdminRequest::PolicyExplain { .. } => "policy explain",
+            AdminRequest::GraceClear { .. } => "grace clear",
         }
     }
 }
@@ -581,6 +608,14 @@ pub enum LoginResponse {
         #[serde(flatten)]
         next: RegistrationNext,
     },
+    /// The token of `LoginRequest::GraceToken`.
+    GraceToken {
+        token: Secret,
+    },
+    /// `LoginRequest::BindSession` done: the grant counts in this audit session.
+    Bound {
+        session: u32,
+    },
     Error(ErrorReply),
 }
 
@@ -655,6 +690,19 @@ pub enum AdminResponse {
     RegistrationApproved {
         user: String,
         response_code: Secret,
+    },
+    /// `AdminRequest::PolicyExplain`: the decision line(s) toopherd would log
+    /// (`outcome=... rule=...`; one per enrolment state when only the backend knows it)
+    /// and the reasoning, step by step.
+    Explanation {
+        user: String,
+        decision: Vec<String>,
+        steps: Vec<String>,
+    },
+    /// `AdminRequest::GraceClear`: how many grants were forgotten.
+    GraceCleared {
+        user: String,
+        cleared: u32,
     },
     Error(ErrorReply),
 }
@@ -1028,6 +1076,36 @@ mod tests {
                 .into(),
                 r#"{"type":"registration_approved","user":"bob","response_code":"4321"}"#,
             ),
+            // Added by the policy work (issue 12) while `Response` was still flat,
+            // written as that flat enum wrote them.
+            (
+                LoginResponse::GraceToken {
+                    token: Secret::new("t"),
+                }
+                .into(),
+                r#"{"type":"grace_token","token":"t"}"#,
+            ),
+            (
+                LoginResponse::Bound { session: 7 }.into(),
+                r#"{"type":"bound","session":7}"#,
+            ),
+            (
+                AdminResponse::Explanation {
+                    user: "bob".into(),
+                    decision: vec!["d".into()],
+                    steps: vec!["s".into()],
+                }
+                .into(),
+                r#"{"type":"explanation","user":"bob","decision":["d"],"steps":["s"]}"#,
+            ),
+            (
+                AdminResponse::GraceCleared {
+                    user: "bob".into(),
+                    cleared: 2,
+                }
+                .into(),
+                r#"{"type":"grace_cleared","user":"bob","cleared":2}"#,
+            ),
         ]
     }
 
@@ -1223,6 +1301,16 @@ mod tests {
             ),
             (AdminRequest::RegenerateRecoveryCodes { user: u() }, true),
             (AdminRequest::Unlock { user: u() }, true),
+            (
+                AdminRequest::PolicyExplain {
+                    user: u(),
+                    service: "sshd".into(),
+                    rhost: None,
+                    session: None,
+                },
+                true,
+            ),
+            (AdminRequest::GraceClear { user: u() }, true),
         ];
         for (req, admin) in all {
             assert_eq!(req.target(), Some("bob"), "{req:?}");

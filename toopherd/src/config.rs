@@ -44,6 +44,10 @@ pub struct Config {
     /// The Toopher API backend (`backend = "toopher"`).
     #[serde(default)]
     pub toopher: ToopherConfig,
+    /// `[policy]`: groups, trusted networks, grace period, per-service rules
+    /// (`crate::policy`). Its `availability` overrides the top-level key above.
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

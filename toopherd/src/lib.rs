@@ -10,6 +10,7 @@ pub mod budget;
 pub mod config;
 pub mod log_limit;
 pub mod logging;
+pub mod policy;
 pub mod qr;
 pub mod recovery;
 pub mod server;

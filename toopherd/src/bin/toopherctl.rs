@@ -107,6 +107,36 @@ enum Command {
     /// Two-way registration of an account that has no second factor yet.
     #[command(subcommand)]
     Registration(RegistrationCommand),
+    /// The login policy (admin).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Grace periods (admin).
+    #[command(subcommand)]
+    Grace(GraceCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print which rule would decide a login of USER now, and why, without performing one.
+    Explain {
+        user: String,
+        /// The remote host of the login (sshd's client address).
+        #[arg(long)]
+        rhost: Option<String>,
+        /// The PAM service.
+        #[arg(long, default_value = "sshd")]
+        service: String,
+        /// An audit session id (`/proc/PID/sessionid`), for the grace period of logins
+        /// without a remote host (sudo, su).
+        #[arg(long)]
+        session: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GraceCommand {
+    /// End every grace period of USER at once.
+    Clear { user: String },
 }
 
 #[derive(Subcommand)]
@@ -331,6 +361,39 @@ fn run(args: Args) -> Result<(), Failure> {
                     ..
                 } => {
                     println!("{user}: reset link e-mailed to {to}.");
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Policy(PolicyCommand::Explain {
+            user,
+            rhost,
+            service,
+            session,
+        }) => match d.call(&AdminRequest::PolicyExplain {
+            user,
+            service,
+            rhost,
+            session,
+        })? {
+            AdminResponse::Explanation {
+                decision, steps, ..
+            } => {
+                for line in &decision {
+                    println!("decision: {line}");
+                }
+                for step in &steps {
+                    println!("  - {step}");
+                }
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
+        Command::Grace(GraceCommand::Clear { user }) => {
+            match d.call(&AdminRequest::GraceClear { user })? {
+                AdminResponse::GraceCleared { user, cleared } => {
+                    println!("{user}: {cleared} grace period(s) ended.");
                     Ok(())
                 }
                 other => Err(unexpected(&other)),

@@ -56,6 +56,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(EX_CONFIG);
             }
         }
+        // Warnings, not errors: a group may be created after the configuration is written.
+        for w in toopherd::policy::warnings(&config.policy, &toopherd::policy::groups::Nss) {
+            eprintln!("toopherd: warning: {w}");
+        }
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
@@ -122,11 +126,17 @@ fn run(config: Config, log: Log) -> Result<(), String> {
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
             .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        // A typo in a group name would make its rule match nobody: say so at start.
+        for w in toopherd::policy::warnings(&daemon.config.policy, &toopherd::policy::groups::Nss) {
+            daemon.log.warn(&format!("policy: {w}"));
+        }
+        let policy =
+            toopherd::policy::Policy::new(daemon.config.policy.clone(), daemon.config.availability);
         daemon.log.info(&format!(
             "listening on {} (backend {}, availability {}, failmode {})",
             socket.display(),
             daemon.config.backend.as_str(),
-            daemon.config.availability.as_str(),
+            policy.availability().as_str(),
             daemon.config.failmode.as_str()
         ));
         notify_systemd("READY=1");
