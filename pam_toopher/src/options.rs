@@ -42,6 +42,12 @@ impl Default for Options {
 }
 
 pub const MAX_PROMPTS: u32 = 10;
+
+/// Shown to the person at the prompt (unless `PAM_SILENT`) when the module's options are
+/// wrong: the login fails closed, and the reason is only in the system log. It names no
+/// option, since the person at the prompt may not be the administrator.
+pub const MISCONFIGURED: &str = "pam_toopher is misconfigured, so this login cannot be checked; \
+     an administrator can find why in the system log (journalctl, or /var/log/auth.log).";
 pub const MAX_TIMEOUT_SECS: u64 = 900;
 
 /// An option the module does not understand. The module refuses to run with it rather
@@ -139,6 +145,13 @@ mod tests {
         assert_eq!(o.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(o.failmode, Failmode::Safe);
         assert_eq!(o.prompts, 5);
+    }
+
+    #[test]
+    fn the_misconfigured_notice_says_where_to_look_and_nothing_more() {
+        assert!(MISCONFIGURED.contains("misconfigured"));
+        assert!(MISCONFIGURED.contains("journalctl") && MISCONFIGURED.contains("auth.log"));
+        assert!(!MISCONFIGURED.chars().any(|c| c.is_control()));
     }
 
     #[test]

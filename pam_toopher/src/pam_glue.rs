@@ -171,6 +171,11 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         Ok(o) => o,
         Err(e) => {
             PamLog(pamh).log(Level::Err, &format!("refusing to run: {e}"));
+            let mut conv = PamConversation {
+                conv: pamh.get_item::<Conv>().ok().flatten(),
+                silent: flags & PAM_SILENT != 0,
+            };
+            conv.error(crate::options::MISCONFIGURED);
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
