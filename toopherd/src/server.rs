@@ -351,14 +351,14 @@ async fn connection(
 }
 
 /// Answers one request of a connection: authorised once, here, then handled by its
-/// family. The peer is the connection's (`SO_PEERCRED`); tests pass any.
+/// family, which answers in its own family (a refusal too). The peer is the connection's (`SO_PEERCRED`); tests pass any.
 pub async fn dispatch(conn: &mut Conn, req: Request) -> Response {
-    if let Some(refusal) = conn.authorise(&req) {
-        return refusal;
-    }
-    match req {
-        Request::Login(r) => login::handle(conn, r).await,
-        Request::Admin(r) => admin::handle(conn, r).await,
+    let refusal = conn.authorise(&req);
+    match (req, refusal) {
+        (Request::Login(_), Some(refusal)) => Response::Login(refusal.into()),
+        (Request::Admin(_), Some(refusal)) => Response::Admin(refusal.into()),
+        (Request::Login(r), None) => Response::Login(login::handle(conn, r).await),
+        (Request::Admin(r), None) => Response::Admin(admin::handle(conn, r).await),
     }
 }
 
