@@ -8,9 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use toopher_ipc::{
-    Client, LoginContext, LoginRequest, Method, Request, Response, Secret, Timeouts,
-};
+use toopher_ipc::{Client, LoginContext, LoginRequest, LoginResponse, Method, Secret, Timeouts};
 
 pub struct Run {
     pub concurrency: usize,
@@ -27,7 +25,7 @@ impl Run {
 /// One verification as the module makes it; panics on anything but a grant.
 fn verify(socket: &Path, user: &str, code: String) {
     let mut c = Client::connect(socket, Timeouts::default()).expect("connect to toopherd");
-    let begin = Request::Login(LoginRequest::Begin(LoginContext {
+    let begin = LoginRequest::Begin(LoginContext {
         user: user.to_string(),
         service: "bench".into(),
         rhost: Some("192.0.2.1".into()),
@@ -35,15 +33,15 @@ fn verify(socket: &Path, user: &str, code: String) {
         ruser: None,
         autopush: false,
         notify: true,
-    }));
+    });
     match c.call(&begin) {
-        Ok(Response::Challenge { .. }) => {}
+        Ok(LoginResponse::Challenge { .. }) => {}
         other => panic!("begin {user}: {other:?}"),
     }
-    match c.call(&Request::Login(LoginRequest::Otp {
+    match c.call(&LoginRequest::Otp {
         code: Secret::new(code),
-    })) {
-        Ok(Response::Granted {
+    }) {
+        Ok(LoginResponse::Granted {
             method: Method::Otp,
             ..
         }) => {}

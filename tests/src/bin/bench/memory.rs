@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use toopher_ipc::{
-    Client, ErrorKind, FrameError, LoginContext, LoginRequest, Request, Response, Timeouts,
+    Client, ErrorKind, ErrorReply, FrameError, LoginContext, LoginRequest, LoginResponse, Timeouts,
 };
 use toopher_tests::sim::Sim;
 
@@ -63,7 +63,7 @@ pub fn pending_pushes(asked: usize) -> Pushes {
                         break;
                     }
                     let mut c = Client::connect(&d.socket, Timeouts::default()).expect("connect");
-                    let begin = Request::Login(LoginRequest::Begin(LoginContext {
+                    let begin = LoginRequest::Begin(LoginContext {
                         user: accounts::name(i),
                         service: "bench".into(),
                         rhost: None,
@@ -71,18 +71,18 @@ pub fn pending_pushes(asked: usize) -> Pushes {
                         ruser: None,
                         autopush: true,
                         notify: true,
-                    }));
+                    });
                     match c.call(&begin) {
-                        Ok(Response::Challenge {
+                        Ok(LoginResponse::Challenge {
                             push_pending: true, ..
                         }) => {
                             pending.fetch_add(1, Ordering::Relaxed);
                             held.lock().expect("held").push(c);
                         }
-                        Ok(Response::Error {
+                        Ok(LoginResponse::Error(ErrorReply {
                             kind: ErrorKind::Busy,
                             ..
-                        }) => {
+                        })) => {
                             busy.fetch_add(1, Ordering::Relaxed);
                         }
                         // Refused at the connection limit: the busy frame, or the

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use toopher_ipc::{AdminRequest, Client, Request, Response, Secret, Timeouts};
+use toopher_ipc::{AdminRequest, AdminResponse, Client, Secret, Timeouts};
 
 pub struct User {
     pub name: String,
@@ -99,11 +99,11 @@ pub fn enroll(socket: &Path, count: usize, threads: usize) -> (Pool, Duration) {
                         break;
                     }
                     let name = accounts::name(i);
-                    let secret = match c.call(&Request::Admin(AdminRequest::Enroll {
+                    let secret = match c.call(&AdminRequest::Enroll {
                         user: name.clone(),
                         force: false,
-                    })) {
-                        Ok(Response::Enrollment(e)) => e.secret,
+                    }) {
+                        Ok(AdminResponse::Enrollment(e)) => e.secret,
                         other => panic!("enroll {name}: {other:?}"),
                     };
                     if i == 0 {
@@ -112,11 +112,11 @@ pub fn enroll(socket: &Path, count: usize, threads: usize) -> (Pool, Duration) {
                     let secret = totp::base32_decode(secret.expose());
                     let step = totp::current_step();
                     let code = Secret::new(totp::code(&secret, step));
-                    match c.call(&Request::Admin(AdminRequest::Activate {
+                    match c.call(&AdminRequest::Activate {
                         user: name.clone(),
                         code,
-                    })) {
-                        Ok(Response::Activated { .. }) => {}
+                    }) {
+                        Ok(AdminResponse::Activated { .. }) => {}
                         other => panic!("activate {name}: {other:?}"),
                     }
                     done.lock().expect("done").push(User {
