@@ -4,6 +4,7 @@
 pub mod authz;
 pub mod budget;
 pub mod config;
+pub mod fleet;
 pub mod log_limit;
 pub mod logging;
 pub mod qr;

@@ -1,0 +1,10 @@
+//! Fleet mode: every host's toopherd on one shared PostgreSQL database, so an enrolment,
+//! the replay guard, the rate limit and recovery codes hold across the fleet (issue 11).
+//!
+//! - [`credentials`]: the 0600 credentials file with the fleet key and the database password.
+//! - [`seal`]: TOTP secrets encrypted at rest with the fleet key, bound to their user.
+//! - [`pg`]: the PostgreSQL store.
+
+pub mod credentials;
+pub mod pg;
+pub mod seal;
