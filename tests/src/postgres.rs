@@ -290,7 +290,16 @@ impl TempPostgres {
             .env("PGPASSWORD", &self.superuser_password)
             .args(["-h"])
             .arg(&self.socket_dir)
-            .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db, "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         check("psql", &out);
@@ -328,10 +337,7 @@ impl TempPostgres {
             .to_string_lossy()
             .replace('%', "%25")
             .replace('/', "%2F");
-        format!(
-            "postgresql://{ROLE}@{host}:{}/{DATABASE}",
-            self.port
-        )
+        format!("postgresql://{ROLE}@{host}:{}/{DATABASE}", self.port)
     }
 
     /// A plain-text dump of the database, as an attacker with a backup would see it.
@@ -455,7 +461,9 @@ fn test_certificates() -> (String, String, String) {
         KeyUsagePurpose::KeyEncipherment,
     ];
     let leaf_key = KeyPair::generate().expect("server key");
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).expect("server certificate");
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &issuer)
+        .expect("server certificate");
     (ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem())
 }
 
@@ -490,11 +498,17 @@ mod tests {
         // The unix socket, and TCP with verify-full against the test CA.
         let socket = query_as_role(&pg, &pg.url_socket(), &pg.password);
         check("psql over the socket", &socket);
-        assert_eq!(String::from_utf8_lossy(&socket.stdout).trim(), "toopherd toopher");
+        assert_eq!(
+            String::from_utf8_lossy(&socket.stdout).trim(),
+            "toopherd toopher"
+        );
         let tls = format!("{}&sslrootcert={}", pg.url_tls(), ca.display());
         let out = query_as_role(&pg, &tls, &pg.password);
         check("psql with verify-full", &out);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "toopherd toopher");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "toopherd toopher"
+        );
 
         // Plain TCP is rejected, and so is a wrong password.
         let plain = format!("{}?sslmode=disable", pg.url_tcp());
@@ -503,7 +517,11 @@ mod tests {
         // Verify-full checks the name: 127.0.0.2 is not in the certificate (and not
         // listened on); a certificate for another CA would fail the same way.
         let wrong_root = format!("{}&sslrootcert=/dev/null", pg.url_tls());
-        assert!(!query_as_role(&pg, &wrong_root, &pg.password).status.success());
+        assert!(
+            !query_as_role(&pg, &wrong_root, &pg.password)
+                .status
+                .success()
+        );
 
         drop(pg);
         assert!(!dir.exists(), "{} left behind", dir.display());
@@ -529,10 +547,17 @@ mod tests {
     #[test]
     fn stops_and_starts_again_with_its_data() {
         let mut pg = TempPostgres::start();
-        pg.psql_admin_in(DATABASE, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7);");
+        pg.psql_admin_in(
+            DATABASE,
+            "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7);",
+        );
         pg.stop();
         assert!(pg.pid().is_none());
-        assert!(!query_as_role(&pg, &pg.url_socket(), &pg.password).status.success());
+        assert!(
+            !query_as_role(&pg, &pg.url_socket(), &pg.password)
+                .status
+                .success()
+        );
         pg.restart();
         assert_eq!(pg.psql_admin_in(DATABASE, "SELECT v FROM kept").trim(), "7");
         assert!(pg.dump().contains("CREATE TABLE public.kept"));

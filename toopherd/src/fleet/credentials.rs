@@ -34,21 +34,49 @@ pub enum CredentialsError {
     /// Neither `credentials_file` nor a systemd credential.
     NotConfigured,
     /// A relative `credentials_file` outside systemd's credentials directory.
-    Relative { path: PathBuf },
-    NotFound { path: PathBuf },
-    Io { path: PathBuf, error: std::io::Error },
+    Relative {
+        path: PathBuf,
+    },
+    NotFound {
+        path: PathBuf,
+    },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     /// A symlink, a directory, a device.
-    NotAFile { path: PathBuf },
-    TooLarge { path: PathBuf },
+    NotAFile {
+        path: PathBuf,
+    },
+    TooLarge {
+        path: PathBuf,
+    },
     /// Group or others have access.
-    Permissions { path: PathBuf, mode: u32 },
-    Owner { path: PathBuf, uid: u32 },
+    Permissions {
+        path: PathBuf,
+        mode: u32,
+    },
+    Owner {
+        path: PathBuf,
+        uid: u32,
+    },
     /// Not TOML, or not the expected fields; the line, never the text.
-    Syntax { path: PathBuf, line: Option<usize> },
+    Syntax {
+        path: PathBuf,
+        line: Option<usize>,
+    },
     /// A key that is not 32 bytes of base64 or hex.
-    BadKey { path: PathBuf, field: String },
-    EmptyPassword { path: PathBuf },
-    DuplicateKeyId { path: PathBuf, key_id: KeyId },
+    BadKey {
+        path: PathBuf,
+        field: String,
+    },
+    EmptyPassword {
+        path: PathBuf,
+    },
+    DuplicateKeyId {
+        path: PathBuf,
+        key_id: KeyId,
+    },
 }
 
 impl std::fmt::Display for CredentialsError {
@@ -242,9 +270,7 @@ fn read_private(path: &Path, euid: u32) -> Result<Zeroizing<String>, Credentials
         });
     }
     let mut bytes = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
-    file.take(MAX_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    file.take(MAX_LEN + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > MAX_LEN {
         return Err(CredentialsError::TooLarge {
             path: path.to_path_buf(),
@@ -285,13 +311,12 @@ fn parse(path: &Path, text: &str) -> Result<Credentials, CredentialsError> {
         .enumerate()
         .map(|(i, k)| key(k.key_id, &k.key, format!("previous_keys[{i}].key")))
         .collect::<Result<Vec<_>, _>>()?;
-    let keyring =
-        Keyring::new(current, previous).map_err(|DuplicateKeyId(key_id)| {
-            CredentialsError::DuplicateKeyId {
-                path: path.to_path_buf(),
-                key_id,
-            }
-        })?;
+    let keyring = Keyring::new(current, previous).map_err(|DuplicateKeyId(key_id)| {
+        CredentialsError::DuplicateKeyId {
+            path: path.to_path_buf(),
+            key_id,
+        }
+    })?;
     if raw.password.as_ref().is_some_and(|p| p.is_empty()) {
         return Err(CredentialsError::EmptyPassword {
             path: path.to_path_buf(),
@@ -479,10 +504,7 @@ mod tests {
             load(&link),
             Err(CredentialsError::NotAFile { .. })
         ));
-        assert!(matches!(
-            load(&d.0),
-            Err(CredentialsError::NotAFile { .. })
-        ));
+        assert!(matches!(load(&d.0), Err(CredentialsError::NotAFile { .. })));
         assert!(matches!(
             load(&d.0.join("absent")),
             Err(CredentialsError::NotFound { .. })
@@ -505,7 +527,10 @@ mod tests {
             assert!(!shown.contains(secret), "{shown}");
         }
         let e = load(&write(&d, "key_id = 1\nkey = \"abc\"\n", 0o600)).unwrap_err();
-        assert!(matches!(e, CredentialsError::BadKey { ref field, .. } if field == "key"), "{e}");
+        assert!(
+            matches!(e, CredentialsError::BadKey { ref field, .. } if field == "key"),
+            "{e}"
+        );
         let e = load(&write(&d, "key_id = 1\n\nkey = [\n", 0o600)).unwrap_err();
         assert!(e.to_string().contains("line 3"), "{e}");
         let e = load(&write(
@@ -517,7 +542,9 @@ mod tests {
         assert!(matches!(e, CredentialsError::EmptyPassword { .. }), "{e}");
         let e = load(&write(
             &d,
-            &format!("key_id = 1\nkey = \"{B64}\"\n[[previous_keys]]\nkey_id = 1\nkey = \"{HEX}\"\n"),
+            &format!(
+                "key_id = 1\nkey = \"{B64}\"\n[[previous_keys]]\nkey_id = 1\nkey = \"{HEX}\"\n"
+            ),
             0o600,
         ))
         .unwrap_err();

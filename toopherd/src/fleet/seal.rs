@@ -130,7 +130,11 @@ pub struct DuplicateKeyId(pub KeyId);
 
 impl std::fmt::Display for DuplicateKeyId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "two fleet keys have key id {}; each needs its own", self.0)
+        write!(
+            f,
+            "two fleet keys have key id {}; each needs its own",
+            self.0
+        )
     }
 }
 
@@ -264,11 +268,16 @@ mod tests {
         // The secret does not appear in the sealed bytes.
         assert!(!sealed.windows(SECRET.len()).any(|w| w == SECRET));
         assert_eq!(
-            r.open(Purpose::TotpSecret, "alice", &sealed).unwrap().as_slice(),
+            r.open(Purpose::TotpSecret, "alice", &sealed)
+                .unwrap()
+                .as_slice(),
             SECRET
         );
         // Random nonces: sealing twice gives different values.
-        assert_ne!(sealed, r.seal(Purpose::TotpSecret, "alice", SECRET).unwrap());
+        assert_ne!(
+            sealed,
+            r.seal(Purpose::TotpSecret, "alice", SECRET).unwrap()
+        );
     }
 
     #[test]
@@ -337,9 +346,7 @@ mod tests {
         let rotated = Keyring::new(key(2, 9), vec![key(1, 7)]).unwrap();
         assert!(rotated.needs_reseal(&sealed).unwrap());
         let opened = rotated.open(Purpose::TotpSecret, "alice", &sealed).unwrap();
-        let resealed = rotated
-            .seal(Purpose::TotpSecret, "alice", &opened)
-            .unwrap();
+        let resealed = rotated.seal(Purpose::TotpSecret, "alice", &opened).unwrap();
         assert_eq!(sealed_key_id(&resealed).unwrap(), 2);
         assert!(!rotated.needs_reseal(&resealed).unwrap());
         // After the rotation the old key can go; the new value opens without it.
@@ -369,6 +376,9 @@ mod tests {
     fn debug_output_hides_the_key() {
         let out = format!("{:?}", ring(3, 0xab));
         assert!(out.contains("<redacted>"), "{out}");
-        assert!(!out.contains("171") && !out.to_lowercase().contains("abab"), "{out}");
+        assert!(
+            !out.contains("171") && !out.to_lowercase().contains("abab"),
+            "{out}"
+        );
     }
 }

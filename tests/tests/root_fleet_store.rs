@@ -1,0 +1,572 @@
+//! The fleet store (toopherd::fleet::pg) against a real PostgreSQL: a temporary cluster
+//! from Debian's packages (toopher_tests::postgres), and two "hosts", two store handles
+//! on one database, as two toopherd would have. A step accepted by one is refused by the
+//! other, failures on both add up to one lock, a recovery code counts once, a race of one
+//! code on both hosts has exactly one winner, a dump holds no secret, a secret moved onto
+//! another user does not open, the schema is versioned, a wrong key and a wrong password
+//! are told in plain words, TLS verify-full, and a database that goes away and comes back.
+//! (Root: the cluster runs as the `postgres` user; the codes come from oathtool.)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use toopher_ipc::Method;
+use toopher_tests::otp;
+use toopher_tests::postgres::{PgOptions, TempPostgres};
+use toopherd::fleet::pg::{PgError, PgSettings, PgStore, Timeouts};
+use toopherd::fleet::seal::{FleetKey, Keyring};
+use toopherd::store::{
+    ApproveError, Attempt, Limits, LoginState, RegistrationCheck, Rejection, Verdict,
+};
+use zeroize::Zeroizing;
+
+const LIMITS: Limits = Limits {
+    max_failures: 5,
+    window: 300,
+};
+/// A fixed clock for the stores; the codes are computed by oathtool at the same times.
+const T0: u64 = 1_800_000_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn keyring(id: u32, fill: u8) -> Arc<Keyring> {
+    Arc::new(Keyring::new(FleetKey::new(id, Zeroizing::new([fill; 32])), vec![]).expect("keyring"))
+}
+
+fn settings(pg: &TempPostgres, url: String, host: &str) -> PgSettings {
+    PgSettings {
+        url,
+        ca_file: pg.ca_file.clone(),
+        password: Some(Zeroizing::new(pg.password.clone())),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(2),
+            query: Duration::from_secs(3),
+        },
+        pool_size: 4,
+        host: host.into(),
+    }
+}
+
+/// Hosts A and B on one database, over the unix socket and over TCP.
+async fn two_hosts(pg: &TempPostgres) -> (PgStore, PgStore) {
+    let key = keyring(1, 7);
+    let a = PgStore::open(&settings(pg, pg.url_socket(), "host-a"), key.clone(), T0)
+        .await
+        .expect("host A opens the store");
+    let b = PgStore::open(&settings(pg, pg.url_tcp(), "host-b"), key, T0)
+        .await
+        .expect("host B opens the store");
+    (a, b)
+}
+
+/// Enrols `user` on `host` and activates it at T0; returns the base32 secret.
+async fn enrolled(host: &PgStore, user: &str) -> String {
+    let e = host.enroll(user, 600, T0, false).await.expect("enroll");
+    let b32 = toopherd::totp::base32(&e.secret).to_string();
+    let code = otp::totp_at(&b32, T0);
+    assert_eq!(
+        host.activate(user, &code, T0, LIMITS)
+            .await
+            .expect("activate"),
+        Verdict::Accepted(Method::Otp)
+    );
+    assert_eq!(e.recovery_codes.len(), 10);
+    b32
+}
+
+async fn verdict(host: &PgStore, user: &str, code: &str, now: u64) -> Verdict {
+    host.verify(user, code, now, LIMITS)
+        .await
+        .expect("verify")
+        .expect("an active enrolment")
+}
+
+#[test]
+fn an_enrolment_on_one_host_works_on_the_other_and_a_step_counts_once() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        let secret = enrolled(&a, "alice").await;
+        let t1 = T0 + 30;
+        let code = otp::totp_at(&secret, t1);
+        assert_eq!(
+            verdict(&b, "alice", &code, t1).await,
+            Verdict::Accepted(Method::Otp)
+        );
+        // The same step on the other host, and again on the same one: replayed.
+        assert_eq!(
+            verdict(&a, "alice", &code, t1).await,
+            Verdict::Rejected(Rejection::Replayed)
+        );
+        assert_eq!(
+            verdict(&b, "alice", &code, t1).await,
+            Verdict::Rejected(Rejection::Replayed)
+        );
+        // The activation's step is used up too, everywhere.
+        let first = otp::totp_at(&secret, T0);
+        assert_eq!(
+            verdict(&b, "alice", &first, T0 + 10).await,
+            Verdict::Rejected(Rejection::Replayed)
+        );
+        let t2 = T0 + 60;
+        assert_eq!(
+            verdict(&a, "alice", &otp::totp_at(&secret, t2), t2).await,
+            Verdict::Accepted(Method::Otp)
+        );
+        // Status on either host shows the last success with the host that made it.
+        let st = b
+            .status("alice", "local", t2, LIMITS)
+            .await
+            .expect("status");
+        assert_eq!(st.status.last_success_at, Some(t2));
+        assert_eq!(st.last_success_host.as_deref(), Some("host-a"));
+        assert!(matches!(
+            b.login_state("alice", t2, LIMITS).await.expect("state"),
+            LoginState::Active
+        ));
+        // An existing enrolment is not replaced from the other host without force.
+        assert!(matches!(
+            b.enroll("alice", 600, t2, false).await,
+            Err(PgError::AlreadyActive)
+        ));
+    });
+}
+
+#[test]
+fn failures_on_both_hosts_add_up_to_one_lock() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        let secret = enrolled(&a, "bob").await;
+        let t = T0 + 100;
+        let wrong = (0..100)
+            .map(|i| format!("{:06}", 24_680 + i * 7_919))
+            .find(|c| (T0 / 30 - 2..=t / 30 + 2).all(|s| otp::totp_step(&secret, s) != *c))
+            .expect("a wrong code");
+        for (i, host) in [&a, &b, &a, &b].into_iter().enumerate() {
+            let now = t + i as u64;
+            let c = host
+                .check("bob", &wrong, now, LIMITS, &Attempt::default())
+                .await
+                .expect("check")
+                .expect("enrolled");
+            assert_eq!(c.verdict, Verdict::Rejected(Rejection::Wrong));
+            assert!(c.recorded.failure.is_some());
+            assert_eq!(a.rate_limited("bob", now, LIMITS).await.expect("rl"), None);
+        }
+        // The fifth, on B, locks the user on both hosts: a right code is not looked at.
+        assert_eq!(
+            verdict(&b, "bob", &wrong, t + 4).await,
+            Verdict::Rejected(Rejection::Wrong)
+        );
+        let right = otp::totp_at(&secret, t + 5);
+        for host in [&a, &b] {
+            assert!(matches!(
+                verdict(host, "bob", &right, t + 5).await,
+                Verdict::RateLimited { .. }
+            ));
+            assert!(matches!(
+                host.login_state("bob", t + 5, LIMITS).await.expect("state"),
+                LoginState::RateLimited { .. }
+            ));
+        }
+        let st = a
+            .status("bob", "local", t + 5, LIMITS)
+            .await
+            .expect("status");
+        assert_eq!(st.last_failure_host.as_deref(), Some("host-b"));
+        assert_eq!(st.status.lock_level, 1);
+        // An administrator's unlock on A frees the user on B.
+        assert!(a.unlock("bob", t + 6, LIMITS).await.expect("unlock"));
+        let c = b
+            .check(
+                "bob",
+                &otp::totp_at(&secret, t + 7),
+                t + 7,
+                LIMITS,
+                &Attempt {
+                    notify: true,
+                    ..Attempt::default()
+                },
+            )
+            .await
+            .expect("check")
+            .expect("enrolled");
+        assert_eq!(c.verdict, Verdict::Accepted(Method::Otp));
+        // The person is told of the five failures, from both hosts' logins.
+        assert_eq!(c.recorded.notice.map(|n| n.failures), Some(5));
+    });
+}
+
+#[test]
+fn a_recovery_code_used_on_one_host_is_refused_on_the_other() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        let e = a.enroll("carol", 600, T0, false).await.expect("enroll");
+        let b32 = toopherd::totp::base32(&e.secret).to_string();
+        assert_eq!(
+            b.activate("carol", &otp::totp_at(&b32, T0), T0, LIMITS)
+                .await
+                .expect("activate on the other host"),
+            Verdict::Accepted(Method::Otp)
+        );
+        let code = e.recovery_codes[3].to_string();
+        assert_eq!(
+            verdict(&a, "carol", &code, T0 + 1).await,
+            Verdict::Accepted(Method::RecoveryCode)
+        );
+        assert_eq!(
+            verdict(&b, "carol", &code, T0 + 2).await,
+            Verdict::Rejected(Rejection::RecoveryCodeUsed)
+        );
+        let st = b
+            .status("carol", "local", T0 + 2, LIMITS)
+            .await
+            .expect("status");
+        assert_eq!(st.status.recovery_codes_left, 9);
+        // Regenerated on B: the old codes stop working on A.
+        let fresh = b
+            .regenerate_recovery_codes("carol")
+            .await
+            .expect("regenerate");
+        assert_eq!(
+            verdict(&a, "carol", &e.recovery_codes[4], T0 + 3).await,
+            Verdict::Rejected(Rejection::Wrong)
+        );
+        assert_eq!(
+            verdict(&a, "carol", &fresh[0], T0 + 4).await,
+            Verdict::Accepted(Method::RecoveryCode)
+        );
+    });
+}
+
+#[test]
+fn a_code_raced_on_both_hosts_wins_exactly_once() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let secret = enrolled(&a, "dave").await;
+        // Each round's loser is a replay, which counts as a failure: a limit that 100
+        // rounds do not reach, so every round is decided on the code.
+        const LIMITS: Limits = Limits {
+            max_failures: 1000,
+            window: 300,
+        };
+        for round in 1..=100u64 {
+            let now = T0 + round * 30;
+            let code = otp::totp_at(&secret, now);
+            let (ra, rb) = tokio::join!(
+                tokio::spawn({
+                    let (a, code) = (a.clone(), code.clone());
+                    async move { a.verify("dave", &code, now, LIMITS).await }
+                }),
+                tokio::spawn({
+                    let (b, code) = (b.clone(), code.clone());
+                    async move { b.verify("dave", &code, now, LIMITS).await }
+                }),
+            );
+            let verdicts = [
+                ra.expect("task").expect("verify").expect("enrolled"),
+                rb.expect("task").expect("verify").expect("enrolled"),
+            ];
+            let wins = verdicts
+                .iter()
+                .filter(|v| **v == Verdict::Accepted(Method::Otp))
+                .count();
+            assert_eq!(wins, 1, "round {round}: {verdicts:?}");
+            assert!(
+                verdicts.contains(&Verdict::Rejected(Rejection::Replayed)),
+                "round {round}: {verdicts:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_dump_holds_no_secret_and_a_moved_secret_does_not_open() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        let e = a.enroll("erin", 600, T0, false).await.expect("enroll");
+        let b32 = toopherd::totp::base32(&e.secret).to_string();
+        a.activate("erin", &otp::totp_at(&b32, T0), T0, LIMITS)
+            .await
+            .expect("activate");
+        let frank = enrolled(&a, "frank").await;
+
+        let dump = pg.dump();
+        assert!(
+            dump.contains("COPY public.accounts"),
+            "not a dump of the store"
+        );
+        let hex: String = e.secret.iter().map(|x| format!("{x:02x}")).collect();
+        for needle in [b32.as_str(), hex.as_str(), frank.as_str()] {
+            assert!(!dump.contains(needle), "the dump holds a secret in clear");
+            assert!(!dump.to_uppercase().contains(&needle.to_uppercase()));
+        }
+        for code in &e.recovery_codes {
+            assert!(
+                !dump.contains(code.as_str()),
+                "the dump holds a recovery code"
+            );
+        }
+
+        // Erin's sealed secret copied onto Frank's row: Frank's logins are denied, as a
+        // store failure (not "unreachable", so failmode never lets them through).
+        pg.psql_admin_in(
+            toopher_tests::postgres::DATABASE,
+            "UPDATE accounts SET secret = (SELECT secret FROM accounts WHERE user_name = 'erin')
+             WHERE user_name = 'frank'",
+        );
+        let now = T0 + 30;
+        for code in [otp::totp_at(&b32, now), otp::totp_at(&frank, now)] {
+            match b.verify("frank", &code, now, LIMITS).await {
+                Err(err @ PgError::Seal { .. }) => {
+                    assert!(!err.is_unreachable());
+                    assert!(err.to_string().contains("does not decrypt"), "{err}");
+                }
+                other => panic!("a moved secret gave {other:?}"),
+            }
+        }
+        // Erin is untouched.
+        assert_eq!(
+            verdict(&b, "erin", &otp::totp_at(&b32, now), now).await,
+            Verdict::Accepted(Method::Otp)
+        );
+    });
+}
+
+#[test]
+fn the_schema_is_versioned_and_a_newer_one_is_refused() {
+    let pg = TempPostgres::start();
+    let db = toopher_tests::postgres::DATABASE;
+    runtime().block_on(async {
+        let (a, _) = two_hosts(&pg).await;
+        a.check_config().await.expect("a fresh schema checks out");
+    });
+    assert_eq!(
+        pg.psql_admin_in(db, "SELECT version, applied_by FROM toopher_schema")
+            .trim(),
+        "1|host-a"
+    );
+    pg.psql_admin_in(
+        db,
+        "INSERT INTO toopher_schema VALUES (99, 0, 'a newer toopherd')",
+    );
+    runtime().block_on(async {
+        let key = keyring(1, 7);
+        match PgStore::open(&settings(&pg, pg.url_tcp(), "host-c"), key.clone(), T0).await {
+            Err(e @ PgError::SchemaTooNew { found: 99, .. }) => {
+                assert!(e.to_string().contains("newer than this toopherd"), "{e}")
+            }
+            other => panic!("a newer schema gave {other:?}"),
+        }
+        let store = PgStore::connect(&settings(&pg, pg.url_tcp(), "host-c"), key).expect("connect");
+        assert!(matches!(
+            store.check_config().await,
+            Err(PgError::SchemaTooNew { found: 99, .. })
+        ));
+    });
+    // Nothing was changed by the refusal.
+    assert_eq!(
+        pg.psql_admin_in(db, "SELECT count(*) FROM toopher_schema")
+            .trim(),
+        "2"
+    );
+}
+
+#[test]
+fn wrong_keys_and_passwords_are_told_and_rotation_keeps_secrets() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, _) = two_hosts(&pg).await;
+        let secret = enrolled(&a, "gina").await;
+        // Another key under the fleet's key id: refused at start, in plain words.
+        match PgStore::open(&settings(&pg, pg.url_tcp(), "host-c"), keyring(1, 8), T0).await {
+            Err(e @ PgError::WrongKey { key_id: 1 }) => {
+                assert!(e.to_string().contains("copy the credentials file"), "{e}")
+            }
+            other => panic!("a wrong key gave {other:?}"),
+        }
+        // A wrong password.
+        let mut bad = settings(&pg, pg.url_tcp(), "host-c");
+        bad.password = Some(Zeroizing::new("not the password".into()));
+        match PgStore::open(&bad, keyring(1, 7), T0).await {
+            Err(e @ PgError::AuthenticationFailed(_)) => assert!(!e.is_unreachable()),
+            other => panic!("a wrong password gave {other:?}"),
+        }
+        // A new current key with the old one kept: old secrets open, new ones use key 2.
+        let rotated = Arc::new(
+            Keyring::new(
+                FleetKey::new(2, Zeroizing::new([9; 32])),
+                vec![FleetKey::new(1, Zeroizing::new([7; 32]))],
+            )
+            .expect("keyring"),
+        );
+        let c = PgStore::open(&settings(&pg, pg.url_tcp(), "host-c"), rotated.clone(), T0)
+            .await
+            .expect("a rotated keyring opens");
+        let t = T0 + 30;
+        assert_eq!(
+            verdict(&c, "gina", &otp::totp_at(&secret, t), t).await,
+            Verdict::Accepted(Method::Otp)
+        );
+        let e = c.enroll("hank", 600, t, false).await.expect("enroll");
+        let hex = pg.psql_admin_in(
+            toopher_tests::postgres::DATABASE,
+            "SELECT encode(substr(secret, 4, 4), 'hex') FROM accounts WHERE user_name = 'hank'",
+        );
+        assert_eq!(
+            hex.trim(),
+            "00000002",
+            "new secrets are sealed with the current key"
+        );
+        drop(e);
+        // A host that only has key 1 cannot open hank's secret, and says why.
+        let b32 = toopherd::totp::base32(
+            &c.enroll("ivan", 600, t, false)
+                .await
+                .expect("enroll")
+                .secret,
+        )
+        .to_string();
+        match a.activate("ivan", &otp::totp_at(&b32, t), t, LIMITS).await {
+            Err(e @ PgError::Seal { .. }) => assert!(e.to_string().contains("fleet key 2"), "{e}"),
+            other => panic!("an unknown key gave {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn tls_verify_full_with_the_test_ca() {
+    let pg = TempPostgres::start_with(PgOptions { tls: true });
+    runtime().block_on(async {
+        let s = settings(&pg, pg.url_tls(), "host-tls");
+        let store = PgStore::open(&s, keyring(1, 7), T0)
+            .await
+            .expect("verify-full against the test CA");
+        enrolled(&store, "judy").await;
+        // Plain TCP is refused by this server; the store says the database refused.
+        let plain = settings(&pg, format!("{}?sslmode=disable", pg.url_tcp()), "h");
+        assert!(PgStore::open(&plain, keyring(1, 7), T0).await.is_err());
+        // A CA that did not sign the server's certificate: no connection.
+        let other_ca = std::env::temp_dir().join(format!("fleet-other-ca-{}", std::process::id()));
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("ca");
+        std::fs::write(&other_ca, ca.cert.pem()).expect("write");
+        let mut wrong = settings(&pg, pg.url_tls(), "h");
+        wrong.ca_file = Some(other_ca.clone());
+        let r = PgStore::open(&wrong, keyring(1, 7), T0).await;
+        let _ = std::fs::remove_file(&other_ca);
+        match r {
+            Err(e) => assert!(e.is_unreachable(), "{e}"),
+            Ok(_) => panic!("a server certificate from another CA was accepted"),
+        }
+    });
+}
+
+#[test]
+fn a_database_that_goes_away_is_unreachable_within_bounds_then_found_again() {
+    let mut pg = TempPostgres::start();
+    let rt = runtime();
+    let (a, b) = rt.block_on(two_hosts(&pg));
+    let secret = rt.block_on(enrolled(&a, "kate"));
+    pg.stop();
+    let t = T0 + 30;
+    let code = otp::totp_at(&secret, t);
+    for host in [&a, &b] {
+        let started = Instant::now();
+        match rt.block_on(host.verify("kate", &code, t, LIMITS)) {
+            Err(e) => assert!(e.is_unreachable(), "{e}"),
+            Ok(v) => panic!("a stopped database answered {v:?}"),
+        }
+        // Connect (2 s) and query (3 s) bounds, with room for a slow machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    pg.restart();
+    // The same stores connect again by themselves; nothing was lost or half-done.
+    assert_eq!(
+        rt.block_on(verdict(&b, "kate", &code, t)),
+        Verdict::Accepted(Method::Otp)
+    );
+    assert_eq!(
+        rt.block_on(verdict(&a, "kate", &code, t)),
+        Verdict::Rejected(Rejection::Replayed)
+    );
+}
+
+#[test]
+fn registrations_and_suspension_hold_on_every_host() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        let (code, expires) = a
+            .start_registration("liam", 600, T0)
+            .await
+            .expect("start")
+            .expect("not rate limited");
+        assert_eq!(expires, T0 + 600);
+        assert_eq!(
+            b.approve_registration("mona", &code, "root", T0 + 1)
+                .await
+                .expect("approve"),
+            Err(ApproveError::NoRegistration)
+        );
+        let response = b
+            .approve_registration("liam", &code, "root", T0 + 2)
+            .await
+            .expect("approve")
+            .expect("the right code");
+        assert_eq!(
+            a.check_registration("liam", &response, T0 + 3)
+                .await
+                .expect("check"),
+            RegistrationCheck::Registered
+        );
+        assert_eq!(
+            b.check_registration("liam", &response, T0 + 4)
+                .await
+                .expect("check"),
+            RegistrationCheck::Failed
+        );
+
+        enrolled(&a, "nina").await;
+        a.set_suspended("nina", true, T0 + 5)
+            .await
+            .expect("suspend");
+        assert!(matches!(
+            b.login_state("nina", T0 + 6, LIMITS).await.expect("state"),
+            LoginState::Suspended
+        ));
+        assert!(
+            !b.status("nina", "local", T0 + 6, LIMITS)
+                .await
+                .expect("st")
+                .status
+                .enabled
+        );
+        b.set_suspended("nina", false, T0 + 7)
+            .await
+            .expect("enable");
+        assert!(matches!(
+            a.login_state("nina", T0 + 8, LIMITS).await.expect("state"),
+            LoginState::Active
+        ));
+        assert_eq!(a.users().await.expect("users"), ["nina"]);
+        assert!(b.forget("nina").await.expect("forget"));
+        assert!(matches!(
+            a.login_state("nina", T0 + 9, LIMITS).await.expect("state"),
+            LoginState::NotEnrolled
+        ));
+    });
+}

@@ -1,0 +1,356 @@
+//! The failure log and the rate limit's escalating locks, fleet-wide: the same rules as
+//! the SQLite store's (`crate::store::failures`, `crate::budget`), so failures on every
+//! host count toward one lock per user. Each change runs inside the caller's transaction,
+//! under the user's advisory lock.
+
+use super::{PgError, to_i64, to_u64};
+use crate::budget;
+use crate::store::{Attempt, Limits, Recorded};
+use tokio_postgres::{GenericClient, Transaction};
+use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
+
+/// Failures kept per user at least (more when `max_failures` is larger).
+const KEEP_FAILURES: u64 = 64;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Lockout {
+    /// Locks since the last recovery code or administrator's unlock.
+    level: u32,
+    /// The end of the last lock.
+    lock_until: u64,
+    untold: u64,
+}
+
+/// `user`'s lock state at `now`; the escalation is forgotten after
+/// [`budget::LEVEL_RESET_AFTER`] without a lock.
+async fn lockout(c: &impl GenericClient, user: &str, now: u64) -> Result<Lockout, PgError> {
+    let row = c
+        .query_opt(
+            "SELECT level, lock_until, untold FROM lockouts WHERE user_name = $1",
+            &[&user],
+        )
+        .await?;
+    let mut l = match row {
+        Some(r) => Lockout {
+            level: u32::try_from(r.try_get::<_, i64>(0)?).unwrap_or(u32::MAX),
+            lock_until: to_u64(r.try_get(1)?),
+            untold: to_u64(r.try_get(2)?),
+        },
+        None => Lockout::default(),
+    };
+    if l.lock_until.saturating_add(budget::LEVEL_RESET_AFTER) <= now {
+        l.level = 0;
+    }
+    Ok(l)
+}
+
+async fn save_lockout(tx: &Transaction<'_>, user: &str, l: &Lockout) -> Result<(), PgError> {
+    tx.execute(
+        "INSERT INTO lockouts (user_name, level, lock_until, untold) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_name) DO UPDATE SET level = excluded.level,
+         lock_until = excluded.lock_until, untold = excluded.untold",
+        &[
+            &user,
+            &i64::from(l.level),
+            &to_i64(l.lock_until),
+            &to_i64(l.untold),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The lock the failures on record call for: those inside the window that have not
+/// earned a lock yet.
+async fn lock_from_round(
+    c: &impl GenericClient,
+    user: &str,
+    l: &Lockout,
+    now: u64,
+    limits: Limits,
+) -> Result<Option<u64>, PgError> {
+    let max = usize::try_from(limits.max_failures).unwrap_or(usize::MAX);
+    if max == 0 {
+        return Ok(None);
+    }
+    let rows = c
+        .query(
+            "SELECT at FROM failures WHERE user_name = $1 AND counts AND at > $2
+             ORDER BY at DESC, id DESC LIMIT $3",
+            &[
+                &user,
+                &to_i64(now.saturating_sub(limits.window)),
+                &to_i64(limits.max_failures),
+            ],
+        )
+        .await?;
+    if rows.len() < max {
+        return Ok(None);
+    }
+    let oldest = to_u64(rows[max - 1].try_get(0)?);
+    Ok(Some(oldest.saturating_add(budget::lock_duration(
+        limits.window,
+        l.level,
+    ))))
+}
+
+/// Until when `user` is locked at `now`, if they are.
+pub(super) async fn locked_until(
+    c: &impl GenericClient,
+    user: &str,
+    now: u64,
+    limits: Limits,
+) -> Result<Option<u64>, PgError> {
+    let l = lockout(c, user, now).await?;
+    if l.lock_until > now {
+        return Ok(Some(l.lock_until));
+    }
+    Ok(lock_from_round(c, user, &l, now, limits)
+        .await?
+        .filter(|&t| t > now))
+}
+
+/// Like [`locked_until`], storing a lock that was due but not stored.
+pub(super) async fn enforce_lock(
+    tx: &Transaction<'_>,
+    user: &str,
+    now: u64,
+    limits: Limits,
+) -> Result<Option<u64>, PgError> {
+    let mut l = lockout(tx, user, now).await?;
+    if l.lock_until > now {
+        return Ok(Some(l.lock_until));
+    }
+    match lock_from_round(tx, user, &l, now, limits)
+        .await?
+        .filter(|&t| t > now)
+    {
+        Some(until) => {
+            impose(tx, user, &mut l, until).await?;
+            save_lockout(tx, user, &l).await?;
+            Ok(Some(until))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Starts a lock: the failures that earned it count toward no later one.
+async fn impose(
+    tx: &Transaction<'_>,
+    user: &str,
+    l: &mut Lockout,
+    until: u64,
+) -> Result<(), PgError> {
+    l.lock_until = until;
+    l.level = l.level.saturating_add(1);
+    discount(tx, user).await
+}
+
+async fn discount(tx: &Transaction<'_>, user: &str) -> Result<(), PgError> {
+    tx.execute(
+        "UPDATE failures SET counts = false WHERE user_name = $1 AND counts",
+        &[&user],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn note_activity(
+    tx: &Transaction<'_>,
+    user: &str,
+    host: &str,
+    success: bool,
+    now: u64,
+) -> Result<(), PgError> {
+    let (at, by) = if success {
+        ("last_success_at", "last_success_host")
+    } else {
+        ("last_failure_at", "last_failure_host")
+    };
+    tx.execute(
+        &format!(
+            "INSERT INTO activity (user_name, {at}, {by}) VALUES ($1, $2, $3)
+             ON CONFLICT (user_name) DO UPDATE SET {at} = excluded.{at}, {by} = excluded.{by}"
+        ),
+        &[&user, &to_i64(now), &host],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a failed second factor on `host`; the failure that completes a round earns
+/// the next lock. Failures during a lock are only told. Returns the failure's id.
+pub(super) async fn record_failure(
+    tx: &Transaction<'_>,
+    user: &str,
+    host: &str,
+    now: u64,
+    limits: Limits,
+    rhost: Option<&str>,
+) -> Result<i64, PgError> {
+    let mut l = lockout(tx, user, now).await?;
+    let locked = l.lock_until > now;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO failures (user_name, at, rhost, host, counts) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id",
+            &[&user, &to_i64(now), &rhost, &host, &!locked],
+        )
+        .await?
+        .try_get(0)?;
+    l.untold = l.untold.saturating_add(1);
+    if !locked && let Some(until) = lock_from_round(tx, user, &l, now, limits).await? {
+        impose(tx, user, &mut l, until).await?;
+    }
+    save_lockout(tx, user, &l).await?;
+    // Told failures matter only while they can still count toward a lock.
+    tx.execute(
+        "DELETE FROM failures WHERE user_name = $1 AND told AND (at <= $2 OR NOT counts)",
+        &[&user, &to_i64(now.saturating_sub(limits.window))],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM failures WHERE user_name = $1 AND id NOT IN
+         (SELECT id FROM failures WHERE user_name = $1 ORDER BY id DESC LIMIT $2)",
+        &[&user, &to_i64(limits.max_failures.max(KEEP_FAILURES))],
+    )
+    .await?;
+    note_activity(tx, user, host, false, now).await?;
+    Ok(id)
+}
+
+/// Records a successful second factor on `host`. `lift` (a recovery code) ends the lock
+/// and its escalation. With `attempt.notify`, returns the untold failures (other than
+/// this login's own, from any host) and marks them told.
+pub(super) async fn record_success(
+    tx: &Transaction<'_>,
+    user: &str,
+    host: &str,
+    now: u64,
+    attempt: &Attempt<'_>,
+    lift: bool,
+) -> Result<Option<toopher_ipc::FailureNotice>, PgError> {
+    let mut l = lockout(tx, user, now).await?;
+    if lift {
+        lift_lock(tx, user, &mut l, now).await?;
+    }
+    let mut notice = None;
+    if attempt.notify {
+        let rows = tx
+            .query(
+                "SELECT id, at, rhost FROM failures WHERE user_name = $1 AND NOT told
+                 ORDER BY at DESC, id DESC",
+                &[&user],
+            )
+            .await?;
+        let rows: Vec<(i64, i64, Option<String>)> = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        let others: Vec<_> = rows
+            .iter()
+            .filter(|(id, _, _)| !attempt.own.contains(id))
+            .collect();
+        let own_untold = (rows.len() - others.len()) as u64;
+        let failures = l.untold.saturating_sub(own_untold);
+        if failures > 0 {
+            let mut rhosts: Vec<String> = Vec::new();
+            let mut more_rhosts = false;
+            for (_, _, rhost) in &others {
+                let name = rhost.as_deref().unwrap_or(NOTICE_LOCAL);
+                if rhosts.iter().any(|r| r == name) {
+                    continue;
+                }
+                if rhosts.len() == NOTICE_MAX_RHOSTS {
+                    more_rhosts = true;
+                    break;
+                }
+                rhosts.push(name.to_owned());
+            }
+            notice = Some(FailureNotice {
+                failures: u32::try_from(failures).unwrap_or(u32::MAX),
+                rhosts,
+                more_rhosts,
+                last_at: others.first().map(|(_, at, _)| to_u64(*at)),
+            });
+        }
+        tx.execute(
+            "UPDATE failures SET told = true WHERE user_name = $1 AND NOT told",
+            &[&user],
+        )
+        .await?;
+        l.untold = 0;
+    }
+    save_lockout(tx, user, &l).await?;
+    note_activity(tx, user, host, true, now).await?;
+    Ok(notice)
+}
+
+/// Ends the lock and its escalation; the failures so far count toward no lock.
+async fn lift_lock(
+    tx: &Transaction<'_>,
+    user: &str,
+    l: &mut Lockout,
+    now: u64,
+) -> Result<(), PgError> {
+    l.lock_until = l.lock_until.min(now);
+    l.level = 0;
+    discount(tx, user).await
+}
+
+impl super::PgStore {
+    /// Lifts `user`'s lock and resets its escalation (an administrator's unlock), on every
+    /// host. Returns whether there was anything to lift.
+    pub async fn unlock(&self, user: &str, now: u64, limits: Limits) -> Result<bool, PgError> {
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            super::lock_user(&tx, user).await?;
+            let was = locked_until(&tx, user, now, limits).await?.is_some()
+                || lockout(&tx, user, now).await?.level > 0;
+            let mut l = lockout(&tx, user, now).await?;
+            lift_lock(&tx, user, &mut l, now).await?;
+            save_lockout(&tx, user, &l).await?;
+            tx.commit().await?;
+            Ok(was)
+        })
+        .await
+    }
+
+    /// Locks since the last recovery code or administrator's unlock.
+    pub async fn lock_level(&self, user: &str, now: u64) -> Result<u32, PgError> {
+        self.run(async |c| Ok(lockout(c, user, now).await?.level))
+            .await
+    }
+
+    /// Records a second-factor result of the Toopher backend, under the same rule.
+    pub async fn note_result(
+        &self,
+        user: &str,
+        success: bool,
+        now: u64,
+        limits: Limits,
+        attempt: &Attempt<'_>,
+    ) -> Result<Recorded, PgError> {
+        let host = self.host.as_str();
+        self.run(async |c| {
+            let tx = c.transaction().await?;
+            super::lock_user(&tx, user).await?;
+            let recorded = if success {
+                Recorded {
+                    failure: None,
+                    notice: record_success(&tx, user, host, now, attempt, false).await?,
+                }
+            } else {
+                Recorded {
+                    failure: Some(
+                        record_failure(&tx, user, host, now, limits, attempt.rhost).await?,
+                    ),
+                    notice: None,
+                }
+            };
+            tx.commit().await?;
+            Ok(recorded)
+        })
+        .await
+    }
+}
