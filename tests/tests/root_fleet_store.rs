@@ -570,3 +570,136 @@ fn registrations_and_suspension_hold_on_every_host() {
         ));
     });
 }
+
+#[test]
+fn rotate_key_reseals_every_secret_with_the_current_key() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, _) = two_hosts(&pg).await;
+        let olga = enrolled(&a, "olga").await;
+        let paul = enrolled(&a, "paul").await;
+        let rotated = Arc::new(
+            Keyring::new(
+                FleetKey::new(2, Zeroizing::new([9; 32])),
+                vec![FleetKey::new(1, Zeroizing::new([7; 32]))],
+            )
+            .expect("keyring"),
+        );
+        let c = PgStore::open(&settings(&pg, pg.url_tcp(), "host-c"), rotated, T0)
+            .await
+            .expect("open with the new key");
+        let report = c.rotate_key(T0 + 1).await.expect("rotate");
+        assert_eq!(report.resealed, 2);
+        assert!(report.failed.is_empty());
+        // Twice: nothing left to do.
+        assert_eq!(c.rotate_key(T0 + 2).await.expect("rotate").resealed, 0);
+        // The old key can go now: a host with only the new key opens both secrets.
+        let d = PgStore::open(&settings(&pg, pg.url_tcp(), "host-d"), keyring(2, 9), T0)
+            .await
+            .expect("open with only the new key");
+        let t = T0 + 30;
+        for (user, secret) in [("olga", &olga), ("paul", &paul)] {
+            assert_eq!(
+                verdict(&d, user, &otp::totp_at(secret, t), t).await,
+                Verdict::Accepted(Method::Otp)
+            );
+        }
+    });
+}
+
+#[test]
+fn importing_a_hosts_sqlite_store_twice() {
+    use toopherd::store::Store;
+    let pg = TempPostgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("toopherd.sqlite3");
+    // A host's own store: quinn enrolled, one step and one recovery code used; rita
+    // suspended; sam pending; zed enrolled here and (differently) in the fleet.
+    let (quinn, quinn_codes, zed_local) = {
+        let mut s = Store::open(&db).expect("sqlite store");
+        let mut activate = |user: &str| {
+            let e = s.enroll(user, 600, T0, false).expect("enroll");
+            let b32 = toopherd::totp::base32(&e.secret).to_string();
+            assert_eq!(
+                s.activate(user, &otp::totp_at(&b32, T0), T0, LIMITS)
+                    .expect("activate"),
+                Verdict::Accepted(Method::Otp)
+            );
+            (b32, e.recovery_codes)
+        };
+        let (quinn, codes) = activate("quinn");
+        let (zed, _) = activate("zed");
+        let t = T0 + 30;
+        assert_eq!(
+            s.verify("quinn", &otp::totp_at(&quinn, t), t, LIMITS)
+                .expect("verify"),
+            Some(Verdict::Accepted(Method::Otp))
+        );
+        assert_eq!(
+            s.verify("quinn", &codes[0], t, LIMITS).expect("verify"),
+            Some(Verdict::Accepted(Method::RecoveryCode))
+        );
+        s.enroll("sam", 600, T0, false).expect("pending");
+        s.set_suspended("rita", true, T0).expect("suspend");
+        (quinn, codes, zed)
+    };
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        let zed_fleet = enrolled(&b, "zed").await;
+        assert_ne!(zed_fleet, zed_local);
+
+        let first = a.import_sqlite(&db, false, T0 + 40).await.expect("import");
+        assert_eq!(first.imported, ["quinn"]);
+        assert_eq!(first.conflicts, ["zed"]);
+        assert_eq!(first.skipped_pending, ["sam"]);
+        assert_eq!(first.suspended, 1);
+        let again = a
+            .import_sqlite(&db, false, T0 + 41)
+            .await
+            .expect("import again");
+        assert_eq!(again.imported, Vec::<String>::new());
+        assert_eq!(again.unchanged, ["quinn"]);
+        assert_eq!(again.conflicts, ["zed"]);
+        assert_eq!(again.suspended, 0);
+
+        // The replay guard and the used recovery code came along; the secret works.
+        let t = T0 + 30;
+        assert_eq!(
+            verdict(&b, "quinn", &otp::totp_at(&quinn, t), t + 5).await,
+            Verdict::Rejected(Rejection::Replayed)
+        );
+        assert_eq!(
+            verdict(&b, "quinn", &quinn_codes[0], t + 6).await,
+            Verdict::Rejected(Rejection::RecoveryCodeUsed)
+        );
+        assert_eq!(
+            verdict(&b, "quinn", &quinn_codes[1], t + 7).await,
+            Verdict::Accepted(Method::RecoveryCode)
+        );
+        let t2 = T0 + 60;
+        assert_eq!(
+            verdict(&b, "quinn", &otp::totp_at(&quinn, t2), t2).await,
+            Verdict::Accepted(Method::Otp)
+        );
+        assert!(matches!(
+            b.login_state("rita", t2, LIMITS).await.expect("state"),
+            LoginState::Suspended
+        ));
+        // The fleet's zed was left alone; with force the host's zed replaces it.
+        assert_eq!(
+            verdict(&a, "zed", &otp::totp_at(&zed_fleet, t2), t2).await,
+            Verdict::Accepted(Method::Otp)
+        );
+        let forced = a.import_sqlite(&db, true, T0 + 70).await.expect("force");
+        assert_eq!(forced.replaced, ["zed"]);
+        assert_eq!(forced.unchanged, ["quinn"]);
+        let t3 = T0 + 90;
+        assert_eq!(
+            verdict(&b, "zed", &otp::totp_at(&zed_local, t3), t3).await,
+            Verdict::Accepted(Method::Otp)
+        );
+        // And the sqlite file was only read.
+        let dump = pg.dump();
+        assert!(!dump.contains(&quinn) && !dump.contains(&zed_local));
+    });
+}

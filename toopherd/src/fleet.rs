@@ -4,7 +4,9 @@
 //! - [`credentials`]: the 0600 credentials file with the fleet key and the database password.
 //! - [`seal`]: TOTP secrets encrypted at rest with the fleet key, bound to their user.
 //! - [`pg`]: the PostgreSQL store.
+//! - [`settings`]: the `[store]` section of toopherd.toml.
 
 pub mod credentials;
 pub mod pg;
 pub mod seal;
+pub mod settings;

@@ -24,11 +24,15 @@ use zeroize::Zeroizing;
 
 mod admin;
 mod failures;
+mod import;
 mod pool;
+mod rotate;
 pub mod schema;
 
 pub use admin::FleetStatus;
+pub use import::{ImportError, ImportReport};
 pub use pool::{PgSettings, Timeouts, Tls, parse_url};
+pub use rotate::RotateReport;
 
 #[derive(Debug)]
 pub enum PgError {
