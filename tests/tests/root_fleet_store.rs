@@ -703,3 +703,47 @@ fn importing_a_hosts_sqlite_store_twice() {
         assert!(!dump.contains(&quinn) && !dump.contains(&zed_local));
     });
 }
+
+#[test]
+fn the_blocking_adapter_serves_threads_outside_the_runtime() {
+    use toopherd::fleet::blocking::PgBlocking;
+    let pg = TempPostgres::start();
+    let rt = runtime();
+    let (a, b) = rt.block_on(two_hosts(&pg));
+    let secret = rt.block_on(enrolled(&a, "uma"));
+    let (a, b) = (
+        Arc::new(PgBlocking::new(Arc::new(a), rt.handle().clone())),
+        Arc::new(PgBlocking::new(Arc::new(b), rt.handle().clone())),
+    );
+    let t = T0 + 30;
+    let code = otp::totp_at(&secret, t);
+    // As the daemon calls it: from blocking threads, both hosts at once.
+    let threads: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|host| {
+            let code = code.clone();
+            std::thread::spawn(move || host.check("uma", &code, t, LIMITS, &Attempt::default()))
+        })
+        .collect();
+    let verdicts: Vec<Verdict> = threads
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .expect("thread")
+                .expect("check")
+                .expect("enrolled")
+                .verdict
+        })
+        .collect();
+    assert_eq!(
+        verdicts
+            .iter()
+            .filter(|v| **v == Verdict::Accepted(Method::Otp))
+            .count(),
+        1,
+        "{verdicts:?}"
+    );
+    assert!(a.answered() >= 1 && b.answered() >= 1);
+    let st = a.status("uma", "local", t, LIMITS).expect("status");
+    assert_eq!(st.status.last_success_at, Some(t));
+}

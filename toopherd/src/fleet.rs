@@ -3,9 +3,10 @@
 //!
 //! - [`credentials`]: the 0600 credentials file with the fleet key and the database password.
 //! - [`seal`]: TOTP secrets encrypted at rest with the fleet key, bound to their user.
-//! - [`pg`]: the PostgreSQL store.
+//! - [`pg`]: the PostgreSQL store; [`blocking`]: the same for callers that block.
 //! - [`settings`]: the `[store]` section of toopherd.toml.
 
+pub mod blocking;
 pub mod credentials;
 pub mod pg;
 pub mod seal;
