@@ -747,3 +747,40 @@ fn the_blocking_adapter_serves_threads_outside_the_runtime() {
     let st = a.status("uma", "local", t, LIMITS).expect("status");
     assert_eq!(st.status.last_success_at, Some(t));
 }
+
+#[test]
+fn an_error_mid_transaction_denies_and_loses_nothing() {
+    let pg = TempPostgres::start();
+    let db = toopher_tests::postgres::DATABASE;
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        let secret = enrolled(&a, "vera").await;
+        // The database fails the last write of a verification (recording the success),
+        // after the replay guard moved: the whole transaction must go.
+        pg.psql_admin_in(
+            db,
+            "CREATE FUNCTION fail_vera() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.user_name = 'vera' THEN RAISE EXCEPTION 'disk on fire'; END IF;
+             RETURN NEW; END $$;
+             CREATE TRIGGER fail_vera BEFORE INSERT OR UPDATE ON activity
+             FOR EACH ROW EXECUTE FUNCTION fail_vera();",
+        );
+        let t = T0 + 30;
+        let code = otp::totp_at(&secret, t);
+        match a.verify("vera", &code, t, LIMITS).await {
+            Err(e @ PgError::Db(_)) => {
+                assert!(!e.is_unreachable(), "{e}");
+                assert!(e.to_string().contains("disk on fire"), "{e}");
+            }
+            other => panic!("a failing write gave {other:?}"),
+        }
+        // The connection that saw the error is clean for the next request.
+        enrolled(&a, "walt").await;
+        pg.psql_admin_in(db, "DROP TRIGGER fail_vera ON activity");
+        // Nothing of the failed verification stayed: the code was not used up.
+        assert_eq!(
+            verdict(&b, "vera", &code, t).await,
+            Verdict::Accepted(Method::Otp)
+        );
+    });
+}

@@ -14,11 +14,10 @@ use crate::store::{
     Attempt, Checked, Limits, LoginState, NewEnrollment, Recorded, Rejection, Verdict,
 };
 use crate::{recovery, totp};
-use sha2::{Digest, Sha256};
+use session::Session;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{GenericClient, Transaction};
 use toopher_ipc::{AccountStatus, EnrollmentState, Method};
 use zeroize::Zeroizing;
 
@@ -28,6 +27,7 @@ mod import;
 mod pool;
 mod rotate;
 pub mod schema;
+mod session;
 
 pub use admin::FleetStatus;
 pub use import::{ImportError, ImportReport};
@@ -88,7 +88,11 @@ impl std::fmt::Display for PgError {
             ),
             PgError::Config(e) => f.write_str(e),
             PgError::Tls(e) => write!(f, "TLS to the database: {e}"),
-            PgError::Db(e) => write!(f, "database error: {e}"),
+            // The server's message and code (its DETAIL, which can quote values, is left out).
+            PgError::Db(e) => match e.as_db_error() {
+                Some(db) => write!(f, "database error {}: {}", db.code().code(), db.message()),
+                None => write!(f, "database error: {e}"),
+            },
             PgError::SchemaTooNew { found, supported } => write!(
                 f,
                 "the database's schema is version {found}, newer than this toopherd knows \
@@ -125,6 +129,17 @@ fn unreachable_state(code: &SqlState) -> bool {
     c.starts_with("08") || c.starts_with("57P") || c == "53300"
 }
 
+/// The server's message, or the client's description when the server said nothing.
+fn server_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
 impl From<tokio_postgres::Error> for PgError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.code() {
@@ -132,13 +147,13 @@ impl From<tokio_postgres::Error> for PgError {
                 if *c == SqlState::INVALID_PASSWORD
                     || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
             {
-                PgError::AuthenticationFailed(e.to_string())
+                PgError::AuthenticationFailed(server_message(&e))
             }
-            Some(c) if unreachable_state(c) => PgError::Unreachable(e.to_string()),
+            Some(c) if unreachable_state(c) => PgError::Unreachable(server_message(&e)),
             Some(_) => PgError::Db(e),
             // No answer from the server: I/O, a closed connection, TLS.
             None if e.is_closed() || e.as_db_error().is_none() => {
-                PgError::Unreachable(e.to_string())
+                PgError::Unreachable(server_message(&e))
             }
             None => PgError::Db(e),
         }
@@ -148,7 +163,7 @@ impl From<tokio_postgres::Error> for PgError {
 impl PgError {
     fn from_connect(e: tokio_postgres::Error) -> PgError {
         match PgError::from(e) {
-            PgError::Db(e) => PgError::Unreachable(e.to_string()),
+            PgError::Db(e) => PgError::Unreachable(server_message(&e)),
             other => other,
         }
     }
@@ -186,23 +201,6 @@ pub(super) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// The advisory lock key of a user: every change to one user's rows takes it first.
-fn user_lock(user: &str) -> i64 {
-    let digest = Sha256::new()
-        .chain_update(b"toopherd user lock\0")
-        .chain_update(user.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(first)
-}
-
-async fn lock_user(tx: &Transaction<'_>, user: &str) -> Result<(), PgError> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&user_lock(user)])
-        .await?;
-    Ok(())
-}
-
 struct Account {
     state: String,
     sealed: Vec<u8>,
@@ -210,8 +208,8 @@ struct Account {
     expires_at: Option<u64>,
 }
 
-async fn account(c: &impl GenericClient, user: &str) -> Result<Option<Account>, PgError> {
-    let row = c
+async fn account(s: &mut Session, user: &str) -> Result<Option<Account>, PgError> {
+    let row = s
         .query_opt(
             "SELECT state, secret, recovery_salt, expires_at FROM accounts
              WHERE user_name = $1",
@@ -254,8 +252,9 @@ impl PgStore {
         let mut conn = store.pool.get().await?;
         let bound = store.pool.timeouts.query.saturating_mul(4);
         let result = tokio::time::timeout(bound, async {
-            schema::migrate(conn.client(), &store.host, to_i64(now)).await?;
-            store.check_keys(conn.client(), now).await
+            let s = conn.session();
+            schema::migrate(s.client(), &store.host, to_i64(now)).await?;
+            store.check_keys(s, now).await
         })
         .await
         .map_err(|_| PgError::Timeout {
@@ -281,9 +280,9 @@ impl PgStore {
     /// What `--check-config` reports: reachable, authenticated, the schema at this
     /// toopherd's version, and the fleet keys the ones the fleet uses. Changes nothing.
     pub async fn check_config(&self) -> Result<(), PgError> {
-        self.run(async |c| {
-            schema::check(schema::version(c).await?)?;
-            let rows = c
+        self.run(async |s| {
+            schema::check(schema::version(s.client()).await?)?;
+            let rows = s
                 .query("SELECT key_id, check_value FROM fleet_keys", &[])
                 .await?;
             for r in rows {
@@ -299,10 +298,10 @@ impl PgStore {
 
     /// Seals a known value under each key the database has not seen yet, and checks the
     /// ones it has: a host with another key under a used id refuses to start.
-    async fn check_keys(&self, c: &mut tokio_postgres::Client, now: u64) -> Result<(), PgError> {
-        let tx = c.transaction().await?;
+    async fn check_keys(&self, s: &mut Session, now: u64) -> Result<(), PgError> {
+        s.begin().await?;
         let id = self.keyring.current_id();
-        let row = tx
+        let row = s
             .query_opt(
                 "SELECT check_value FROM fleet_keys WHERE key_id = $1",
                 &[&i64::from(id)],
@@ -315,7 +314,7 @@ impl PgStore {
                     .keyring
                     .seal(Purpose::KeyCheck, "", KEY_CHECK)
                     .map_err(|_| PgError::Random)?;
-                tx.execute(
+                s.execute(
                     "INSERT INTO fleet_keys (key_id, check_value, created_at) VALUES ($1, $2, $3)
                      ON CONFLICT (key_id) DO NOTHING",
                     &[&i64::from(id), &value, &to_i64(now)],
@@ -323,7 +322,7 @@ impl PgStore {
                 .await?;
             }
         }
-        tx.commit().await?;
+        s.commit().await?;
         Ok(())
     }
 
@@ -336,25 +335,39 @@ impl PgStore {
         }
     }
 
-    /// Runs `op` on a pooled connection within the query timeout. The connection is
-    /// reused only when `op` ended without a connection-level problem.
+    /// Runs `op` on a pooled connection within the query timeout. A transaction `op`
+    /// left open (a refusal, an error) is rolled back; the connection is reused only
+    /// when it is known to be clean.
     async fn run<T>(
         &self,
-        op: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, PgError>,
+        op: impl AsyncFnOnce(&mut Session) -> Result<T, PgError>,
     ) -> Result<T, PgError> {
         let mut conn = self.pool.get().await?;
-        let result = tokio::time::timeout(self.pool.timeouts.query, op(conn.client()))
-            .await
-            .map_err(|_| PgError::Timeout {
+        let outcome = tokio::time::timeout(self.pool.timeouts.query, async {
+            let s = conn.session();
+            let r = op(&mut *s).await;
+            if matches!(r, Err(PgError::Db(_))) {
+                s.forget_statements();
+            }
+            let clean = match &r {
+                Err(e) if e.is_unreachable() => false,
+                _ => s.rollback().await.is_ok(),
+            };
+            (r, clean)
+        })
+        .await;
+        match outcome {
+            Ok((result, clean)) => {
+                if clean {
+                    conn.reusable();
+                }
+                result
+            }
+            // The transaction may still be open on the connection: it is dropped.
+            Err(_) => Err(PgError::Timeout {
                 what: "a database transaction",
-            })
-            .and_then(|r| r);
-        match &result {
-            // A timed-out transaction may still be open on the connection: drop it.
-            Err(e) if e.is_unreachable() => {}
-            _ => conn.reusable(),
+            }),
         }
-        result
     }
 
     fn open_secret(&self, user: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, PgError> {
@@ -380,7 +393,7 @@ impl PgStore {
         now: u64,
         limits: Limits,
     ) -> Result<Option<u64>, PgError> {
-        self.run(async |c| failures::locked_until(c, user, now, limits).await)
+        self.run(async |s| failures::locked_until(s, user, now, limits).await)
             .await
     }
 
@@ -391,14 +404,14 @@ impl PgStore {
         now: u64,
         limits: Limits,
     ) -> Result<LoginState, PgError> {
-        self.run(async |c| {
-            if admin::is_suspended(c, user).await? {
+        self.run(async |s| {
+            if admin::is_suspended(s, user).await? {
                 return Ok(LoginState::Suspended);
             }
-            if !matches!(account(c, user).await?, Some(a) if a.state == "active") {
+            if !matches!(account(s, user).await?, Some(a) if a.state == "active") {
                 return Ok(LoginState::NotEnrolled);
             }
-            Ok(match failures::locked_until(c, user, now, limits).await? {
+            Ok(match failures::locked_until(s, user, now, limits).await? {
                 Some(until) => LoginState::RateLimited { until },
                 None => LoginState::Active,
             })
@@ -427,18 +440,17 @@ impl PgStore {
             .map_err(|_| PgError::Random)?;
         let expires_at = now.saturating_add(ttl);
         let host = &self.host;
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
-            if let Some(existing) = account(&tx, user).await?
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            if let Some(existing) = account(s, user).await?
                 && existing.state == "active"
                 && !force
             {
                 return Err(PgError::AlreadyActive);
             }
-            tx.execute("DELETE FROM accounts WHERE user_name = $1", &[&user])
+            s.execute("DELETE FROM accounts WHERE user_name = $1", &[&user])
                 .await?;
-            tx.execute(
+            s.execute(
                 "INSERT INTO accounts (user_name, state, secret, recovery_salt, created_at,
                  created_by, expires_at) VALUES ($1, 'pending', $2, $3, $4, $5, $6)",
                 &[
@@ -453,14 +465,14 @@ impl PgStore {
             .await?;
             for code in &codes {
                 if let Some(n) = recovery::normalize(code) {
-                    tx.execute(
+                    s.execute(
                         "INSERT INTO recovery_codes (user_name, hash) VALUES ($1, $2)",
                         &[&user, &&recovery::hash(&salt, &n)[..]],
                     )
                     .await?;
                 }
             }
-            tx.commit().await?;
+            s.commit().await?;
             Ok(())
         })
         .await?;
@@ -480,10 +492,9 @@ impl PgStore {
         limits: Limits,
     ) -> Result<Verdict, PgError> {
         let host = self.host.as_str();
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
-            let Some(acct) = account(&tx, user).await? else {
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            let Some(acct) = account(s, user).await? else {
                 return Err(PgError::NoPendingEnrollment);
             };
             if acct.state != "pending" {
@@ -492,8 +503,8 @@ impl PgStore {
             if acct.expires_at.is_none_or(|t| t <= now) {
                 return Err(PgError::EnrollmentExpired);
             }
-            if let Some(until) = failures::enforce_lock(&tx, user, now, limits).await? {
-                tx.commit().await?;
+            if let Some(until) = failures::enforce_lock(s, user, now, limits).await? {
+                s.commit().await?;
                 return Ok(Verdict::RateLimited { until });
             }
             let secret = self.open_secret(user, &acct.sealed)?;
@@ -502,23 +513,23 @@ impl PgStore {
                 .flatten()
             {
                 Some(step) => {
-                    tx.execute(
+                    s.execute(
                         "UPDATE accounts SET state = 'active', expires_at = NULL,
                          activated_at = $2, last_step = $3 WHERE user_name = $1",
                         &[&user, &to_i64(now), &to_i64(step)],
                     )
                     .await?;
                     // Not a login: the failures stay untold for the next one.
-                    failures::record_success(&tx, user, host, now, &Attempt::default(), false)
+                    failures::record_success(s, user, host, now, &Attempt::default(), false)
                         .await?;
                     Verdict::Accepted(Method::Otp)
                 }
                 None => {
-                    failures::record_failure(&tx, user, host, now, limits, None).await?;
+                    failures::record_failure(s, user, host, now, limits, None).await?;
                     Verdict::Rejected(Rejection::Wrong)
                 }
             };
-            tx.commit().await?;
+            s.commit().await?;
             Ok(verdict)
         })
         .await
@@ -552,24 +563,23 @@ impl PgStore {
     ) -> Result<Option<Checked>, PgError> {
         let host = self.host.as_str();
         let code = code.trim();
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
-            let acct = match account(&tx, user).await? {
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            let acct = match account(s, user).await? {
                 Some(a) if a.state == "active" => a,
                 _ => return Ok(None),
             };
-            let locked = failures::enforce_lock(&tx, user, now, limits).await?;
+            let locked = failures::enforce_lock(s, user, now, limits).await?;
             let verdict = match locked {
                 // A one-time password is not looked at while locked: that is the limit.
                 Some(until) if totp::looks_like_code(code) => Verdict::RateLimited { until },
-                Some(_) => check_recovery_code(&tx, user, host, &acct.salt, code, now).await?,
+                Some(_) => check_recovery_code(s, user, host, &acct.salt, code, now).await?,
                 None if totp::looks_like_code(code) => {
                     let secret = self.open_secret(user, &acct.sealed)?;
                     match totp::matching_step(&secret, code, now) {
                         Some(step) => {
                             // Never read-then-write: the update itself is the guard.
-                            let won = tx
+                            let won = s
                                 .execute(
                                     "UPDATE accounts SET last_step = $2
                                      WHERE user_name = $1 AND last_step < $2",
@@ -585,13 +595,13 @@ impl PgStore {
                         None => Verdict::Rejected(Rejection::Wrong),
                     }
                 }
-                None => check_recovery_code(&tx, user, host, &acct.salt, code, now).await?,
+                None => check_recovery_code(s, user, host, &acct.salt, code, now).await?,
             };
             let recorded = match verdict {
                 Verdict::Accepted(method) => Recorded {
                     failure: None,
                     notice: failures::record_success(
-                        &tx,
+                        s,
                         user,
                         host,
                         now,
@@ -602,14 +612,13 @@ impl PgStore {
                 },
                 Verdict::Rejected(_) => Recorded {
                     failure: Some(
-                        failures::record_failure(&tx, user, host, now, limits, attempt.rhost)
-                            .await?,
+                        failures::record_failure(s, user, host, now, limits, attempt.rhost).await?,
                     ),
                     notice: None,
                 },
                 Verdict::RateLimited { .. } => Recorded::default(),
             };
-            tx.commit().await?;
+            s.commit().await?;
             Ok(Some(Checked { verdict, recorded }))
         })
         .await
@@ -618,20 +627,19 @@ impl PgStore {
     /// Removes the account's enrolment, its failure log and lock. Returns whether an
     /// enrolment existed.
     pub async fn remove(&self, user: &str) -> Result<bool, PgError> {
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
-            for table in ["recovery_codes", "failures", "lockouts"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE user_name = $1"),
-                    &[&user],
-                )
-                .await?;
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            for sql in [
+                "DELETE FROM recovery_codes WHERE user_name = $1",
+                "DELETE FROM failures WHERE user_name = $1",
+                "DELETE FROM lockouts WHERE user_name = $1",
+            ] {
+                s.execute(sql, &[&user]).await?;
             }
-            let n = tx
+            let n = s
                 .execute("DELETE FROM accounts WHERE user_name = $1", &[&user])
                 .await?;
-            tx.commit().await?;
+            s.commit().await?;
             Ok(n > 0)
         })
         .await
@@ -639,8 +647,8 @@ impl PgStore {
 
     /// Drops pending enrolments past their lifetime (recovery codes go with them).
     pub async fn expire_pending(&self, now: u64) -> Result<u64, PgError> {
-        self.run(async |c| {
-            Ok(c.execute(
+        self.run(async |s| {
+            Ok(s.execute(
                 "DELETE FROM accounts WHERE state = 'pending' AND expires_at <= $1",
                 &[&to_i64(now)],
             )
@@ -659,7 +667,7 @@ impl PgStore {
 const KEY_CHECK: &[u8] = b"toopherd fleet key check";
 
 async fn check_recovery_code(
-    tx: &Transaction<'_>,
+    s: &mut Session,
     user: &str,
     host: &str,
     salt: &[u8],
@@ -670,7 +678,7 @@ async fn check_recovery_code(
         return Ok(Verdict::Rejected(Rejection::Wrong));
     };
     let candidate = recovery::hash(salt, &normalized);
-    let rows = tx
+    let rows = s
         .query(
             "SELECT id, hash, used_at FROM recovery_codes WHERE user_name = $1",
             &[&user],
@@ -687,7 +695,7 @@ async fn check_recovery_code(
     }
     Ok(match matched {
         Some((id, None)) => {
-            let won = tx
+            let won = s
                 .execute(
                     "UPDATE recovery_codes SET used_at = $2, used_by = $3
                      WHERE id = $1 AND used_at IS NULL",
@@ -726,6 +734,7 @@ fn empty_status(user: &str, backend: &str) -> AccountStatus {
 
 #[cfg(test)]
 mod tests {
+    use super::session::user_lock;
     use super::*;
 
     fn assert_send<T: Send>(_: &T) {}

@@ -3,12 +3,12 @@
 //! registration codes (shown at a login on one host, approvable from any host). The same
 //! rules as the SQLite store's `admin`.
 
-use super::{PgError, PgStore, empty_status, failures, lock_user, to_i64, to_u64};
+use super::session::Session;
+use super::{PgError, PgStore, empty_status, failures, to_i64, to_u64};
 use crate::recovery;
 use crate::store::{ApproveError, Limits, RegistrationCheck};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio_postgres::GenericClient;
 use toopher_ipc::{AccountStatus, EnrollmentState};
 use zeroize::Zeroizing;
 
@@ -50,16 +50,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     bool::from(a.ct_eq(b))
 }
 
-pub(super) async fn is_suspended(c: &impl GenericClient, user: &str) -> Result<bool, PgError> {
+pub(super) async fn is_suspended(s: &mut Session, user: &str) -> Result<bool, PgError> {
     Ok(
-        c.query_opt("SELECT 1 FROM suspended WHERE user_name = $1", &[&user])
+        s.query_opt("SELECT 1 FROM suspended WHERE user_name = $1", &[&user])
             .await?
             .is_some(),
     )
 }
 
-async fn pairing(c: &impl GenericClient, user: &str) -> Result<Option<String>, PgError> {
-    Ok(c.query_opt(
+async fn pairing(s: &mut Session, user: &str) -> Result<Option<String>, PgError> {
+    Ok(s.query_opt(
         "SELECT pairing_id FROM pairings WHERE user_name = $1",
         &[&user],
     )
@@ -76,22 +76,22 @@ impl PgStore {
         now: u64,
         limits: Limits,
     ) -> Result<FleetStatus, PgError> {
-        self.run(async |c| {
-            let account = c
+        self.run(async |s| {
+            let account = s
                 .query_opt(
                     "SELECT state, created_at, activated_at, expires_at FROM accounts
                      WHERE user_name = $1",
                     &[&user],
                 )
                 .await?;
-            let activity = c
+            let activity = s
                 .query_opt(
                     "SELECT last_success_at, last_success_host, last_failure_at,
                      last_failure_host FROM activity WHERE user_name = $1",
                     &[&user],
                 )
                 .await?;
-            let left: i64 = c
+            let left: i64 = s
                 .query_one(
                     "SELECT count(*) FROM recovery_codes WHERE user_name = $1 AND used_at IS NULL",
                     &[&user],
@@ -100,14 +100,14 @@ impl PgStore {
                 .try_get(0)?;
             let opt = |v: Option<i64>| v.map(to_u64);
             let mut st = empty_status(user, backend);
-            st.pairing_id = pairing(c, user).await?;
+            st.pairing_id = pairing(s, user).await?;
             if st.pairing_id.is_some() {
                 st.state = EnrollmentState::Active;
             }
             st.recovery_codes_left = u32::try_from(left).unwrap_or(0);
-            st.locked_until = failures::locked_until(c, user, now, limits).await?;
-            st.lock_level = self.lock_level_in(c, user, now).await?;
-            st.enabled = !is_suspended(c, user).await?;
+            st.locked_until = failures::locked_until(s, user, now, limits).await?;
+            st.lock_level = self.lock_level_in(s, user, now).await?;
+            st.enabled = !is_suspended(s, user).await?;
             let mut fleet = FleetStatus {
                 status: st,
                 last_success_host: None,
@@ -138,14 +138,9 @@ impl PgStore {
         .await
     }
 
-    async fn lock_level_in(
-        &self,
-        c: &tokio_postgres::Client,
-        user: &str,
-        now: u64,
-    ) -> Result<u32, PgError> {
+    async fn lock_level_in(&self, s: &mut Session, user: &str, now: u64) -> Result<u32, PgError> {
         // The lock level as `lock_level` reads it, on this connection.
-        let row = c
+        let row = s
             .query_opt(
                 "SELECT level, lock_until FROM lockouts WHERE user_name = $1",
                 &[&user],
@@ -166,7 +161,7 @@ impl PgStore {
     }
 
     pub async fn is_suspended(&self, user: &str) -> Result<bool, PgError> {
-        self.run(async |c| is_suspended(c, user).await).await
+        self.run(async |s| is_suspended(s, user).await).await
     }
 
     /// Suspends or re-enables `user`'s second factor on every host at once.
@@ -177,16 +172,16 @@ impl PgStore {
         now: u64,
     ) -> Result<(), PgError> {
         let host = self.host.as_str();
-        self.run(async |c| {
+        self.run(async |s| {
             if suspended {
-                c.execute(
+                s.execute(
                     "INSERT INTO suspended (user_name, at, by_host) VALUES ($1, $2, $3)
                      ON CONFLICT (user_name) DO NOTHING",
                     &[&user, &to_i64(now), &host],
                 )
                 .await?;
             } else {
-                c.execute("DELETE FROM suspended WHERE user_name = $1", &[&user])
+                s.execute("DELETE FROM suspended WHERE user_name = $1", &[&user])
                     .await?;
             }
             Ok(())
@@ -195,7 +190,7 @@ impl PgStore {
     }
 
     pub async fn pairing(&self, user: &str) -> Result<Option<String>, PgError> {
-        self.run(async |c| pairing(c, user).await).await
+        self.run(async |s| pairing(s, user).await).await
     }
 
     pub async fn record_pairing(
@@ -204,8 +199,8 @@ impl PgStore {
         pairing_id: &str,
         now: u64,
     ) -> Result<(), PgError> {
-        self.run(async |c| {
-            c.execute(
+        self.run(async |s| {
+            s.execute(
                 "INSERT INTO pairings (user_name, pairing_id, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT (user_name) DO UPDATE SET pairing_id = excluded.pairing_id,
                  created_at = excluded.created_at",
@@ -219,29 +214,23 @@ impl PgStore {
 
     /// Forgets everything about `user`. Returns whether anything existed.
     pub async fn forget(&self, user: &str) -> Result<bool, PgError> {
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
+        self.run(async |s| {
+            s.begin_for(user).await?;
             let mut n = 0;
-            for table in [
-                "recovery_codes",
-                "accounts",
-                "pairings",
-                "registrations",
-                "registration_starts",
-                "suspended",
-                "failures",
-                "lockouts",
-                "activity",
+            for sql in [
+                "DELETE FROM recovery_codes WHERE user_name = $1",
+                "DELETE FROM accounts WHERE user_name = $1",
+                "DELETE FROM pairings WHERE user_name = $1",
+                "DELETE FROM registrations WHERE user_name = $1",
+                "DELETE FROM registration_starts WHERE user_name = $1",
+                "DELETE FROM suspended WHERE user_name = $1",
+                "DELETE FROM failures WHERE user_name = $1",
+                "DELETE FROM lockouts WHERE user_name = $1",
+                "DELETE FROM activity WHERE user_name = $1",
             ] {
-                n += tx
-                    .execute(
-                        &format!("DELETE FROM {table} WHERE user_name = $1"),
-                        &[&user],
-                    )
-                    .await?;
+                n += s.execute(sql, &[&user]).await?;
             }
-            tx.commit().await?;
+            s.commit().await?;
             Ok(n > 0)
         })
         .await
@@ -249,8 +238,8 @@ impl PgStore {
 
     /// Every user the fleet has a record of.
     pub async fn users(&self) -> Result<Vec<String>, PgError> {
-        self.run(async |c| {
-            let rows = c
+        self.run(async |s| {
+            let rows = s
                 .query(
                     "SELECT user_name FROM accounts UNION SELECT user_name FROM pairings
                      UNION SELECT user_name FROM suspended UNION SELECT user_name FROM activity
@@ -275,10 +264,9 @@ impl PgStore {
         let codes = (0..recovery::COUNT)
             .map(|_| recovery::generate())
             .collect::<Result<Vec<_>, _>>()?;
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
-            let salt: Vec<u8> = match tx
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            let salt: Vec<u8> = match s
                 .query_opt(
                     "SELECT recovery_salt FROM accounts WHERE user_name = $1 AND state = 'active'",
                     &[&user],
@@ -288,18 +276,18 @@ impl PgStore {
                 Some(r) => r.try_get(0)?,
                 None => return Err(PgError::NotEnrolled),
             };
-            tx.execute("DELETE FROM recovery_codes WHERE user_name = $1", &[&user])
+            s.execute("DELETE FROM recovery_codes WHERE user_name = $1", &[&user])
                 .await?;
             for code in &codes {
                 if let Some(n) = recovery::normalize(code) {
-                    tx.execute(
+                    s.execute(
                         "INSERT INTO recovery_codes (user_name, hash) VALUES ($1, $2)",
                         &[&user, &&recovery::hash(&salt, &n)[..]],
                     )
                     .await?;
                 }
             }
-            tx.commit().await?;
+            s.commit().await?;
             Ok(())
         })
         .await?;
@@ -320,15 +308,14 @@ impl PgStore {
         let expires_at = now.saturating_add(ttl);
         let host = self.host.as_str();
         let started = self
-            .run(async |c| {
-                let tx = c.transaction().await?;
-                lock_user(&tx, user).await?;
-                tx.execute(
+            .run(async |s| {
+                s.begin_for(user).await?;
+                s.execute(
                     "DELETE FROM registration_starts WHERE user_name = $1 AND at <= $2",
                     &[&user, &to_i64(now.saturating_sub(3600))],
                 )
                 .await?;
-                let recent: i64 = tx
+                let recent: i64 = s
                     .query_one(
                         "SELECT count(*) FROM registration_starts WHERE user_name = $1",
                         &[&user],
@@ -338,7 +325,7 @@ impl PgStore {
                 if recent >= MAX_STARTS_PER_HOUR {
                     return Ok(false);
                 }
-                tx.execute(
+                s.execute(
                     "INSERT INTO registrations (user_name, salt, code_hash, created_at,
                      created_by, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (user_name) DO UPDATE SET salt = excluded.salt,
@@ -356,12 +343,12 @@ impl PgStore {
                     ],
                 )
                 .await?;
-                tx.execute(
+                s.execute(
                     "INSERT INTO registration_starts (user_name, at) VALUES ($1, $2)",
                     &[&user, &to_i64(now)],
                 )
                 .await?;
-                tx.commit().await?;
+                s.commit().await?;
                 Ok(true)
             })
             .await?;
@@ -379,10 +366,9 @@ impl PgStore {
     ) -> Result<Result<Zeroizing<String>, ApproveError>, PgError> {
         let response = six_digits()?;
         let host = self.host.as_str();
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
-            let row = tx
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            let row = s
                 .query_opt(
                     "SELECT salt, code_hash, expires_at, tries FROM registrations
                      WHERE user_name = $1",
@@ -403,15 +389,15 @@ impl PgStore {
             }
             if !same(&salted(&salt, code), &code_hash) {
                 // Wrong codes count against the registration, so approvals cannot be guessed.
-                tx.execute(
+                s.execute(
                     "UPDATE registrations SET tries = tries + 1 WHERE user_name = $1",
                     &[&user],
                 )
                 .await?;
-                tx.commit().await?;
+                s.commit().await?;
                 return Ok(Err(ApproveError::WrongCode));
             }
-            tx.execute(
+            s.execute(
                 "UPDATE registrations SET approved_at = $2, approved_by = $3, approved_on = $4,
                  response_hash = $5 WHERE user_name = $1",
                 &[
@@ -423,7 +409,7 @@ impl PgStore {
                 ],
             )
             .await?;
-            tx.commit().await?;
+            s.commit().await?;
             Ok(Ok(()))
         })
         .await
@@ -438,10 +424,9 @@ impl PgStore {
         response: &str,
         now: u64,
     ) -> Result<RegistrationCheck, PgError> {
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
-            let row = tx
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            let row = s
                 .query_opt(
                     "SELECT salt, expires_at, tries, response_hash FROM registrations
                      WHERE user_name = $1",
@@ -455,17 +440,17 @@ impl PgStore {
                     let (salt, expires_at, tries, expected): (Vec<u8>, i64, i64, Option<Vec<u8>>) =
                         (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
                     if to_u64(expires_at) <= now || tries >= MAX_RESPONSE_TRIES {
-                        tx.execute(delete, &[&user]).await?;
+                        s.execute(delete, &[&user]).await?;
                         RegistrationCheck::Failed
                     } else {
                         match expected {
                             None => RegistrationCheck::NotApproved,
                             Some(expected) if same(&salted(&salt, response), &expected) => {
-                                tx.execute(delete, &[&user]).await?;
+                                s.execute(delete, &[&user]).await?;
                                 RegistrationCheck::Registered
                             }
                             Some(_) => {
-                                tx.execute(
+                                s.execute(
                                     "UPDATE registrations SET tries = tries + 1
                                      WHERE user_name = $1",
                                     &[&user],
@@ -477,7 +462,7 @@ impl PgStore {
                     }
                 }
             };
-            tx.commit().await?;
+            s.commit().await?;
             Ok(result)
         })
         .await

@@ -3,10 +3,10 @@
 //! host count toward one lock per user. Each change runs inside the caller's transaction,
 //! under the user's advisory lock.
 
+use super::session::Session;
 use super::{PgError, to_i64, to_u64};
 use crate::budget;
 use crate::store::{Attempt, Limits, Recorded};
-use tokio_postgres::{GenericClient, Transaction};
 use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
 
 /// Failures kept per user at least (more when `max_failures` is larger).
@@ -23,8 +23,8 @@ struct Lockout {
 
 /// `user`'s lock state at `now`; the escalation is forgotten after
 /// [`budget::LEVEL_RESET_AFTER`] without a lock.
-async fn lockout(c: &impl GenericClient, user: &str, now: u64) -> Result<Lockout, PgError> {
-    let row = c
+async fn lockout(s: &mut Session, user: &str, now: u64) -> Result<Lockout, PgError> {
+    let row = s
         .query_opt(
             "SELECT level, lock_until, untold FROM lockouts WHERE user_name = $1",
             &[&user],
@@ -44,8 +44,8 @@ async fn lockout(c: &impl GenericClient, user: &str, now: u64) -> Result<Lockout
     Ok(l)
 }
 
-async fn save_lockout(tx: &Transaction<'_>, user: &str, l: &Lockout) -> Result<(), PgError> {
-    tx.execute(
+async fn save_lockout(s: &mut Session, user: &str, l: &Lockout) -> Result<(), PgError> {
+    s.execute(
         "INSERT INTO lockouts (user_name, level, lock_until, untold) VALUES ($1, $2, $3, $4)
          ON CONFLICT (user_name) DO UPDATE SET level = excluded.level,
          lock_until = excluded.lock_until, untold = excluded.untold",
@@ -63,7 +63,7 @@ async fn save_lockout(tx: &Transaction<'_>, user: &str, l: &Lockout) -> Result<(
 /// The lock the failures on record call for: those inside the window that have not
 /// earned a lock yet.
 async fn lock_from_round(
-    c: &impl GenericClient,
+    s: &mut Session,
     user: &str,
     l: &Lockout,
     now: u64,
@@ -73,7 +73,7 @@ async fn lock_from_round(
     if max == 0 {
         return Ok(None);
     }
-    let rows = c
+    let rows = s
         .query(
             "SELECT at FROM failures WHERE user_name = $1 AND counts AND at > $2
              ORDER BY at DESC, id DESC LIMIT $3",
@@ -96,38 +96,38 @@ async fn lock_from_round(
 
 /// Until when `user` is locked at `now`, if they are.
 pub(super) async fn locked_until(
-    c: &impl GenericClient,
+    s: &mut Session,
     user: &str,
     now: u64,
     limits: Limits,
 ) -> Result<Option<u64>, PgError> {
-    let l = lockout(c, user, now).await?;
+    let l = lockout(s, user, now).await?;
     if l.lock_until > now {
         return Ok(Some(l.lock_until));
     }
-    Ok(lock_from_round(c, user, &l, now, limits)
+    Ok(lock_from_round(s, user, &l, now, limits)
         .await?
         .filter(|&t| t > now))
 }
 
 /// Like [`locked_until`], storing a lock that was due but not stored.
 pub(super) async fn enforce_lock(
-    tx: &Transaction<'_>,
+    s: &mut Session,
     user: &str,
     now: u64,
     limits: Limits,
 ) -> Result<Option<u64>, PgError> {
-    let mut l = lockout(tx, user, now).await?;
+    let mut l = lockout(s, user, now).await?;
     if l.lock_until > now {
         return Ok(Some(l.lock_until));
     }
-    match lock_from_round(tx, user, &l, now, limits)
+    match lock_from_round(s, user, &l, now, limits)
         .await?
         .filter(|&t| t > now)
     {
         Some(until) => {
-            impose(tx, user, &mut l, until).await?;
-            save_lockout(tx, user, &l).await?;
+            impose(s, user, &mut l, until).await?;
+            save_lockout(s, user, &l).await?;
             Ok(Some(until))
         }
         None => Ok(None),
@@ -135,19 +135,14 @@ pub(super) async fn enforce_lock(
 }
 
 /// Starts a lock: the failures that earned it count toward no later one.
-async fn impose(
-    tx: &Transaction<'_>,
-    user: &str,
-    l: &mut Lockout,
-    until: u64,
-) -> Result<(), PgError> {
+async fn impose(s: &mut Session, user: &str, l: &mut Lockout, until: u64) -> Result<(), PgError> {
     l.lock_until = until;
     l.level = l.level.saturating_add(1);
-    discount(tx, user).await
+    discount(s, user).await
 }
 
-async fn discount(tx: &Transaction<'_>, user: &str) -> Result<(), PgError> {
-    tx.execute(
+async fn discount(s: &mut Session, user: &str) -> Result<(), PgError> {
+    s.execute(
         "UPDATE failures SET counts = false WHERE user_name = $1 AND counts",
         &[&user],
     )
@@ -156,41 +151,38 @@ async fn discount(tx: &Transaction<'_>, user: &str) -> Result<(), PgError> {
 }
 
 async fn note_activity(
-    tx: &Transaction<'_>,
+    s: &mut Session,
     user: &str,
     host: &str,
     success: bool,
     now: u64,
 ) -> Result<(), PgError> {
-    let (at, by) = if success {
-        ("last_success_at", "last_success_host")
+    let sql = if success {
+        "INSERT INTO activity (user_name, last_success_at, last_success_host) VALUES ($1, $2, $3)
+         ON CONFLICT (user_name) DO UPDATE SET last_success_at = excluded.last_success_at,
+         last_success_host = excluded.last_success_host"
     } else {
-        ("last_failure_at", "last_failure_host")
+        "INSERT INTO activity (user_name, last_failure_at, last_failure_host) VALUES ($1, $2, $3)
+         ON CONFLICT (user_name) DO UPDATE SET last_failure_at = excluded.last_failure_at,
+         last_failure_host = excluded.last_failure_host"
     };
-    tx.execute(
-        &format!(
-            "INSERT INTO activity (user_name, {at}, {by}) VALUES ($1, $2, $3)
-             ON CONFLICT (user_name) DO UPDATE SET {at} = excluded.{at}, {by} = excluded.{by}"
-        ),
-        &[&user, &to_i64(now), &host],
-    )
-    .await?;
+    s.execute(sql, &[&user, &to_i64(now), &host]).await?;
     Ok(())
 }
 
 /// Records a failed second factor on `host`; the failure that completes a round earns
 /// the next lock. Failures during a lock are only told. Returns the failure's id.
 pub(super) async fn record_failure(
-    tx: &Transaction<'_>,
+    s: &mut Session,
     user: &str,
     host: &str,
     now: u64,
     limits: Limits,
     rhost: Option<&str>,
 ) -> Result<i64, PgError> {
-    let mut l = lockout(tx, user, now).await?;
+    let mut l = lockout(s, user, now).await?;
     let locked = l.lock_until > now;
-    let id: i64 = tx
+    let id: i64 = s
         .query_one(
             "INSERT INTO failures (user_name, at, rhost, host, counts) VALUES ($1, $2, $3, $4, $5)
              RETURNING id",
@@ -199,23 +191,23 @@ pub(super) async fn record_failure(
         .await?
         .try_get(0)?;
     l.untold = l.untold.saturating_add(1);
-    if !locked && let Some(until) = lock_from_round(tx, user, &l, now, limits).await? {
-        impose(tx, user, &mut l, until).await?;
+    if !locked && let Some(until) = lock_from_round(s, user, &l, now, limits).await? {
+        impose(s, user, &mut l, until).await?;
     }
-    save_lockout(tx, user, &l).await?;
+    save_lockout(s, user, &l).await?;
     // Told failures matter only while they can still count toward a lock.
-    tx.execute(
+    s.execute(
         "DELETE FROM failures WHERE user_name = $1 AND told AND (at <= $2 OR NOT counts)",
         &[&user, &to_i64(now.saturating_sub(limits.window))],
     )
     .await?;
-    tx.execute(
+    s.execute(
         "DELETE FROM failures WHERE user_name = $1 AND id NOT IN
          (SELECT id FROM failures WHERE user_name = $1 ORDER BY id DESC LIMIT $2)",
         &[&user, &to_i64(limits.max_failures.max(KEEP_FAILURES))],
     )
     .await?;
-    note_activity(tx, user, host, false, now).await?;
+    note_activity(s, user, host, false, now).await?;
     Ok(id)
 }
 
@@ -223,20 +215,20 @@ pub(super) async fn record_failure(
 /// and its escalation. With `attempt.notify`, returns the untold failures (other than
 /// this login's own, from any host) and marks them told.
 pub(super) async fn record_success(
-    tx: &Transaction<'_>,
+    s: &mut Session,
     user: &str,
     host: &str,
     now: u64,
     attempt: &Attempt<'_>,
     lift: bool,
 ) -> Result<Option<toopher_ipc::FailureNotice>, PgError> {
-    let mut l = lockout(tx, user, now).await?;
+    let mut l = lockout(s, user, now).await?;
     if lift {
-        lift_lock(tx, user, &mut l, now).await?;
+        lift_lock(s, user, &mut l, now).await?;
     }
     let mut notice = None;
     if attempt.notify {
-        let rows = tx
+        let rows = s
             .query(
                 "SELECT id, at, rhost FROM failures WHERE user_name = $1 AND NOT told
                  ORDER BY at DESC, id DESC",
@@ -274,43 +266,37 @@ pub(super) async fn record_success(
                 last_at: others.first().map(|(_, at, _)| to_u64(*at)),
             });
         }
-        tx.execute(
+        s.execute(
             "UPDATE failures SET told = true WHERE user_name = $1 AND NOT told",
             &[&user],
         )
         .await?;
         l.untold = 0;
     }
-    save_lockout(tx, user, &l).await?;
-    note_activity(tx, user, host, true, now).await?;
+    save_lockout(s, user, &l).await?;
+    note_activity(s, user, host, true, now).await?;
     Ok(notice)
 }
 
 /// Ends the lock and its escalation; the failures so far count toward no lock.
-async fn lift_lock(
-    tx: &Transaction<'_>,
-    user: &str,
-    l: &mut Lockout,
-    now: u64,
-) -> Result<(), PgError> {
+async fn lift_lock(s: &mut Session, user: &str, l: &mut Lockout, now: u64) -> Result<(), PgError> {
     l.lock_until = l.lock_until.min(now);
     l.level = 0;
-    discount(tx, user).await
+    discount(s, user).await
 }
 
 impl super::PgStore {
     /// Lifts `user`'s lock and resets its escalation (an administrator's unlock), on every
     /// host. Returns whether there was anything to lift.
     pub async fn unlock(&self, user: &str, now: u64, limits: Limits) -> Result<bool, PgError> {
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            super::lock_user(&tx, user).await?;
-            let was = locked_until(&tx, user, now, limits).await?.is_some()
-                || lockout(&tx, user, now).await?.level > 0;
-            let mut l = lockout(&tx, user, now).await?;
-            lift_lock(&tx, user, &mut l, now).await?;
-            save_lockout(&tx, user, &l).await?;
-            tx.commit().await?;
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            let was = locked_until(s, user, now, limits).await?.is_some()
+                || lockout(s, user, now).await?.level > 0;
+            let mut l = lockout(s, user, now).await?;
+            lift_lock(s, user, &mut l, now).await?;
+            save_lockout(s, user, &l).await?;
+            s.commit().await?;
             Ok(was)
         })
         .await
@@ -318,7 +304,7 @@ impl super::PgStore {
 
     /// Locks since the last recovery code or administrator's unlock.
     pub async fn lock_level(&self, user: &str, now: u64) -> Result<u32, PgError> {
-        self.run(async |c| Ok(lockout(c, user, now).await?.level))
+        self.run(async |s| Ok(lockout(s, user, now).await?.level))
             .await
     }
 
@@ -332,23 +318,20 @@ impl super::PgStore {
         attempt: &Attempt<'_>,
     ) -> Result<Recorded, PgError> {
         let host = self.host.as_str();
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            super::lock_user(&tx, user).await?;
+        self.run(async |s| {
+            s.begin_for(user).await?;
             let recorded = if success {
                 Recorded {
                     failure: None,
-                    notice: record_success(&tx, user, host, now, attempt, false).await?,
+                    notice: record_success(s, user, host, now, attempt, false).await?,
                 }
             } else {
                 Recorded {
-                    failure: Some(
-                        record_failure(&tx, user, host, now, limits, attempt.rhost).await?,
-                    ),
+                    failure: Some(record_failure(s, user, host, now, limits, attempt.rhost).await?),
                     notice: None,
                 }
             };
-            tx.commit().await?;
+            s.commit().await?;
             Ok(recorded)
         })
         .await

@@ -5,7 +5,7 @@
 //! unless `force`; the same enrolment (imported before) is merged, never duplicated, so a
 //! second run changes nothing. The SQLite file is opened read-only.
 
-use super::{PgError, PgStore, account, lock_user, to_i64};
+use super::{PgError, PgStore, account, to_i64};
 use crate::fleet::seal::Purpose;
 use rusqlite::{OpenFlags, OptionalExtension};
 use std::path::Path;
@@ -208,11 +208,11 @@ impl PgStore {
             list.push(a.user.clone());
         }
         let (suspended, pairings) = self
-            .run(async |c| {
-                let tx = c.transaction().await?;
-                let mut s = 0;
+            .run(async |s| {
+                s.begin().await?;
+                let mut added = 0;
                 for (user, at) in &data.suspended {
-                    s += tx
+                    added += s
                         .execute(
                             "INSERT INTO suspended (user_name, at, by_host) VALUES ($1, $2, $3)
                              ON CONFLICT (user_name) DO NOTHING",
@@ -222,7 +222,7 @@ impl PgStore {
                 }
                 let mut p = 0;
                 for (user, id, at) in &data.pairings {
-                    p += tx
+                    p += s
                         .execute(
                             "INSERT INTO pairings (user_name, pairing_id, created_at)
                              VALUES ($1, $2, $3) ON CONFLICT (user_name) DO NOTHING",
@@ -230,8 +230,8 @@ impl PgStore {
                         )
                         .await?;
                 }
-                tx.commit().await?;
-                Ok((s, p))
+                s.commit().await?;
+                Ok((added, p))
             })
             .await?;
         report.suspended = suspended;
@@ -250,10 +250,9 @@ impl PgStore {
             .keyring
             .seal(Purpose::TotpSecret, user, &a.secret)
             .map_err(|_| PgError::Random)?;
-        self.run(async |c| {
-            let tx = c.transaction().await?;
-            lock_user(&tx, user).await?;
-            let existing = account(&tx, user).await?;
+        self.run(async |s| {
+            s.begin_for(user).await?;
+            let existing = account(s, user).await?;
             let same = existing.as_ref().is_some_and(|e| {
                 e.state == "active"
                     && bool::from(e.salt.as_slice().ct_eq(&a.salt))
@@ -264,7 +263,7 @@ impl PgStore {
             });
             let merged = match (existing.is_some(), same) {
                 (true, true) => {
-                    let mut changed = tx
+                    let mut changed = s
                         .execute(
                             "UPDATE accounts SET last_step = $2
                              WHERE user_name = $1 AND last_step < $2",
@@ -273,7 +272,7 @@ impl PgStore {
                         .await?;
                     for (hash, used_at) in &a.codes {
                         if let Some(at) = used_at {
-                            changed += tx
+                            changed += s
                                 .execute(
                                     "UPDATE recovery_codes SET used_at = $3, used_by = $4
                                      WHERE user_name = $1 AND hash = $2 AND used_at IS NULL",
@@ -290,9 +289,9 @@ impl PgStore {
                 }
                 (true, false) if !force => Merged::Conflict,
                 (existed, _) => {
-                    tx.execute("DELETE FROM accounts WHERE user_name = $1", &[&user])
+                    s.execute("DELETE FROM accounts WHERE user_name = $1", &[&user])
                         .await?;
-                    tx.execute(
+                    s.execute(
                         "INSERT INTO accounts (user_name, state, secret, recovery_salt,
                          created_at, created_by, activated_at, last_step)
                          VALUES ($1, 'active', $2, $3, $4, $5, $6, $7)",
@@ -308,7 +307,7 @@ impl PgStore {
                     )
                     .await?;
                     for (hash, used_at) in &a.codes {
-                        tx.execute(
+                        s.execute(
                             "INSERT INTO recovery_codes (user_name, hash, used_at, used_by)
                              VALUES ($1, $2, $3, $4)",
                             &[
@@ -327,7 +326,7 @@ impl PgStore {
                     }
                 }
             };
-            tx.commit().await?;
+            s.commit().await?;
             Ok(merged)
         })
         .await

@@ -5,13 +5,14 @@
 //! anew, so toopherd finds the database again by itself after a restart or failover.
 
 use super::PgError;
+use super::session::Session;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_postgres::Config;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How to reach the database, from `[store]` and the credentials file.
@@ -205,7 +206,7 @@ fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, PgError> {
 pub(super) struct Pool {
     config: Config,
     tls: MakeRustlsConnect,
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Session>>,
     permits: Semaphore,
     pub(super) timeouts: Timeouts,
 }
@@ -272,19 +273,19 @@ impl Pool {
             }
             None
         });
-        let client = match idle {
-            Some(c) => c,
-            None => self.connect().await?,
+        let session = match idle {
+            Some(s) => s,
+            None => Session::new(self.connect().await?),
         };
         Ok(Conn {
-            client: Some(client),
+            session: Some(session),
             pool: self,
             reusable: false,
             _permit: permit,
         })
     }
 
-    async fn connect(&self) -> Result<Client, PgError> {
+    async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
         let (client, connection) =
             tokio::time::timeout(self.timeouts.connect, self.config.connect(self.tls.clone()))
                 .await
@@ -304,18 +305,18 @@ impl Pool {
 /// A pooled connection. It goes back to the pool only when [`Conn::reusable`] was
 /// called after a whole operation ended cleanly.
 pub(super) struct Conn<'a> {
-    client: Option<Client>,
+    session: Option<Session>,
     pool: &'a Pool,
     reusable: bool,
     _permit: SemaphorePermit<'a>,
 }
 
 impl Conn<'_> {
-    pub(super) fn client(&mut self) -> &mut Client {
+    pub(super) fn session(&mut self) -> &mut Session {
         // Some until drop.
-        self.client
+        self.session
             .as_mut()
-            .expect("a pooled connection has a client")
+            .expect("a pooled connection has its session until dropped")
     }
 
     /// Marks the connection fit for the next operation: its last one ran to the end,
@@ -327,7 +328,7 @@ impl Conn<'_> {
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.client.take()
+        if let Some(c) = self.session.take()
             && self.reusable
             && !c.is_closed()
             && let Ok(mut idle) = self.pool.idle.lock()

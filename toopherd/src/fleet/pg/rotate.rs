@@ -3,7 +3,7 @@
 //! login never sees a half-rotated row). Until it has run, the old key stays in the
 //! credentials file under `[[previous_keys]]`; afterwards it can go.
 
-use super::{PgError, PgStore, lock_user};
+use super::{PgError, PgStore};
 use crate::fleet::seal::{Purpose, SealError, sealed_key_id};
 
 /// What a rotation did.
@@ -20,9 +20,9 @@ impl PgStore {
     pub async fn rotate_key(&self, now: u64) -> Result<RotateReport, PgError> {
         let current = self.keyring.current_id();
         let users: Vec<String> = self
-            .run(async |c| {
-                self.check_keys(c, now).await?;
-                let rows = c
+            .run(async |s| {
+                self.check_keys(s, now).await?;
+                let rows = s
                     .query(
                         "SELECT user_name FROM accounts WHERE substr(secret, 4, 4) <> $1
                          ORDER BY user_name",
@@ -38,10 +38,9 @@ impl PgStore {
         let mut report = RotateReport::default();
         for user in users {
             let outcome = self
-                .run(async |c| {
-                    let tx = c.transaction().await?;
-                    lock_user(&tx, &user).await?;
-                    let Some(row) = tx
+                .run(async |s| {
+                    s.begin_for(&user).await?;
+                    let Some(row) = s
                         .query_opt("SELECT secret FROM accounts WHERE user_name = $1", &[&user])
                         .await?
                     else {
@@ -59,12 +58,12 @@ impl PgStore {
                         .keyring
                         .seal(Purpose::TotpSecret, &user, &secret)
                         .map_err(|_| PgError::Random)?;
-                    tx.execute(
+                    s.execute(
                         "UPDATE accounts SET secret = $2 WHERE user_name = $1",
                         &[&user, &resealed],
                     )
                     .await?;
-                    tx.commit().await?;
+                    s.commit().await?;
                     Ok(Some(Ok(())))
                 })
                 .await?;
