@@ -784,3 +784,52 @@ fn an_error_mid_transaction_denies_and_loses_nothing() {
         );
     });
 }
+
+#[test]
+fn store_commands_check_and_say_what_is_wrong() {
+    use std::os::unix::fs::PermissionsExt;
+    use toopherd::fleet::commands;
+    use toopherd::fleet::settings::{StoreConfig, StoreKind};
+    let mut pg = TempPostgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = dir.path().join("fleet.toml");
+    let write = |extra: &str| {
+        let text = commands::keygen(1).expect("keygen");
+        std::fs::write(&creds, format!("{}{extra}", text.as_str())).expect("write");
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    };
+    write(&format!("password = \"{}\"\n", pg.password));
+    let store = StoreConfig {
+        kind: StoreKind::Postgres,
+        url: Some(pg.url_tcp()),
+        credentials_file: Some(creds.clone()),
+        ..StoreConfig::default()
+    };
+    // An empty database: toopherd has not created its schema yet.
+    let e = commands::check(&store).expect_err("no schema yet");
+    assert!(e.0.contains("no toopherd schema yet"), "{e}");
+    // Creating it (as toopherd's start does) through an import of nothing.
+    let empty = dir.path().join("empty.sqlite3");
+    drop(toopherd::store::Store::open(&empty).expect("sqlite"));
+    let report = commands::import(&store, &empty, false).expect("import");
+    assert!(commands::describe_import(&report).contains("suspensions added: 0"));
+    let ok = commands::check(&store).expect("check");
+    assert!(ok.contains("fleet key matches"), "{ok}");
+    // Another key under the same id.
+    write(&format!("password = \"{}\"\n", pg.password));
+    let e = commands::check(&store).expect_err("wrong key");
+    assert!(e.0.contains("is not the key the fleet sealed with"), "{e}");
+    // A wrong password.
+    write("password = \"wrong\"\n");
+    let e = commands::check(&store).expect_err("wrong password");
+    assert!(e.0.contains("refused toopherd's role"), "{e}");
+    // A credentials file others can read.
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let e = commands::check(&store).expect_err("loose file");
+    assert!(e.0.contains("chmod 600"), "{e}");
+    // The database down.
+    write(&format!("password = \"{}\"\n", pg.password));
+    pg.stop();
+    let e = commands::check(&store).expect_err("down");
+    assert!(e.0.contains("cannot be reached"), "{e}");
+}

@@ -5,8 +5,10 @@
 //! - [`seal`]: TOTP secrets encrypted at rest with the fleet key, bound to their user.
 //! - [`pg`]: the PostgreSQL store; [`blocking`]: the same for callers that block.
 //! - [`settings`]: the `[store]` section of toopherd.toml.
+//! - [`commands`]: what `toopherctl store ...` does (keygen, check, rotate-key, import).
 
 pub mod blocking;
+pub mod commands;
 pub mod credentials;
 pub mod pg;
 pub mod seal;
