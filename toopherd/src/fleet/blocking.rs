@@ -12,12 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::runtime::Handle;
 use zeroize::Zeroizing;
 
+/// Cheap to clone: clones share the store, its pool and the count of answers, so the
+/// daemon can run calls side by side (each on its own blocking thread) instead of one at
+/// a time behind a lock, which would let one slow call hold up every login.
+#[derive(Clone)]
 pub struct PgBlocking {
     store: Arc<PgStore>,
     handle: Handle,
     /// Calls that reached the database and came back (the store's "commits": a store
     /// that failed works again when this grows).
-    answered: AtomicU64,
+    answered: Arc<AtomicU64>,
 }
 
 impl PgBlocking {
@@ -28,7 +32,7 @@ impl PgBlocking {
         PgBlocking {
             store,
             handle,
-            answered: AtomicU64::new(0),
+            answered: Arc::new(AtomicU64::new(0)),
         }
     }
 
