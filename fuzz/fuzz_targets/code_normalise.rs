@@ -1,5 +1,5 @@
 //! What happens to a typed code on its way to a verdict: the module trims it and bounds
-//! its length (inline in `flow.rs`, mirrored below; `module_flow` runs the real one) and makes any text it shows printable (`text.rs`); toopherd
+//! its length (`login.rs` and `flow.rs`, mirrored below; `module_flow` runs the real one) and makes any text it shows printable (`text.rs`); toopherd
 //! trims it again and takes it as a TOTP code (`totp.rs`) or as a recovery code
 //! (`recovery.rs`, which normalises case, dashes and spaces). Properties: the normalisers
 //! are idempotent and accept only canonical shapes; a code is never both a TOTP code and

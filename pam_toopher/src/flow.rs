@@ -2,15 +2,19 @@
 //! plain grant ends in a denial; `failmode` is consulted only when toopherd could not be
 //! reached at all.
 
-use crate::conversation::{ConvError, Conversation};
+use crate::conversation::Conversation;
 use crate::daemon::Daemon;
+use crate::login::{Echo, Login, MAX_CODE_LEN, describe, with_note};
 use crate::options::{Failmode, Options};
+use crate::registration::register;
 use crate::text::printable;
-use std::time::{Duration, Instant};
+use crate::wait::wait_for_answer;
+use std::time::Instant;
 use toopher_ipc::{
-    AllowReason, DenyReason, ErrorKind, FailureNotice, FrameError, LoginContext, Method, Request,
-    Response, Secret,
+    AllowReason, DenyReason, FailureNotice, FrameError, LoginContext, Method, Request, Response,
 };
+
+pub use crate::login::{Level, Outcome, Syslog};
 
 pub const OTP_PROMPT: &str = "One-time password: ";
 /// While the account is locked, only a recovery code is looked at.
@@ -23,67 +27,6 @@ pub const CHOOSE_PROMPT: &str =
 /// The "type while waiting" placement: the push is already out.
 pub const AUTOPUSH_PROMPT: &str =
     "Approve on your phone and press Enter, or type a one-time password: ";
-/// Each `Wait` is this long at most, so toopherd soon notices a vanished module.
-const WAIT_SLICE: Duration = Duration::from_secs(5);
-/// Allowance on top of a slice for toopherd's last poll, which may have begun just
-/// before the slice ended (one API request, at most 20 s, plus a 429 waited out).
-const WAIT_MARGIN: Duration = crate::daemon::TIMEOUTS.io;
-/// Longest input worth sending: a recovery code with its dashes is 14 characters.
-pub(crate) const MAX_CODE_LEN: usize = 64;
-
-/// What the module returns to PAM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    AuthErr,
-    MaxTries,
-    /// The second factor could not be checked (toopherd unreachable in secure mode, or broken).
-    AuthInfoUnavail,
-    ConvErr,
-    ServiceErr,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Err,
-    Warning,
-    Notice,
-    Info,
-    Debug,
-}
-
-/// Where the module's log lines go (pam_syslog in production).
-pub trait Syslog {
-    fn log(&mut self, level: Level, msg: &str);
-}
-
-pub(crate) struct Login<'a> {
-    pub(crate) ctx: &'a LoginContext,
-    pub(crate) opts: &'a Options,
-    pub(crate) conv: &'a mut dyn Conversation,
-    pub(crate) log: &'a mut dyn Syslog,
-}
-
-impl Login<'_> {
-    pub(crate) fn note(&mut self, level: Level, what: &str) {
-        let line = format!(
-            "user={} service={} rhost={} {what}",
-            printable(&self.ctx.user, 64),
-            printable(&self.ctx.service, 64),
-            self.ctx
-                .rhost
-                .as_deref()
-                .map_or_else(|| "-".into(), |r| printable(r, 128)),
-        );
-        self.log.log(level, &line);
-    }
-
-    pub(crate) fn debug(&mut self, what: &str) {
-        if self.opts.debug {
-            self.note(Level::Debug, what);
-        }
-    }
-}
 
 /// Runs the second factor for `ctx`. `connect` opens the link to toopherd; its failure
 /// (or a failed first exchange) is the "unreachable" case that `failmode` decides.
@@ -126,37 +69,12 @@ pub fn authenticate<D: Daemon>(
             methods,
             push_pending,
         } => challenge(&mut login, &mut daemon, &methods, push_pending),
-        Response::Denied { reason, message } => denied(&mut login, reason, message.as_deref()),
-        Response::Unavailable { detail } => {
-            login.note(
-                Level::Err,
-                &format!(
-                    "outcome=unavailable toopherd backend: {}",
-                    printable(&detail, 200)
-                ),
-            );
-            login
-                .conv
-                .error("The second-factor service is unavailable.");
-            Outcome::AuthInfoUnavail
-        }
         Response::Register {
             registration_code,
             expires_in_secs,
-        } => crate::registration::register(
-            &mut login,
-            &mut daemon,
-            registration_code,
-            expires_in_secs,
-        ),
-        Response::Error { kind, message } => daemon_error(&mut login, kind, &message),
-        other => {
-            login.note(
-                Level::Err,
-                &format!("outcome=error unexpected answer {}", describe(&other)),
-            );
-            Outcome::AuthErr
-        }
+        } => register(&mut login, &mut daemon, registration_code, expires_in_secs),
+        // A denial, an unavailable backend, a refusal or an answer out of place.
+        other => login.end(other),
     }
 }
 
@@ -202,35 +120,6 @@ fn unreachable(login: &mut Login<'_>, why: &str) -> Outcome {
     }
 }
 
-pub(crate) fn daemon_error(login: &mut Login<'_>, kind: ErrorKind, message: &str) -> Outcome {
-    login.note(
-        Level::Err,
-        &format!(
-            "outcome=error toopherd refused ({kind:?}): {}",
-            printable(message, 200)
-        ),
-    );
-    match kind {
-        ErrorKind::Internal | ErrorKind::Busy => Outcome::AuthInfoUnavail,
-        _ => Outcome::AuthErr,
-    }
-}
-
-pub(crate) fn denied(login: &mut Login<'_>, reason: DenyReason, message: Option<&str>) -> Outcome {
-    login.note(
-        Level::Notice,
-        &format!("outcome=denied reason={}", reason.as_str()),
-    );
-    let text = match (reason, message) {
-        (_, Some(m)) if !m.trim().is_empty() => printable(m, 300),
-        (DenyReason::RateLimited, _) => "Too many failed attempts. Try again later.".into(),
-        (DenyReason::NotEnrolled, _) => "This account has no second factor enrolled.".into(),
-        _ => "Second-factor authentication failed.".into(),
-    };
-    login.conv.error(&text);
-    Outcome::AuthErr
-}
-
 /// Where the conversation stands between prompts.
 struct ChallengeState {
     /// A push is out (autopush, or sent after Enter and not yet answered).
@@ -239,8 +128,7 @@ struct ChallengeState {
     otp_only: bool,
     /// Locked: only a recovery code is looked at.
     recovery_only: bool,
-    /// Said at the start of the next prompt: OpenSSH shows PAM messages only together with
-    /// a prompt, and sudo silences them, so what the person must know rides on the prompt.
+    /// Said at the start of the next prompt (see [`with_note`]).
     note: Option<String>,
 }
 
@@ -255,10 +143,7 @@ impl ChallengeState {
         } else {
             CHOOSE_PROMPT
         };
-        match self.note.take() {
-            Some(note) => format!("{note}\n{ask}"),
-            None => ask.to_owned(),
-        }
+        with_note(&mut self.note, ask)
     }
 }
 
@@ -294,18 +179,15 @@ fn challenge<D: Daemon>(
     let tries = login.opts.prompts;
     for attempt in 1..=tries {
         let prompt = st.prompt();
-        let input = match login.conv.prompt_hidden(&prompt) {
+        let code = match login.ask(&prompt, Echo::Hidden) {
             Ok(c) => c,
-            Err(ConvError) => {
-                login.note(Level::Notice, "outcome=aborted conversation failed");
+            Err(outcome) => {
                 if st.push_pending {
                     let _ = daemon.call(&Request::Cancel);
                 }
-                return Outcome::ConvErr;
+                return outcome;
             }
         };
-        let code = Secret::new(input.expose().trim());
-        drop(input);
         let step = if code.is_empty() && !st.otp_only {
             push_and_wait(login, daemon, &mut st, deadline)
         } else if code.is_empty() || code.expose().len() > MAX_CODE_LEN {
@@ -315,7 +197,7 @@ fn challenge<D: Daemon>(
             st.push_pending = false;
             match daemon.call(&Request::Otp { code }) {
                 Ok(answer) => answer_step(login, &mut st, answer, attempt),
-                Err(e) => Step::Done(failed_mid_login(login, &e)),
+                Err(e) => Step::Done(login.failed_mid_login(&e)),
             }
         };
         match step {
@@ -348,7 +230,7 @@ fn push_and_wait<D: Daemon>(
         match daemon.call(&Request::Push) {
             Ok(Response::Pending) => st.push_pending = true,
             Ok(answer) => return answer_step(login, st, answer, 0),
-            Err(e) => return Step::Done(failed_mid_login(login, &e)),
+            Err(e) => return Step::Done(login.failed_mid_login(&e)),
         }
         login.debug("push sent");
     }
@@ -359,43 +241,6 @@ fn push_and_wait<D: Daemon>(
         }
         Err(outcome) => Step::Done(outcome),
     }
-}
-
-/// Waits in slices for toopherd's final answer to a pending push or pairing, within the
-/// module's deadline (then cancels and denies).
-pub(crate) fn wait_for_answer<D: Daemon>(
-    login: &mut Login<'_>,
-    daemon: &mut D,
-    deadline: Instant,
-) -> Result<Response, Outcome> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let _ = daemon.call(&Request::Cancel);
-            login.note(Level::Notice, "outcome=denied reason=module_timeout");
-            login.conv.error("Timed out waiting for approval.");
-            return Err(Outcome::AuthErr);
-        }
-        let slice = left.min(WAIT_SLICE);
-        let wait = Request::Wait {
-            timeout_ms: u32::try_from(slice.as_millis()).unwrap_or(u32::MAX),
-        };
-        match daemon.call_within(&wait, slice + WAIT_MARGIN) {
-            Ok(Response::Pending) => continue,
-            Ok(answer) => return Ok(answer),
-            Err(e) => return Err(failed_mid_login(login, &e)),
-        }
-    }
-}
-
-/// toopherd was reached and then failed: never a failmode case.
-pub(crate) fn failed_mid_login(login: &mut Login<'_>, e: &FrameError) -> Outcome {
-    login.note(
-        Level::Err,
-        &format!("outcome=error toopherd failed during the login: {e}"),
-    );
-    login.conv.error("The second-factor service failed.");
-    Outcome::AuthInfoUnavail
 }
 
 fn answer_step(
@@ -436,35 +281,12 @@ fn answer_step(
             st.otp_only = true;
             Step::Again("No answer from your phone. Type a one-time password instead.".into())
         }
-        Response::Denied { reason, message } => {
-            Step::Done(denied(login, reason, message.as_deref()))
-        }
         // The service requires a typed code for this account (Toopher 708).
         Response::Challenge { methods, .. } if methods.contains(&Method::Otp) => {
             st.otp_only = true;
             Step::Again("A one-time password is required.".into())
         }
-        Response::Unavailable { detail } => {
-            login.note(
-                Level::Err,
-                &format!(
-                    "outcome=unavailable toopherd backend: {}",
-                    printable(&detail, 200)
-                ),
-            );
-            login
-                .conv
-                .error("The second-factor service is unavailable.");
-            Step::Done(Outcome::AuthInfoUnavail)
-        }
-        Response::Error { kind, message } => Step::Done(daemon_error(login, kind, &message)),
-        other => {
-            login.note(
-                Level::Err,
-                &format!("outcome=error unexpected answer {}", describe(&other)),
-            );
-            Step::Done(Outcome::AuthErr)
-        }
+        other => Step::Done(login.end(other)),
     }
 }
 
@@ -483,37 +305,12 @@ fn allowed(login: &mut Login<'_>, reason: AllowReason) -> Outcome {
     Outcome::Success
 }
 
-pub(crate) fn method_name(m: Method) -> &'static str {
+fn method_name(m: Method) -> &'static str {
     match m {
         Method::Otp => "otp",
         Method::RecoveryCode => "recovery_code",
         Method::Push => "push",
         Method::Unknown => "unknown",
-    }
-}
-
-/// The answer's type, for debug lines (never its content, which may hold secrets).
-pub(crate) fn describe(r: &Response) -> &'static str {
-    match r {
-        Response::Allow { .. } => "allow",
-        Response::Challenge { .. } => "challenge",
-        Response::Register { .. } => "register",
-        Response::Granted { .. } => "granted",
-        Response::Denied { .. } => "denied",
-        Response::Pending => "pending",
-        Response::Unavailable { .. } => "unavailable",
-        Response::Enrollment(_) => "enrollment",
-        Response::Activated { .. } => "activated",
-        Response::Status(_) => "status",
-        Response::Removed { .. } => "removed",
-        Response::Pairing(_) => "pairing",
-        Response::Accounts { .. } => "accounts",
-        Response::ResetLink { .. } => "reset_link",
-        Response::Terminal(_) => "terminal",
-        Response::RecoveryCodes { .. } => "recovery_codes",
-        Response::RegistrationApproved { .. } => "registration_approved",
-        Response::Registration { .. } => "registration",
-        Response::Error { .. } => "error",
     }
 }
 

@@ -6,10 +6,12 @@
 pub mod conversation;
 pub mod daemon;
 pub mod flow;
+pub mod login;
 pub mod notice;
 pub mod options;
 mod pam_glue;
 mod registration;
 pub mod text;
+mod wait;
 
-pub use flow::Outcome;
+pub use login::Outcome;

@@ -1,7 +1,8 @@
 //! The PAM entry points: read the login from PAM, run [`crate::flow`], map the outcome.
 
 use crate::conversation::{ConvError, Conversation};
-use crate::flow::{self, Level, Outcome, Syslog};
+use crate::flow;
+use crate::login::{Level, Outcome, Syslog};
 use crate::options::Options;
 use crate::text::printable;
 use pam::constants::{
@@ -145,12 +146,11 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
 
 /// Runs an entry point; a panic becomes a logged denial, never an unwind into C.
 fn guarded(pamh: &mut PamHandle, f: impl FnOnce(&mut PamHandle) -> PamResultCode) -> PamResultCode {
-    let ptr: *const PamHandle = pamh;
-    match catch_unwind(AssertUnwindSafe(|| f(pamh))) {
+    // The closure only reborrows the handle: once catch_unwind returns, it is ours again.
+    match catch_unwind(AssertUnwindSafe(|| f(&mut *pamh))) {
         Ok(code) => code,
         Err(payload) => {
-            // SAFETY: the handle outlives this call; the closure that borrowed it has ended.
-            PamLog(unsafe { &*ptr }).log(Level::Err, "internal error (panic); denying");
+            PamLog(pamh).log(Level::Err, "internal error (panic); denying");
             std::mem::forget(payload);
             PamResultCode::PAM_AUTH_ERR
         }

@@ -3,40 +3,15 @@
 //! Everything the person must read is carried on prompts: OpenSSH shows PAM messages only
 //! with a prompt, and sudo silences them.
 
-use crate::conversation::ConvError;
 use crate::daemon::Daemon;
-use crate::flow::{
-    Level, Login, MAX_CODE_LEN, Outcome, daemon_error, denied, describe, failed_mid_login,
-    wait_for_answer,
-};
+use crate::login::{Echo, Level, Login, MAX_CODE_LEN, Outcome, with_note};
 use crate::text::{printable, printable_lines};
+use crate::wait::wait_for_answer;
 use std::time::Instant;
 use toopher_ipc::{DenyReason, RegistrationNext, RegistrationStatus, Request, Response, Secret};
 
 const FINISH_PROMPT: &str = "Type the code your authenticator app shows to finish enrolment: ";
 const PHRASE_PROMPT: &str = "Type the pairing phrase the Toopher app shows: ";
-
-fn ask(login: &mut Login<'_>, text: &str, hidden: bool) -> Result<Secret, Outcome> {
-    let answer = if hidden {
-        login.conv.prompt_hidden(text)
-    } else {
-        login.conv.prompt_visible(text)
-    };
-    match answer {
-        Ok(a) => Ok(Secret::new(a.expose().trim())),
-        Err(ConvError) => {
-            login.note(Level::Notice, "outcome=aborted conversation failed");
-            Err(Outcome::ConvErr)
-        }
-    }
-}
-
-fn with_note(note: &mut Option<String>, text: &str) -> String {
-    match note.take() {
-        Some(n) => format!("{n}\n{text}"),
-        None => text.to_owned(),
-    }
-}
 
 /// Shows the registration code, takes response codes until one completes registration,
 /// then enrols. Bounded by `prompts` at each stage.
@@ -60,7 +35,7 @@ pub(crate) fn register<D: Daemon>(
                  then type the response code: "
             ),
         );
-        let response = match ask(login, &prompt, false) {
+        let response = match login.ask(&prompt, Echo::Visible) {
             Ok(r) => r,
             Err(o) => return o,
         };
@@ -125,18 +100,8 @@ pub(crate) fn register<D: Daemon>(
                     }
                 }
             }
-            Ok(Response::Denied { reason, message }) => {
-                return denied(login, reason, message.as_deref());
-            }
-            Ok(Response::Error { kind, message }) => return daemon_error(login, kind, &message),
-            Ok(other) => {
-                login.note(
-                    Level::Err,
-                    &format!("outcome=error unexpected answer {}", describe(&other)),
-                );
-                return Outcome::AuthErr;
-            }
-            Err(e) => return failed_mid_login(login, &e),
+            Ok(other) => return login.end(other),
+            Err(e) => return login.failed_mid_login(&e),
         }
     }
     if let Some(n) = note {
@@ -172,7 +137,7 @@ fn enroll_totp<D: Daemon>(
     ));
     for _ in 0..login.opts.prompts {
         let prompt = with_note(&mut shown, FINISH_PROMPT);
-        let code = match ask(login, &prompt, true) {
+        let code = match login.ask(&prompt, Echo::Hidden) {
             Ok(c) => c,
             Err(o) => return o,
         };
@@ -189,18 +154,8 @@ fn enroll_totp<D: Daemon>(
                 reason: DenyReason::WrongCode,
                 ..
             }) => shown = Some("Incorrect code.".into()),
-            Ok(Response::Denied { reason, message }) => {
-                return denied(login, reason, message.as_deref());
-            }
-            Ok(Response::Error { kind, message }) => return daemon_error(login, kind, &message),
-            Ok(other) => {
-                login.note(
-                    Level::Err,
-                    &format!("outcome=error unexpected answer {}", describe(&other)),
-                );
-                return Outcome::AuthErr;
-            }
-            Err(e) => return failed_mid_login(login, &e),
+            Ok(other) => return login.end(other),
+            Err(e) => return login.failed_mid_login(&e),
         }
     }
     login.note(
@@ -216,7 +171,7 @@ fn pair_phone<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, message: &str) -
     let deadline = Instant::now() + login.opts.timeout;
     for _ in 0..login.opts.prompts {
         let prompt = with_note(&mut note, PHRASE_PROMPT);
-        let phrase = match ask(login, &prompt, false) {
+        let phrase = match login.ask(&prompt, Echo::Visible) {
             Ok(p) => p,
             Err(o) => return o,
         };
@@ -228,7 +183,7 @@ fn pair_phone<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, message: &str) -
                 Err(o) => return o,
             },
             Ok(a) => a,
-            Err(e) => return failed_mid_login(login, &e),
+            Err(e) => return login.failed_mid_login(&e),
         };
         match answer {
             Response::Granted { .. } => {
@@ -244,23 +199,8 @@ fn pair_phone<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, message: &str) -
                     |m| printable(&m, 200),
                 ))
             }
-            Response::Denied { reason, message } => {
-                return denied(login, reason, message.as_deref());
-            }
-            Response::Unavailable { .. } => {
-                login
-                    .conv
-                    .error("The second-factor service is unavailable.");
-                return Outcome::AuthInfoUnavail;
-            }
-            Response::Error { kind, message } => return daemon_error(login, kind, &message),
-            other => {
-                login.note(
-                    Level::Err,
-                    &format!("outcome=error unexpected answer {}", describe(&other)),
-                );
-                return Outcome::AuthErr;
-            }
+            // A denial, an unavailable backend, a refusal or an answer out of place.
+            other => return login.end(other),
         }
     }
     login.note(

@@ -1,4 +1,5 @@
-//! Client of the Toopher REST API v1 (see `shared/spec/TOOPHER_API.md`).
+//! Client of the Toopher REST API v1 as `doc/TOOPHER_API.md` describes it (the simulator in
+//! `tests/sim` serves the same API, and both crates' tests pin the wire format).
 //!
 //! - [`ToopherApi`]: the signed REST client (pairings, authentication requests,
 //!   users, terminals, reset links, QR codes, and generic signed `get`/`post`).
@@ -20,6 +21,7 @@ mod error;
 #[allow(missing_docs)]
 pub mod fuzzing;
 mod iframe;
+mod model_calls;
 mod models;
 pub mod oauth;
 

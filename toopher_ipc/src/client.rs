@@ -64,6 +64,8 @@ fn nonzero(d: Duration) -> Duration {
 /// std has no connect timeout for unix sockets; a full backlog would block `connect`,
 /// so connect non-blocking and retry `EAGAIN` until the deadline.
 fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    // SAFETY: sockaddr_un is plain old data (integers and a byte array): all zeroes is a
+    // valid value, and the conventional way to start one.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     let bytes = path.as_os_str().as_bytes();
@@ -78,7 +80,7 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     }
     let deadline = Instant::now() + timeout;
     loop {
-        // SAFETY: plain syscalls on a descriptor we own.
+        // SAFETY: socket(2) takes no pointers; its result is checked just below before use.
         let fd = unsafe {
             libc::socket(
                 libc::AF_UNIX,
@@ -91,6 +93,8 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
         }
         // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: fd is open (held by `owned` for this call); the pointer and length describe
+        // `addr`, a sockaddr_un that lives on this frame and outlives the call.
         let rc = unsafe {
             libc::connect(
                 fd,

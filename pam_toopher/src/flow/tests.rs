@@ -1,11 +1,45 @@
-use super::*;
+use super::{
+    AUTOPUSH_PROMPT, CHOOSE_PROMPT, LOCKED_NOTE, Level, OTP_PROMPT, Outcome, RECOVERY_PROMPT,
+    Syslog, authenticate,
+};
+use crate::conversation::{ConvError, Conversation};
+use crate::daemon::Daemon;
+use crate::options::{Failmode, Options};
 use std::collections::VecDeque;
+use toopher_ipc::{
+    AllowReason, DenyReason, FrameError, LoginContext, Method, RegistrationNext,
+    RegistrationStatus, Request, Response, Secret,
+};
 
-/// A conversation that answers prompts from a script and records everything shown.
-#[derive(Default)]
+/// A conversation that answers prompts from a script and records everything shown. Like
+/// kanidm's `TestHandler`, it fails the test when dropped with answers left unused: a
+/// leftover means the login ended earlier than the test believes.
 struct Script {
     answers: VecDeque<Result<&'static str, ConvError>>,
     shown: Vec<String>,
+}
+
+impl Script {
+    fn new(answers: Vec<Result<&'static str, ConvError>>) -> Script {
+        Script {
+            answers: answers.into(),
+            shown: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        // Not while unwinding: a second panic would abort and hide the first.
+        if !std::thread::panicking() {
+            assert!(
+                self.answers.is_empty(),
+                "{} scripted answers left unused (shown: {:?})",
+                self.answers.len(),
+                self.shown
+            );
+        }
+    }
 }
 
 impl Conversation for Script {
@@ -28,16 +62,50 @@ impl Conversation for Script {
     }
 }
 
-/// A daemon that answers from a script and records the requests.
+/// A daemon that answers from a script and records the requests. A request past the end
+/// of the script, or answers left unused when it is dropped, fail the test (as `Script`).
 struct FakeDaemon {
     answers: VecDeque<Result<Response, FrameError>>,
+    /// After the script, answer every request `Pending` (a phone that never answers).
+    then_pending: bool,
     seen: std::rc::Rc<std::cell::RefCell<Vec<Request>>>,
+}
+
+impl FakeDaemon {
+    fn new(
+        answers: Vec<Result<Response, FrameError>>,
+        seen: std::rc::Rc<std::cell::RefCell<Vec<Request>>>,
+    ) -> FakeDaemon {
+        FakeDaemon {
+            answers: answers.into(),
+            then_pending: false,
+            seen,
+        }
+    }
+}
+
+impl Drop for FakeDaemon {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(
+                self.answers.is_empty(),
+                "{} scripted daemon answers left unused, the first {:?} (requests: {:?})",
+                self.answers.len(),
+                self.answers.front(),
+                self.seen.borrow()
+            );
+        }
+    }
 }
 
 impl Daemon for FakeDaemon {
     fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
         self.seen.borrow_mut().push(req.clone());
-        self.answers.pop_front().unwrap_or(Err(FrameError::Closed))
+        match self.answers.pop_front() {
+            Some(answer) => answer,
+            None if self.then_pending => Ok(Response::Pending),
+            None => panic!("unexpected request {req:?}"),
+        }
     }
     fn call_within(
         &mut self,
@@ -82,24 +150,32 @@ fn run(
     prompts: Vec<Result<&'static str, ConvError>>,
     daemon: Option<Vec<Result<Response, FrameError>>>,
 ) -> Run {
-    let mut conv = Script {
-        answers: prompts.into(),
-        ..Default::default()
-    };
+    run_with(opts, prompts, daemon, false)
+}
+
+/// `run`, with a daemon that answers `Pending` after its script when `then_pending`.
+fn run_with(
+    opts: Options,
+    prompts: Vec<Result<&'static str, ConvError>>,
+    daemon: Option<Vec<Result<Response, FrameError>>>,
+    then_pending: bool,
+) -> Run {
+    let mut conv = Script::new(prompts);
     let mut log = Lines::default();
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let seen2 = seen.clone();
     let outcome = authenticate(&ctx(), &opts, &mut conv, &mut log, move || match daemon {
-        Some(answers) => Ok(FakeDaemon {
-            answers: answers.into(),
-            seen: seen2,
-        }),
+        Some(answers) => {
+            let mut daemon = FakeDaemon::new(answers, seen2);
+            daemon.then_pending = then_pending;
+            Ok(daemon)
+        }
         None => Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
     });
     let requests = seen.borrow().clone();
     Run {
         outcome,
-        shown: conv.shown,
+        shown: std::mem::take(&mut conv.shown),
         requests,
         log: log.0,
     }
@@ -109,6 +185,14 @@ fn otp_challenge() -> Result<Response, FrameError> {
     Ok(Response::Challenge {
         methods: vec![Method::Otp, Method::RecoveryCode],
         push_pending: false,
+    })
+}
+
+/// toopherd's answer to `Cancel` (which the module does not read).
+fn cancelled() -> Result<Response, FrameError> {
+    Ok(Response::Denied {
+        reason: DenyReason::Other,
+        message: Some("cancelled".into()),
     })
 }
 
@@ -436,9 +520,8 @@ fn the_module_timeout_bounds_the_wait_and_cancels_the_push() {
         timeout: std::time::Duration::from_millis(200),
         ..Default::default()
     };
-    let mut answers = vec![push_challenge(false)];
-    answers.extend((0..1_000).map(|_| Ok(Response::Pending)));
-    let r = run(opts, vec![Ok("")], Some(answers));
+    // The phone never answers: every Wait, and the Cancel, get Pending.
+    let r = run_with(opts, vec![Ok("")], Some(vec![push_challenge(false)]), true);
     assert_eq!(r.outcome, Outcome::AuthErr);
     assert_eq!(r.requests.last(), Some(&Request::Cancel));
 }
@@ -448,7 +531,7 @@ fn a_person_who_walks_away_cancels_the_pending_push() {
     let r = run(
         Options::default(),
         vec![Err(ConvError)],
-        Some(vec![push_challenge(true)]),
+        Some(vec![push_challenge(true), cancelled()]),
     );
     assert_eq!(r.outcome, Outcome::ConvErr);
     assert_eq!(r.requests.last(), Some(&Request::Cancel));
@@ -567,10 +650,7 @@ fn no_notice_without_news_or_when_the_login_cannot_show_it() {
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
     // A login under PAM_SILENT says so in Begin (notify = false); toopherd then keeps the
     // notice, and the module shows nothing if one comes anyway.
-    let mut conv = Script {
-        answers: vec![Ok("123456")].into(),
-        ..Default::default()
-    };
+    let mut conv = Script::new(vec![Ok("123456")]);
     let mut log = Lines::default();
     let mut quiet = ctx();
     quiet.notify = false;
@@ -582,10 +662,10 @@ fn no_notice_without_news_or_when_the_login_cannot_show_it() {
         &mut conv,
         &mut log,
         move || {
-            Ok(FakeDaemon {
-                answers: vec![otp_challenge(), granted_with_notice()].into(),
-                seen: seen2,
-            })
+            Ok(FakeDaemon::new(
+                vec![otp_challenge(), granted_with_notice()],
+                seen2,
+            ))
         },
     );
     assert_eq!(outcome, Outcome::Success);
@@ -615,4 +695,115 @@ fn a_locked_account_is_asked_for_a_recovery_code_only() {
         r.shown[1],
         "error:Too many failed attempts. Try again later."
     );
+}
+
+#[test]
+#[should_panic(expected = "scripted answers left unused")]
+fn an_unused_scripted_answer_fails_the_test() {
+    // The login ends at the grant: the second answer is never asked for.
+    run(
+        Options::default(),
+        vec![Ok("123456"), Ok("654321")],
+        Some(vec![otp_challenge(), Ok(Response::granted(Method::Otp))]),
+    );
+}
+
+#[test]
+#[should_panic(expected = "scripted daemon answers left unused")]
+fn an_unused_daemon_answer_fails_the_test() {
+    run(
+        Options::default(),
+        vec![Ok("123456")],
+        Some(vec![
+            otp_challenge(),
+            Ok(Response::granted(Method::Otp)),
+            Ok(Response::Pending),
+        ]),
+    );
+}
+
+/// Two-way registration: the code is shown, the response code accepted, then `next`.
+fn registered(next: RegistrationNext) -> Vec<Result<Response, FrameError>> {
+    vec![
+        Ok(Response::Register {
+            registration_code: "ABCD-EFGH".into(),
+            expires_in_secs: 600,
+        }),
+        Ok(Response::Registration {
+            status: RegistrationStatus::Registered,
+            message: "Registered.".into(),
+            next,
+        }),
+    ]
+}
+
+#[test]
+fn registration_then_totp_enrolment_grants_with_the_first_code() {
+    let mut daemon = registered(RegistrationNext::EnrollTotp {
+        qr_text: "##\n##".into(),
+        secret: Secret::new("JBSWY3DPEHPK3PXP"),
+        otpauth_uri: Secret::new("otpauth://totp/x"),
+        recovery_codes: vec![Secret::new("qzvb-xk2m-7tnd")],
+    });
+    daemon.push(Ok(Response::granted(Method::Otp)));
+    let r = run(
+        Options::default(),
+        vec![Ok("RESP-1234"), Ok("123456")],
+        Some(daemon),
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(
+        r.requests[1],
+        Request::RegistrationResponse {
+            code: Secret::new("RESP-1234")
+        }
+    );
+    assert!(r.log.iter().any(|(_, l)| l.contains("detail=enrolled")));
+    assert!(r.log.iter().all(|(_, l)| !l.contains("123456")));
+}
+
+#[test]
+fn an_unavailable_backend_while_pairing_is_logged_like_everywhere_else() {
+    let mut daemon = registered(RegistrationNext::PairPhrase);
+    daemon.push(Ok(Response::Unavailable {
+        detail: "the second-factor service could not be reached".into(),
+    }));
+    let r = run(
+        Options::default(),
+        vec![Ok("RESP-1234"), Ok("correct horse battery")],
+        Some(daemon),
+    );
+    assert_eq!(r.outcome, Outcome::AuthInfoUnavail);
+    assert!(
+        r.log
+            .iter()
+            .any(|(lvl, l)| *lvl == Level::Err && l.contains("outcome=unavailable")),
+        "{:?}",
+        r.log
+    );
+    assert_eq!(
+        r.shown.last().map(String::as_str),
+        Some("error:The second-factor service is unavailable.")
+    );
+}
+
+#[test]
+fn a_refused_pairing_phrase_is_asked_again() {
+    let mut daemon = registered(RegistrationNext::PairPhrase);
+    daemon.extend([
+        Ok(Response::Denied {
+            reason: DenyReason::WrongCode,
+            message: None,
+        }),
+        Ok(Response::Pending),
+        Ok(Response::granted(Method::Push)),
+    ]);
+    let r = run(
+        Options::default(),
+        vec![Ok("RESP-1234"), Ok("wrong words"), Ok("right words")],
+        Some(daemon),
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{:?}", r.shown);
+    assert!(r.shown[2].starts_with("prompt:That pairing phrase was refused.\n"));
+    assert!(r.log.iter().any(|(_, l)| l.contains("detail=paired")));
 }

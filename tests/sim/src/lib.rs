@@ -1,5 +1,5 @@
 //! `toopher_sim`: a simulator of the Toopher REST API v1 (see
-//! `shared/spec/TOOPHER_API.md`) for tests and demos.
+//! `doc/TOOPHER_API.md`) for tests and demos.
 //!
 //! - Serves the v1 endpoints under `/v1` over HTTPS (a CA and a server certificate it
 //!   generates; the CA PEM is written to a file a client can trust) or plain HTTP.
