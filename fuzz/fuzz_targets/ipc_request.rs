@@ -4,18 +4,22 @@
 
 use libfuzzer_sys::fuzz_target;
 use pam_toopher_fuzz::assert_round_trip;
-use toopher_ipc::{FrameError, PROTOCOL_VERSION, Request, decode};
+use toopher_ipc::{FrameError, LoginRequest, PROTOCOL_VERSION, Request, decode};
 
 fuzz_target!(|body: &[u8]| {
     match decode::<Request>(body) {
         Ok(req) => {
             assert_round_trip(&req);
-            let _ = req.kind();
+            if let Request::Admin(a) = &req {
+                let _ = (a.target(), a.needs_admin(), a.name());
+            }
             let shown = format!("{req:?}");
             match &req {
-                Request::Otp { .. } => assert_eq!(shown, "Otp { code: Secret(<redacted>) }"),
-                Request::RegistrationResponse { .. } => {
-                    assert_eq!(shown, "RegistrationResponse { code: Secret(<redacted>) }")
+                Request::Login(LoginRequest::Otp { .. }) => {
+                    assert_eq!(shown, "Login(Otp { code: Secret(<redacted>) })")
+                }
+                Request::Login(LoginRequest::RegistrationResponse { .. }) => {
+                    assert_eq!(shown, "Login(RegistrationResponse { code: Secret(<redacted>) })")
                 }
                 _ => {}
             }

@@ -11,10 +11,14 @@ fuzz_target!(|body: &[u8]| {
         Ok(resp) => {
             assert_round_trip(&resp);
             if let Response::Denied { reason, .. } = resp {
-                // Only a wrong code or an unanswered push lets the module ask again.
+                // Only a wrong code, a push denied on the phone or an unanswered push lets
+                // the module ask again (the one rule, as pam_toopher's flow applies it).
                 assert_eq!(
                     reason.allows_retry(),
-                    matches!(reason, DenyReason::WrongCode | DenyReason::PushTimeout)
+                    matches!(
+                        reason,
+                        DenyReason::WrongCode | DenyReason::PushDenied | DenyReason::PushTimeout
+                    )
                 );
             }
         }

@@ -15,7 +15,7 @@ use pam_toopher::options::{Failmode, Options};
 use pam_toopher_fuzz::{is_log_safe, is_terminal_safe};
 use std::cell::Cell;
 use std::time::Duration;
-use toopher_ipc::{FrameError, LoginContext, Request, Response, Secret, decode, read_frame};
+use toopher_ipc::{FrameError, LoginContext, LoginRequest, Response, Secret, decode, read_frame};
 
 /// A code the person types; it must never appear in a log line.
 const TYPED_OTP: &str = "731982";
@@ -79,7 +79,7 @@ struct Stream<'a, 'b> {
 }
 
 impl Daemon for Stream<'_, '_> {
-    fn call(&mut self, _req: &Request) -> Result<Response, FrameError> {
+    fn call(&mut self, _req: &LoginRequest) -> Result<Response, FrameError> {
         self.calls += 1;
         let answer = read_frame(&mut self.bytes).and_then(|body| decode::<Response>(&body));
         let mut told = self.told.get();
@@ -93,7 +93,7 @@ impl Daemon for Stream<'_, '_> {
         self.told.set(told);
         answer
     }
-    fn call_within(&mut self, req: &Request, _wait: Duration) -> Result<Response, FrameError> {
+    fn call_within(&mut self, req: &LoginRequest, _wait: Duration) -> Result<Response, FrameError> {
         self.call(req)
     }
 }

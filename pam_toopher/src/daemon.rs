@@ -2,19 +2,19 @@
 
 use std::path::Path;
 use std::time::Duration;
-use toopher_ipc::{Client, FrameError, Request, Response, Timeouts};
+use toopher_ipc::{Client, FrameError, LoginRequest, Response, Timeouts};
 
 pub trait Daemon {
-    fn call(&mut self, req: &Request) -> Result<Response, FrameError>;
+    fn call(&mut self, req: &LoginRequest) -> Result<Response, FrameError>;
     /// Like `call`, waiting at most `wait` for the answer (for `Wait`).
-    fn call_within(&mut self, req: &Request, wait: Duration) -> Result<Response, FrameError>;
+    fn call_within(&mut self, req: &LoginRequest, wait: Duration) -> Result<Response, FrameError>;
 }
 
 impl Daemon for Client {
-    fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
+    fn call(&mut self, req: &LoginRequest) -> Result<Response, FrameError> {
         Client::call(self, req)
     }
-    fn call_within(&mut self, req: &Request, wait: Duration) -> Result<Response, FrameError> {
+    fn call_within(&mut self, req: &LoginRequest, wait: Duration) -> Result<Response, FrameError> {
         Client::call_within(self, req, wait)
     }
 }

@@ -11,7 +11,8 @@ use crate::text::printable;
 use crate::wait::wait_for_answer;
 use std::time::Instant;
 use toopher_ipc::{
-    AllowReason, DenyReason, FailureNotice, FrameError, LoginContext, Method, Request, Response,
+    AllowReason, DenyReason, FailureNotice, FrameError, LoginContext, LoginRequest, Method,
+    Response,
 };
 
 pub use crate::login::{Level, Outcome, Syslog};
@@ -47,7 +48,7 @@ pub fn authenticate<D: Daemon>(
         Ok(d) => d,
         Err(e) => return unreachable(&mut login, &format!("cannot connect to toopherd: {e}")),
     };
-    let answer = match daemon.call(&Request::Begin(ctx.clone())) {
+    let answer = match daemon.call(&LoginRequest::Begin(ctx.clone())) {
         Ok(r) => r,
         Err(e @ (FrameError::Io(_) | FrameError::Closed)) => {
             return unreachable(&mut login, &format!("toopherd did not answer: {e}"));
@@ -183,7 +184,7 @@ fn challenge<D: Daemon>(
             Ok(c) => c,
             Err(outcome) => {
                 if st.push_pending {
-                    let _ = daemon.call(&Request::Cancel);
+                    let _ = daemon.call(&LoginRequest::Cancel);
                 }
                 return outcome;
             }
@@ -195,7 +196,7 @@ fn challenge<D: Daemon>(
         } else {
             // A code typed while a push is pending settles that push (otp_auth).
             st.push_pending = false;
-            match daemon.call(&Request::Otp { code }) {
+            match daemon.call(&LoginRequest::Otp { code }) {
                 Ok(answer) => answer_step(login, &mut st, answer, attempt),
                 Err(e) => Step::Done(login.failed_mid_login(&e)),
             }
@@ -227,7 +228,7 @@ fn push_and_wait<D: Daemon>(
     deadline: Instant,
 ) -> Step {
     if !st.push_pending {
-        match daemon.call(&Request::Push) {
+        match daemon.call(&LoginRequest::Push) {
             Ok(Response::Pending) => st.push_pending = true,
             Ok(answer) => return answer_step(login, st, answer, 0),
             Err(e) => return Step::Done(login.failed_mid_login(&e)),

@@ -8,7 +8,9 @@ use crate::login::{Echo, Level, Login, MAX_CODE_LEN, Outcome, with_note};
 use crate::text::{printable, printable_lines};
 use crate::wait::wait_for_answer;
 use std::time::Instant;
-use toopher_ipc::{DenyReason, RegistrationNext, RegistrationStatus, Request, Response, Secret};
+use toopher_ipc::{
+    DenyReason, LoginRequest, RegistrationNext, RegistrationStatus, Response, Secret,
+};
 
 const FINISH_PROMPT: &str = "Type the code your authenticator app shows to finish enrolment: ";
 const PHRASE_PROMPT: &str = "Type the pairing phrase the Toopher app shows: ";
@@ -43,7 +45,7 @@ pub(crate) fn register<D: Daemon>(
             note = Some("No response code entered.".into());
             continue;
         }
-        match daemon.call(&Request::RegistrationResponse { code: response }) {
+        match daemon.call(&LoginRequest::RegistrationResponse { code: response }) {
             Ok(Response::Registration {
                 status,
                 message,
@@ -145,7 +147,7 @@ fn enroll_totp<D: Daemon>(
             shown = Some("No code entered.".into());
             continue;
         }
-        match daemon.call(&Request::Otp { code }) {
+        match daemon.call(&LoginRequest::Otp { code }) {
             Ok(Response::Granted { .. }) => {
                 login.note(Level::Info, "outcome=granted method=otp detail=enrolled");
                 return Outcome::Success;
@@ -175,7 +177,7 @@ fn pair_phone<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, message: &str) -
             Ok(p) => p,
             Err(o) => return o,
         };
-        let answer = match daemon.call(&Request::PairPhrase {
+        let answer = match daemon.call(&LoginRequest::PairPhrase {
             phrase: phrase.expose().to_owned(),
         }) {
             Ok(Response::Pending) => match wait_for_answer(login, daemon, deadline) {

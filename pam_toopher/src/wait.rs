@@ -4,7 +4,7 @@
 use crate::daemon::Daemon;
 use crate::login::{Level, Login, Outcome};
 use std::time::{Duration, Instant};
-use toopher_ipc::{Request, Response};
+use toopher_ipc::{LoginRequest, Response};
 
 /// Each `Wait` is this long at most, so toopherd soon notices a vanished module.
 const WAIT_SLICE: Duration = Duration::from_secs(5);
@@ -22,13 +22,13 @@ pub(crate) fn wait_for_answer<D: Daemon>(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            let _ = daemon.call(&Request::Cancel);
+            let _ = daemon.call(&LoginRequest::Cancel);
             login.note(Level::Notice, "outcome=denied reason=module_timeout");
             login.conv.error("Timed out waiting for approval.");
             return Err(Outcome::AuthErr);
         }
         let slice = left.min(WAIT_SLICE);
-        let wait = Request::Wait {
+        let wait = LoginRequest::Wait {
             timeout_ms: u32::try_from(slice.as_millis()).unwrap_or(u32::MAX),
         };
         match daemon.call_within(&wait, slice + WAIT_MARGIN) {

@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use toopher_ipc::{Client, LoginContext, Request, Response, Secret, Timeouts};
+use toopher_ipc::{AdminRequest, Client, LoginContext, LoginRequest, Response, Secret, Timeouts};
 
 /// How long a client keeps trying to reach a toopherd that is being restarted.
 const RECONNECT_DEADLINE: Duration = Duration::from_secs(30);
@@ -42,7 +42,7 @@ fn connect(socket: &Path) -> Client {
 }
 
 /// Sends one request, reconnecting while toopherd is down (nothing was sent then).
-pub fn call(socket: &Path, req: &Request) -> Ack {
+pub fn call(socket: &Path, req: &AdminRequest) -> Ack {
     match connect(socket).call(req) {
         Ok(r) => Ack::Answer(r),
         Err(_) => Ack::Lost,
@@ -64,12 +64,12 @@ pub fn login(socket: &Path, user: &str, code: &str) -> Ack {
     };
     loop {
         let mut c = connect(socket);
-        match c.call(&Request::Begin(ctx.clone())) {
+        match c.call(&LoginRequest::Begin(ctx.clone())) {
             Ok(Response::Challenge { .. }) => {}
             Ok(other) => return Ack::Answer(other),
             Err(_) => continue,
         }
-        let otp = Request::Otp {
+        let otp = LoginRequest::Otp {
             code: Secret::new(code),
         };
         return match c.call(&otp) {

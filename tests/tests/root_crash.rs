@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use toopher_ipc::{DenyReason, EnrollmentState, ErrorKind, Request, Response, Secret};
+use toopher_ipc::{AdminRequest, DenyReason, EnrollmentState, ErrorKind, Response, Secret};
 use toopher_tests::daemon::{Enrolled, Toopherd};
 use toopher_tests::durable::{self, Ack, assert_private, call, integrity_check, login};
 use toopher_tests::pam::{self, Stack};
@@ -67,7 +67,7 @@ impl Shared {
         };
     }
 
-    fn call(&self, req: &Request) -> Ack {
+    fn call(&self, req: &AdminRequest) -> Ack {
         let ack = call(&self.socket, req);
         self.note(&ack);
         ack
@@ -87,7 +87,7 @@ fn secrets(v: &[Secret]) -> Vec<String> {
 /// Regenerates `user`'s recovery codes, asking again until an answer arrives (a kill
 /// may lose one); returns the new set.
 fn regenerate(shared: &Shared, user: &str) -> Vec<String> {
-    let req = Request::RegenerateRecoveryCodes { user: user.into() };
+    let req = AdminRequest::RegenerateRecoveryCodes { user: user.into() };
     loop {
         match shared.call(&req) {
             Ack::Answer(Response::RecoveryCodes { codes, .. }) => return secrets(&codes),
@@ -191,7 +191,7 @@ impl Enroller {
     }
 
     fn enroll(&mut self) {
-        let req = Request::Enroll {
+        let req = AdminRequest::Enroll {
             user: self.user.into(),
             force: true,
         };
@@ -218,7 +218,7 @@ impl Enroller {
         loop {
             let step = otp::current_step();
             let code = otp::totp_step(&secret, step);
-            let req = Request::Activate {
+            let req = AdminRequest::Activate {
                 user: self.user.into(),
                 code: Secret::new(code.as_str()),
             };
@@ -245,7 +245,7 @@ impl Enroller {
     }
 
     fn assert_active(&self) {
-        let req = Request::Status {
+        let req = AdminRequest::Status {
             user: self.user.into(),
         };
         loop {

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use toopher_ipc::{
-    Client, ErrorKind, LoginContext, Request, Response, Timeouts, decode, read_frame,
+    AdminRequest, Client, ErrorKind, LoginContext, LoginRequest, Response, Timeouts, decode,
+    read_frame,
 };
 use toopher_tests::daemon::{Toopherd, ctl_as, run_once};
 use toopher_tests::pam::{self, Stack};
@@ -76,7 +77,7 @@ fn bad_clients_get_an_error_or_are_closed_while_others_log_in() {
     // And toopherd is still serving.
     let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
     assert!(matches!(
-        c.call(&Request::Status {
+        c.call(&AdminRequest::Status {
             user: "daemon".into()
         }),
         Ok(Response::Status(_))
@@ -446,7 +447,7 @@ fn a_client_stalling_in_the_middle_of_a_later_frame_is_dropped() {
     let mut s = UnixStream::connect(&d.socket).unwrap();
     toopher_ipc::write_frame(
         &mut s,
-        &Request::Status {
+        &AdminRequest::Status {
             user: "daemon".into(),
         },
     )
@@ -462,7 +463,7 @@ fn a_client_stalling_in_the_middle_of_a_later_frame_is_dropped() {
     let mut s = UnixStream::connect(&d.socket).unwrap();
     toopher_ipc::write_frame(
         &mut s,
-        &Request::Status {
+        &AdminRequest::Status {
             user: "daemon".into(),
         },
     )
@@ -752,7 +753,7 @@ fn a_login_in_progress_survives_shutdown_requests_finishing() {
     let socket = d.socket.clone();
     let code = u.next_code();
     let mut c = Client::connect(&socket, Timeouts::default()).unwrap();
-    let r = c.call(&Request::Begin(LoginContext {
+    let r = c.call(&LoginRequest::Begin(LoginContext {
         user: "daemon".into(),
         service: "t".into(),
         rhost: None,
@@ -764,7 +765,7 @@ fn a_login_in_progress_survives_shutdown_requests_finishing() {
     assert!(matches!(r, Ok(Response::Challenge { .. })));
     assert!(d.stop(), "toopherd did not exit cleanly");
     assert!(
-        c.call(&Request::Otp {
+        c.call(&LoginRequest::Otp {
             code: toopher_ipc::Secret::new(code)
         })
         .is_err()

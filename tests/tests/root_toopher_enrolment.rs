@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use toopher_ipc::{Client, ErrorKind, Request, Response, Timeouts};
+use toopher_ipc::{AdminRequest, Client, ErrorKind, Response, Timeouts};
 use toopher_tests::artifact;
 use toopher_tests::daemon::Toopherd;
 use toopher_tests::pam::{self, Stack};
@@ -142,7 +142,7 @@ fn someone_elses_pairing_is_never_recorded() {
     let erin = sim.paired("erin");
     let d = sim.toopherd("", "");
     let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
-    let r = c.call(&Request::PairStatus {
+    let r = c.call(&AdminRequest::PairStatus {
         user: "frank".into(),
         pairing_id: erin.pairing_id.unwrap(),
     });

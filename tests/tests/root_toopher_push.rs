@@ -3,7 +3,7 @@
 //! root act for other accounts).
 
 use std::time::{Duration, Instant};
-use toopher_ipc::{Client, LoginContext, Request, Response, Timeouts};
+use toopher_ipc::{Client, LoginContext, LoginRequest, Response, Timeouts};
 use toopher_tests::daemon::Toopherd;
 use toopher_tests::otp;
 use toopher_tests::pam::{self, Stack};
@@ -380,7 +380,7 @@ fn a_module_that_goes_away_ends_its_poll() {
     sim.paired("ned");
     let d = sim.toopherd("", "push_timeout = 30");
     let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
-    let begin = c.call(&Request::Begin(LoginContext {
+    let begin = c.call(&LoginRequest::Begin(LoginContext {
         user: "ned".into(),
         service: "sshd".into(),
         rhost: None,
@@ -405,7 +405,7 @@ fn a_module_that_goes_away_ends_its_poll() {
     let mut raw = c;
     std::thread::spawn(move || {
         let _ = raw.call_within(
-            &Request::Wait { timeout_ms: 10_000 },
+            &LoginRequest::Wait { timeout_ms: 10_000 },
             Duration::from_millis(500),
         );
     })
@@ -532,7 +532,7 @@ fn rate_limited_polls_only_slow_the_wait() {
 /// Opens a login for `user` on a new connection (as root, as the module does).
 fn open_login(d: &Toopherd, user: &str) -> Client {
     let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
-    let begin = c.call(&Request::Begin(LoginContext {
+    let begin = c.call(&LoginRequest::Begin(LoginContext {
         user: user.into(),
         service: "sshd".into(),
         rhost: None,
@@ -561,7 +561,7 @@ fn parallel_logins_get_no_more_guesses_and_no_more_uses_of_a_code() {
             .map(|mut c| {
                 let code = wrong.clone();
                 s.spawn(move || {
-                    c.call(&Request::Otp {
+                    c.call(&LoginRequest::Otp {
                         code: toopher_ipc::Secret::new(code.as_str()),
                     })
                     .unwrap()
@@ -588,7 +588,7 @@ fn parallel_logins_get_no_more_guesses_and_no_more_uses_of_a_code() {
             .map(|mut c| {
                 let code = code.clone();
                 s.spawn(move || {
-                    c.call(&Request::Otp {
+                    c.call(&LoginRequest::Otp {
                         code: toopher_ipc::Secret::new(code.as_str()),
                     })
                     .unwrap()

@@ -1,7 +1,7 @@
 //! A small blocking client: bounded connect, bounded reads and writes, one call at a time.
 
 use crate::frame::{FrameError, decode, read_frame, write_frame};
-use crate::{Request, Response};
+use crate::{Outgoing, Response};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -44,12 +44,16 @@ impl Client {
     }
 
     /// Sends a request and waits for its answer within the I/O timeout.
-    pub fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
+    pub fn call<R: Outgoing>(&mut self, req: &R) -> Result<Response, FrameError> {
         self.call_within(req, self.io_timeout)
     }
 
     /// Like [`Client::call`], with its own bound on the wait for the answer (for `Wait`).
-    pub fn call_within(&mut self, req: &Request, wait: Duration) -> Result<Response, FrameError> {
+    pub fn call_within<R: Outgoing>(
+        &mut self,
+        req: &R,
+        wait: Duration,
+    ) -> Result<Response, FrameError> {
         self.stream.set_read_timeout(Some(nonzero(wait)))?;
         write_frame(&mut self.stream, req)?;
         let body = read_frame(&mut self.stream)?;
@@ -122,7 +126,7 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ErrorKind, frame};
+    use crate::{ErrorKind, LoginRequest, Request, frame};
     use std::os::unix::net::UnixListener;
 
     #[test]
@@ -149,7 +153,7 @@ mod tests {
         )
         .unwrap();
         let t = Instant::now();
-        let err = c.call(&Request::Push).unwrap_err();
+        let err = c.call(&LoginRequest::Push).unwrap_err();
         assert!(err.is_timeout(), "{err}");
         assert!(t.elapsed() < Duration::from_secs(2));
         let _ = std::fs::remove_dir_all(&dir);
@@ -166,11 +170,11 @@ mod tests {
             let (mut s, _) = listener.accept().unwrap();
             let body = frame::read_frame(&mut s).unwrap();
             let req: Request = frame::decode(&body).unwrap();
-            assert_eq!(req, Request::Cancel);
+            assert_eq!(req, Request::Login(LoginRequest::Cancel));
             frame::write_frame(&mut s, &Response::error(ErrorKind::Unsupported, "no")).unwrap();
         });
         let mut c = Client::connect(&path, Timeouts::default()).unwrap();
-        let r = c.call(&Request::Cancel).unwrap();
+        let r = c.call(&LoginRequest::Cancel).unwrap();
         assert_eq!(r, Response::error(ErrorKind::Unsupported, "no"));
         server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);

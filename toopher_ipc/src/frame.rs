@@ -41,9 +41,11 @@ impl std::fmt::Display for FrameError {
             FrameError::Malformed { line, column } => {
                 write!(f, "malformed message (line {line}, column {column})")
             }
+            // "version mismatch" is what an administrator greps for after an upgrade
+            // that left a module and a daemon of different packages side by side.
             FrameError::Version(v) => write!(
                 f,
-                "protocol version {v} is not supported (this side speaks {PROTOCOL_VERSION})"
+                "protocol version mismatch: the peer speaks version {v}, this side speaks {PROTOCOL_VERSION}"
             ),
         }
     }
@@ -157,13 +159,13 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Fra
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Request, Response, Secret};
+    use crate::{LoginRequest, Request, Response, Secret};
 
     #[test]
     fn round_trip() {
-        let req = Request::Otp {
+        let req = Request::from(LoginRequest::Otp {
             code: Secret::new("123456"),
-        };
+        });
         let mut wire = Vec::new();
         write_frame(&mut wire, &req).unwrap();
         let body = read_frame(&mut wire.as_slice()).unwrap();
@@ -189,10 +191,9 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let body = br#"{"v":99,"msg":{"type":"push"}}"#;
-        assert!(matches!(
-            decode::<Request>(body),
-            Err(FrameError::Version(99))
-        ));
+        let err = decode::<Request>(body).unwrap_err();
+        assert!(matches!(err, FrameError::Version(99)));
+        assert!(err.to_string().contains("version mismatch"), "{err}");
     }
 
     #[test]

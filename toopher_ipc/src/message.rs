@@ -27,34 +27,50 @@ pub struct LoginContext {
     pub notify: bool,
 }
 
+/// Every request: a login's, or an administrative one. On the wire both families are
+/// one flat JSON object tagged by `type`, as in the previous release (the family is not
+/// written), so a module and a daemon of adjacent releases understand each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Request {
+    Login(LoginRequest),
+    Admin(AdminRequest),
+}
+
+/// What the module sends: a login carried by one connection. Only `Begin` names a user;
+/// the others act on the login it opened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Request {
+pub enum LoginRequest {
     /// Start a login; answered by `Allow`, `Denied`, `Challenge`, `Register` or `Unavailable`.
     Begin(LoginContext),
     /// A one-time password or recovery code typed for the login in progress. With a push
     /// pending it settles that push (Toopher `otp_auth`).
-    Otp {
-        code: Secret,
-    },
+    Otp { code: Secret },
     /// Send a push for the login in progress; answered by `Pending` or a final answer.
     Push,
     /// Wait at most `timeout_ms` for the pending push; `Pending` when it is still open.
-    Wait {
-        timeout_ms: u32,
-    },
+    Wait { timeout_ms: u32 },
     /// Abandon the pending push.
     Cancel,
     /// Two-way registration: the response code the person typed at the login prompt.
-    RegistrationResponse {
-        code: Secret,
-    },
+    RegistrationResponse { code: Secret },
+    /// During a login, after two-way registration (toopher backend): the app's phrase.
+    PairPhrase { phrase: String },
+}
+
+/// What toopherctl sends: account management. Each request names the account it acts
+/// on ([`AdminRequest::target`]) and says whether it needs administrator rights
+/// ([`AdminRequest::needs_admin`]); toopherd checks both before it looks at anything else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AdminRequest {
     /// Two-way registration: approve a registration code shown at a login prompt of `user`.
     RegistrationApprove {
         user: String,
         code: Secret,
     },
-    /// Create a (pending) local TOTP enrolment. `force` replaces an active one (root only).
+    /// Create a (pending) local TOTP enrolment. `force` replaces an active one (admin only).
     Enroll {
         user: String,
         force: bool,
@@ -67,6 +83,7 @@ pub enum Request {
     Status {
         user: String,
     },
+    /// Remove the local enrolment (admin).
     Remove {
         user: String,
     },
@@ -79,10 +96,6 @@ pub enum Request {
     PairStatus {
         user: String,
         pairing_id: String,
-    },
-    /// During a login, after two-way registration (toopher backend): the app's phrase.
-    PairPhrase {
-        phrase: String,
     },
     /// Every account toopherd knows (admin).
     List,
@@ -111,7 +124,7 @@ pub enum Request {
         user: String,
         id: String,
     },
-    /// New recovery codes; the old ones stop working at once.
+    /// New recovery codes; the old ones stop working at once (admin).
     RegenerateRecoveryCodes {
         user: String,
     },
@@ -119,6 +132,98 @@ pub enum Request {
     Unlock {
         user: String,
     },
+}
+
+impl AdminRequest {
+    /// The account the request acts on; `None` for requests about every account.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            AdminRequest::List => None,
+            AdminRequest::RegistrationApprove { user, .. }
+            | AdminRequest::Enroll { user, .. }
+            | AdminRequest::Activate { user, .. }
+            | AdminRequest::Status { user }
+            | AdminRequest::Remove { user }
+            | AdminRequest::Pair { user, .. }
+            | AdminRequest::PairStatus { user, .. }
+            | AdminRequest::ResetLink { user, .. }
+            | AdminRequest::SetEnabled { user, .. }
+            | AdminRequest::Reset { user }
+            | AdminRequest::TerminalCreate { user, .. }
+            | AdminRequest::TerminalShow { user, .. }
+            | AdminRequest::RegenerateRecoveryCodes { user }
+            | AdminRequest::Unlock { user } => Some(user),
+        }
+    }
+
+    /// Whether only root or `admin_group` may make the request; otherwise the target's
+    /// own uid may too. (Pairing over an existing pairing also needs an administrator;
+    /// that depends on the account's state, so toopherd checks it when it handles `Pair`.)
+    pub fn needs_admin(&self) -> bool {
+        match self {
+            AdminRequest::Enroll { force, .. } => *force,
+            AdminRequest::RegistrationApprove { .. }
+            | AdminRequest::Activate { .. }
+            | AdminRequest::Status { .. }
+            | AdminRequest::Pair { .. }
+            | AdminRequest::PairStatus { .. } => false,
+            AdminRequest::Remove { .. }
+            | AdminRequest::List
+            | AdminRequest::ResetLink { .. }
+            | AdminRequest::SetEnabled { .. }
+            | AdminRequest::Reset { .. }
+            | AdminRequest::TerminalCreate { .. }
+            | AdminRequest::TerminalShow { .. }
+            | AdminRequest::RegenerateRecoveryCodes { .. }
+            | AdminRequest::Unlock { .. } => true,
+        }
+    }
+
+    /// The request as toopherctl's user knows it, for refusals and log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminRequest::RegistrationApprove { .. } => "registration approve",
+            AdminRequest::Enroll { .. } => "enroll",
+            AdminRequest::Activate { .. } => "activate",
+            AdminRequest::Status { .. } => "status",
+            AdminRequest::Remove { .. } => "remove",
+            AdminRequest::Pair { .. } | AdminRequest::PairStatus { .. } => "pair",
+            AdminRequest::List => "list",
+            AdminRequest::ResetLink { .. } => "reset-link",
+            AdminRequest::SetEnabled { enabled: true, .. } => "enable",
+            AdminRequest::SetEnabled { enabled: false, .. } => "disable",
+            AdminRequest::Reset { .. } => "reset",
+            AdminRequest::TerminalCreate { .. } | AdminRequest::TerminalShow { .. } => "terminals",
+            AdminRequest::RegenerateRecoveryCodes { .. } => "recovery-codes",
+            AdminRequest::Unlock { .. } => "unlock",
+        }
+    }
+}
+
+impl From<LoginRequest> for Request {
+    fn from(r: LoginRequest) -> Self {
+        Request::Login(r)
+    }
+}
+
+impl From<AdminRequest> for Request {
+    fn from(r: AdminRequest) -> Self {
+        Request::Admin(r)
+    }
+}
+
+/// The messages a client may send: [`Request`] or one of its families, which are
+/// written to the wire exactly as the [`Request`] holding them.
+pub trait Outgoing: Serialize + private::Sealed {}
+impl Outgoing for Request {}
+impl Outgoing for LoginRequest {}
+impl Outgoing for AdminRequest {}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for super::Request {}
+    impl Sealed for super::LoginRequest {}
+    impl Sealed for super::AdminRequest {}
 }
 
 /// How a phone is paired.
@@ -135,36 +240,6 @@ pub enum PairBy {
     },
     /// A QR code to scan with the app.
     Qr,
-}
-
-impl Request {
-    /// The message name, for logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Request::Begin(_) => "begin",
-            Request::Otp { .. } => "otp",
-            Request::Push => "push",
-            Request::Wait { .. } => "wait",
-            Request::Cancel => "cancel",
-            Request::RegistrationResponse { .. } => "registration_response",
-            Request::RegistrationApprove { .. } => "registration_approve",
-            Request::Enroll { .. } => "enroll",
-            Request::Activate { .. } => "activate",
-            Request::Status { .. } => "status",
-            Request::Remove { .. } => "remove",
-            Request::Pair { .. } => "pair",
-            Request::PairStatus { .. } => "pair_status",
-            Request::PairPhrase { .. } => "pair_phrase",
-            Request::List => "list",
-            Request::ResetLink { .. } => "reset_link",
-            Request::SetEnabled { .. } => "set_enabled",
-            Request::Reset { .. } => "reset",
-            Request::TerminalCreate { .. } => "terminal_create",
-            Request::TerminalShow { .. } => "terminal_show",
-            Request::RegenerateRecoveryCodes { .. } => "regenerate_recovery_codes",
-            Request::Unlock { .. } => "unlock",
-        }
-    }
 }
 
 /// A way to pass the second factor.
@@ -215,9 +290,14 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
-    /// Whether the module may ask again within its `prompts` budget.
+    /// The one retry rule: whether the module may ask again within its `prompts`
+    /// budget (a mistyped code, a push denied on the phone, a push not answered in
+    /// time). Every other denial ends the login.
     pub fn allows_retry(self) -> bool {
-        matches!(self, DenyReason::WrongCode | DenyReason::PushTimeout)
+        matches!(
+            self,
+            DenyReason::WrongCode | DenyReason::PushDenied | DenyReason::PushTimeout
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -503,9 +583,9 @@ mod tests {
 
     #[test]
     fn debug_of_messages_hides_codes() {
-        let r = Request::Otp {
+        let r = Request::from(LoginRequest::Otp {
             code: Secret::new("987654"),
-        };
+        });
         assert!(!format!("{r:?}").contains("987654"));
         let e = Response::Enrollment(Enrollment {
             user: "a".into(),
@@ -533,7 +613,7 @@ mod tests {
         let r: Request =
             serde_json::from_str(r#"{"type":"begin","user":"alice","service":"sshd"}"#).unwrap();
         match r {
-            Request::Begin(ctx) => {
+            Request::Login(LoginRequest::Begin(ctx)) => {
                 assert_eq!(ctx.user, "alice");
                 assert_eq!(ctx.rhost, None);
                 assert!(!ctx.autopush);
@@ -541,11 +621,6 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
     }
-}
-
-#[cfg(test)]
-mod notice_tests {
-    use super::*;
 
     #[test]
     fn a_grant_without_a_notice_is_what_older_peers_send_and_expect() {
@@ -601,13 +676,8 @@ mod notice_tests {
     fn a_login_context_from_an_older_module_asks_for_no_notice() {
         let r: Request =
             serde_json::from_str(r#"{"type":"begin","user":"alice","service":"sshd"}"#).unwrap();
-        assert!(matches!(r, Request::Begin(ctx) if !ctx.notify));
+        assert!(matches!(r, Request::Login(LoginRequest::Begin(ctx)) if !ctx.notify));
     }
-}
-
-#[cfg(test)]
-mod more_tests {
-    use super::*;
 
     #[test]
     fn every_new_answer_round_trips() {
@@ -633,6 +703,174 @@ mod more_tests {
             let frame = crate::encode(&a).unwrap();
             let back: Response = crate::decode(&frame[4..]).unwrap();
             assert_eq!(back, a);
+        }
+    }
+
+    /// The wire format of the previous release, where `Request` was one flat enum: every
+    /// message is written and read exactly as before, in its family.
+    #[test]
+    fn requests_keep_the_flat_wire_format_of_the_previous_release() {
+        let cases: Vec<(Request, &str)> = vec![
+            (LoginRequest::Push.into(), r#"{"type":"push"}"#),
+            (
+                LoginRequest::Wait { timeout_ms: 5 }.into(),
+                r#"{"type":"wait","timeout_ms":5}"#,
+            ),
+            (
+                LoginRequest::Otp {
+                    code: Secret::new("123456"),
+                }
+                .into(),
+                r#"{"type":"otp","code":"123456"}"#,
+            ),
+            (
+                AdminRequest::Status { user: "bob".into() }.into(),
+                r#"{"type":"status","user":"bob"}"#,
+            ),
+            (AdminRequest::List.into(), r#"{"type":"list"}"#),
+            (
+                AdminRequest::Enroll {
+                    user: "bob".into(),
+                    force: true,
+                }
+                .into(),
+                r#"{"type":"enroll","user":"bob","force":true}"#,
+            ),
+            (
+                AdminRequest::Pair {
+                    user: "bob".into(),
+                    by: PairBy::Qr,
+                }
+                .into(),
+                r#"{"type":"pair","user":"bob","by":{"by":"qr"}}"#,
+            ),
+        ];
+        for (req, json) in cases {
+            assert_eq!(serde_json::to_string(&req).unwrap(), json);
+            let back: Request = serde_json::from_str(json).unwrap();
+            assert_eq!(back, req);
+        }
+        let begin = r#"{"type":"begin","user":"alice","service":"sshd","rhost":null,"tty":null,"ruser":null,"autopush":false,"notify":true}"#;
+        let r: Request = serde_json::from_str(begin).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), begin);
+        // A family's own encoding is the request's.
+        assert_eq!(
+            serde_json::to_string(&LoginRequest::Cancel).unwrap(),
+            serde_json::to_string(&Request::from(LoginRequest::Cancel)).unwrap()
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"type":"telepathy"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"type":"status"}"#).is_err());
+    }
+
+    #[test]
+    fn every_admin_request_names_its_account_and_its_rights() {
+        let u = || "bob".to_string();
+        let code = || Secret::new("1");
+        let all = [
+            (
+                AdminRequest::RegistrationApprove {
+                    user: u(),
+                    code: code(),
+                },
+                false,
+            ),
+            (
+                AdminRequest::Enroll {
+                    user: u(),
+                    force: false,
+                },
+                false,
+            ),
+            (
+                AdminRequest::Enroll {
+                    user: u(),
+                    force: true,
+                },
+                true,
+            ),
+            (
+                AdminRequest::Activate {
+                    user: u(),
+                    code: code(),
+                },
+                false,
+            ),
+            (AdminRequest::Status { user: u() }, false),
+            (AdminRequest::Remove { user: u() }, true),
+            (
+                AdminRequest::Pair {
+                    user: u(),
+                    by: PairBy::Qr,
+                },
+                false,
+            ),
+            (
+                AdminRequest::PairStatus {
+                    user: u(),
+                    pairing_id: "p".into(),
+                },
+                false,
+            ),
+            (
+                AdminRequest::ResetLink {
+                    user: u(),
+                    email: None,
+                },
+                true,
+            ),
+            (
+                AdminRequest::SetEnabled {
+                    user: u(),
+                    enabled: true,
+                },
+                true,
+            ),
+            (AdminRequest::Reset { user: u() }, true),
+            (
+                AdminRequest::TerminalCreate {
+                    user: u(),
+                    name: "n".into(),
+                    requester_id: "r".into(),
+                },
+                true,
+            ),
+            (
+                AdminRequest::TerminalShow {
+                    user: u(),
+                    id: "t".into(),
+                },
+                true,
+            ),
+            (AdminRequest::RegenerateRecoveryCodes { user: u() }, true),
+            (AdminRequest::Unlock { user: u() }, true),
+        ];
+        for (req, admin) in all {
+            assert_eq!(req.target(), Some("bob"), "{req:?}");
+            assert_eq!(req.needs_admin(), admin, "{req:?}");
+            assert!(!req.name().is_empty());
+        }
+        assert_eq!(AdminRequest::List.target(), None);
+        assert!(AdminRequest::List.needs_admin());
+    }
+
+    #[test]
+    fn the_retry_rule() {
+        let retry = [
+            DenyReason::WrongCode,
+            DenyReason::PushDenied,
+            DenyReason::PushTimeout,
+        ];
+        for r in [
+            DenyReason::WrongCode,
+            DenyReason::RateLimited,
+            DenyReason::NotEnrolled,
+            DenyReason::PushDenied,
+            DenyReason::PushTimeout,
+            DenyReason::UserDisabled,
+            DenyReason::Policy,
+            DenyReason::Other,
+        ] {
+            assert_eq!(r.allows_retry(), retry.contains(&r), "{r:?}");
         }
     }
 }

@@ -149,11 +149,12 @@ impl ToopherConfig {
     }
 }
 
-/// A duration given in seconds (fractions allowed), within `LO..=HI` milliseconds.
+/// A duration given in seconds (fractions allowed), within `MIN_MS..=MAX_MS`
+/// milliseconds: `Seconds<100, 20_000>` is 0.1 to 20 seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seconds<const LO: u64, const HI: u64>(pub std::time::Duration);
+pub struct Seconds<const MIN_MS: u64, const MAX_MS: u64>(pub std::time::Duration);
 
-impl<'de, const LO: u64, const HI: u64> Deserialize<'de> for Seconds<LO, HI> {
+impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de> for Seconds<MIN_MS, MAX_MS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -166,11 +167,11 @@ impl<'de, const LO: u64, const HI: u64> Deserialize<'de> for Seconds<LO, HI> {
             Num::F(f) => f,
         };
         let ms = secs * 1000.0;
-        if !ms.is_finite() || ms < LO as f64 || ms > HI as f64 {
+        if !ms.is_finite() || ms < MIN_MS as f64 || ms > MAX_MS as f64 {
             return Err(serde::de::Error::custom(format!(
                 "{secs} is out of range ({} to {} seconds)",
-                LO as f64 / 1000.0,
-                HI as f64 / 1000.0
+                MIN_MS as f64 / 1000.0,
+                MAX_MS as f64 / 1000.0
             )));
         }
         Ok(Seconds(std::time::Duration::from_millis(ms as u64)))

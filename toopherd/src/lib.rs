@@ -1,7 +1,11 @@
 //! toopherd: the only process that holds second-factor secrets. The module and
 //! toopherctl talk to it over a unix socket (see `toopher_ipc`).
+//!
+//! `server` (connections, dispatch, logins) -> `backend` (local TOTP, Toopher API)
+//! -> `store` (the `Storage` trait; SQLite).
 
 pub mod authz;
+pub mod backend;
 pub mod budget;
 pub mod config;
 pub mod fleet;
@@ -12,7 +16,6 @@ pub mod recovery;
 pub mod server;
 pub mod socket;
 pub mod store;
-pub mod toopher;
 pub mod totp;
 
 /// Seconds since the epoch.

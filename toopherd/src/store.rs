@@ -695,10 +695,16 @@ impl Store {
 }
 
 mod admin;
-mod journal;
-pub use admin::{ApproveError, RegistrationCheck};
 mod failures;
+mod journal;
+mod registration;
+mod shared;
+mod storage;
+mod watch;
 pub use failures::{Attempt, Recorded};
+pub use registration::{ApproveError, RegistrationCheck};
+pub use shared::Shared;
+pub use storage::Storage;
 
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,8 @@ use crate::daemon::Daemon;
 use crate::options::{Failmode, Options};
 use std::collections::VecDeque;
 use toopher_ipc::{
-    AllowReason, DenyReason, FrameError, LoginContext, Method, RegistrationNext,
-    RegistrationStatus, Request, Response, Secret,
+    AllowReason, DenyReason, FrameError, LoginContext, LoginRequest, Method, RegistrationNext,
+    RegistrationStatus, Response, Secret,
 };
 
 /// A conversation that answers prompts from a script and records everything shown. Like
@@ -68,13 +68,13 @@ struct FakeDaemon {
     answers: VecDeque<Result<Response, FrameError>>,
     /// After the script, answer every request `Pending` (a phone that never answers).
     then_pending: bool,
-    seen: std::rc::Rc<std::cell::RefCell<Vec<Request>>>,
+    seen: std::rc::Rc<std::cell::RefCell<Vec<LoginRequest>>>,
 }
 
 impl FakeDaemon {
     fn new(
         answers: Vec<Result<Response, FrameError>>,
-        seen: std::rc::Rc<std::cell::RefCell<Vec<Request>>>,
+        seen: std::rc::Rc<std::cell::RefCell<Vec<LoginRequest>>>,
     ) -> FakeDaemon {
         FakeDaemon {
             answers: answers.into(),
@@ -99,7 +99,7 @@ impl Drop for FakeDaemon {
 }
 
 impl Daemon for FakeDaemon {
-    fn call(&mut self, req: &Request) -> Result<Response, FrameError> {
+    fn call(&mut self, req: &LoginRequest) -> Result<Response, FrameError> {
         self.seen.borrow_mut().push(req.clone());
         match self.answers.pop_front() {
             Some(answer) => answer,
@@ -109,7 +109,7 @@ impl Daemon for FakeDaemon {
     }
     fn call_within(
         &mut self,
-        req: &Request,
+        req: &LoginRequest,
         _: std::time::Duration,
     ) -> Result<Response, FrameError> {
         // A Wait takes time, as toopherd's does.
@@ -141,7 +141,7 @@ fn ctx() -> LoginContext {
 struct Run {
     outcome: Outcome,
     shown: Vec<String>,
-    requests: Vec<Request>,
+    requests: Vec<LoginRequest>,
     log: Vec<(Level, String)>,
 }
 
@@ -211,7 +211,7 @@ fn right_code_is_success_and_the_code_is_never_logged() {
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
     assert_eq!(
         r.requests[1],
-        Request::Otp {
+        LoginRequest::Otp {
             code: Secret::new("123456")
         }
     );
@@ -415,8 +415,8 @@ fn choose_enter_sends_the_push_and_waits_for_the_grant() {
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, vec![format!("prompt:{CHOOSE_PROMPT}")]);
-    assert_eq!(r.requests[1], Request::Push);
-    assert!(matches!(r.requests[2], Request::Wait { timeout_ms } if timeout_ms <= 5000));
+    assert_eq!(r.requests[1], LoginRequest::Push);
+    assert!(matches!(r.requests[2], LoginRequest::Wait { timeout_ms } if timeout_ms <= 5000));
     assert!(
         r.log
             .iter()
@@ -435,7 +435,7 @@ fn choose_a_typed_code_is_checked_without_a_push() {
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
-    assert!(!r.requests.contains(&Request::Push));
+    assert!(!r.requests.contains(&LoginRequest::Push));
 }
 
 #[test]
@@ -452,7 +452,7 @@ fn autopush_a_code_typed_while_waiting_settles_the_push() {
     assert_eq!(r.shown, vec![format!("prompt:{AUTOPUSH_PROMPT}")]);
     assert_eq!(
         r.requests[1],
-        Request::Otp {
+        LoginRequest::Otp {
             code: Secret::new("654321")
         }
     );
@@ -469,7 +469,7 @@ fn autopush_enter_waits_for_the_pending_push_without_sending_another() {
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
-    assert!(matches!(r.requests[1], Request::Wait { .. }));
+    assert!(matches!(r.requests[1], LoginRequest::Wait { .. }));
 }
 
 #[test]
@@ -523,7 +523,7 @@ fn the_module_timeout_bounds_the_wait_and_cancels_the_push() {
     // The phone never answers: every Wait, and the Cancel, get Pending.
     let r = run_with(opts, vec![Ok("")], Some(vec![push_challenge(false)]), true);
     assert_eq!(r.outcome, Outcome::AuthErr);
-    assert_eq!(r.requests.last(), Some(&Request::Cancel));
+    assert_eq!(r.requests.last(), Some(&LoginRequest::Cancel));
 }
 
 #[test]
@@ -534,7 +534,7 @@ fn a_person_who_walks_away_cancels_the_pending_push() {
         Some(vec![push_challenge(true), cancelled()]),
     );
     assert_eq!(r.outcome, Outcome::ConvErr);
-    assert_eq!(r.requests.last(), Some(&Request::Cancel));
+    assert_eq!(r.requests.last(), Some(&LoginRequest::Cancel));
 }
 
 #[test]
@@ -670,7 +670,7 @@ fn no_notice_without_news_or_when_the_login_cannot_show_it() {
     );
     assert_eq!(outcome, Outcome::Success);
     assert_eq!(conv.shown, vec![format!("prompt:{OTP_PROMPT}")]);
-    assert!(matches!(&seen.borrow()[0], Request::Begin(c) if !c.notify));
+    assert!(matches!(&seen.borrow()[0], LoginRequest::Begin(c) if !c.notify));
 }
 
 #[test]
@@ -754,7 +754,7 @@ fn registration_then_totp_enrolment_grants_with_the_first_code() {
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(
         r.requests[1],
-        Request::RegistrationResponse {
+        LoginRequest::RegistrationResponse {
             code: Secret::new("RESP-1234")
         }
     );

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use toopher_ipc::{ErrorKind, Request, Response, decode, encode, parse_header};
+use toopher_ipc::{AdminRequest, ErrorKind, Response, decode, encode, parse_header};
 
 const THREADS: usize = 4;
 /// A held-open connection asks again this often.
@@ -142,7 +142,7 @@ fn opening(role: Role, user: &str) -> Vec<u8> {
 }
 
 fn status_request(user: &str) -> Vec<u8> {
-    encode(&Request::Status { user: user.into() })
+    encode(&AdminRequest::Status { user: user.into() })
         .map(|f| f.to_vec())
         .unwrap_or_default()
 }

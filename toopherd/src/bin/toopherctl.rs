@@ -6,8 +6,8 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use toopher_ipc::{
-    AccountStatus, Client, DenyReason, Enrollment, EnrollmentState, PairBy, PairingInfo, Request,
-    Response, Secret, Timeouts,
+    AccountStatus, AdminRequest, Client, DenyReason, Enrollment, EnrollmentState, PairBy,
+    PairingInfo, Response, Secret, Timeouts,
 };
 use toopherd::qr;
 
@@ -173,7 +173,7 @@ impl Daemon {
     }
 
     /// A request's answer; toopherd's error answers become refusals with its message.
-    fn call(&mut self, req: &Request) -> Result<Response, Failure> {
+    fn call(&mut self, req: &AdminRequest) -> Result<Response, Failure> {
         match self.client.call(req) {
             Ok(Response::Error { message, .. }) => Err(Failure::Refused(message)),
             Ok(r) => Ok(r),
@@ -204,7 +204,7 @@ fn run(args: Args) -> Result<(), Failure> {
     match args.command {
         Command::Enroll { user, json, force } => {
             let user = user.map_or_else(current_user, Ok)?;
-            let e = match d.call(&Request::Enroll {
+            let e = match d.call(&AdminRequest::Enroll {
                 user: user.clone(),
                 force,
             })? {
@@ -220,7 +220,7 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::Activate { user, code } => {
             let code = Secret::new(code.trim());
-            match d.call(&Request::Activate {
+            match d.call(&AdminRequest::Activate {
                 user: user.clone(),
                 code,
             })? {
@@ -234,7 +234,7 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::Status { user, json } => {
             let user = user.map_or_else(current_user, Ok)?;
-            match d.call(&Request::Status { user })? {
+            match d.call(&AdminRequest::Status { user })? {
                 Response::Status(st) if json => {
                     println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
                     Ok(())
@@ -268,7 +268,7 @@ fn run(args: Args) -> Result<(), Failure> {
             };
             pair(&mut d, &user, by, qr_file, timeout)
         }
-        Command::List { json } => match d.call(&Request::List)? {
+        Command::List { json } => match d.call(&AdminRequest::List)? {
             Response::Accounts { accounts } if json => {
                 println!(
                     "{}",
@@ -297,14 +297,14 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         Command::Disable { user } => set_enabled(&mut d, user, false),
         Command::Enable { user } => set_enabled(&mut d, user, true),
-        Command::Unlock { user } => match d.call(&Request::Unlock { user })? {
+        Command::Unlock { user } => match d.call(&AdminRequest::Unlock { user })? {
             Response::Status(st) => {
                 print_status(&st);
                 Ok(())
             }
             other => Err(unexpected(&other)),
         },
-        Command::Reset { user } => match d.call(&Request::Reset { user })? {
+        Command::Reset { user } => match d.call(&AdminRequest::Reset { user })? {
             Response::Removed { user, existed } => {
                 println!(
                     "{user}: reset{}.",
@@ -318,33 +318,35 @@ fn run(args: Args) -> Result<(), Failure> {
             }
             other => Err(unexpected(&other)),
         },
-        Command::ResetLink { user, email } => match d.call(&Request::ResetLink { user, email })? {
-            Response::ResetLink { url: Some(url), .. } => {
-                println!("{url}");
-                Ok(())
+        Command::ResetLink { user, email } => {
+            match d.call(&AdminRequest::ResetLink { user, email })? {
+                Response::ResetLink { url: Some(url), .. } => {
+                    println!("{url}");
+                    Ok(())
+                }
+                Response::ResetLink {
+                    user,
+                    emailed_to: Some(to),
+                    ..
+                } => {
+                    println!("{user}: reset link e-mailed to {to}.");
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
             }
-            Response::ResetLink {
-                user,
-                emailed_to: Some(to),
-                ..
-            } => {
-                println!("{user}: reset link e-mailed to {to}.");
-                Ok(())
-            }
-            other => Err(unexpected(&other)),
-        },
+        }
         Command::Terminals(cmd) => {
             let req = match cmd {
                 TerminalCommand::Create {
                     user,
                     name,
                     requester_id,
-                } => Request::TerminalCreate {
+                } => AdminRequest::TerminalCreate {
                     user,
                     name,
                     requester_id,
                 },
-                TerminalCommand::Show { user, id } => Request::TerminalShow { user, id },
+                TerminalCommand::Show { user, id } => AdminRequest::TerminalShow { user, id },
             };
             match d.call(&req)? {
                 Response::Terminal(t) => {
@@ -359,7 +361,7 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::RecoveryCodes { user, .. } => {
             let user = user.map_or_else(current_user, Ok)?;
-            match d.call(&Request::RegenerateRecoveryCodes { user })? {
+            match d.call(&AdminRequest::RegenerateRecoveryCodes { user })? {
                 Response::RecoveryCodes { user, codes } => {
                     println!(
                         "New recovery codes for {user} (the old ones no longer work; each works once):"
@@ -374,7 +376,7 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::Registration(RegistrationCommand::Approve { user, code }) => {
             let code = Secret::new(code.trim());
-            match d.call(&Request::RegistrationApprove { user, code })? {
+            match d.call(&AdminRequest::RegistrationApprove { user, code })? {
                 Response::RegistrationApproved {
                     user,
                     response_code,
@@ -386,7 +388,7 @@ fn run(args: Args) -> Result<(), Failure> {
                 other => Err(unexpected(&other)),
             }
         }
-        Command::Remove { user } => match d.call(&Request::Remove { user })? {
+        Command::Remove { user } => match d.call(&AdminRequest::Remove { user })? {
             Response::Removed {
                 user,
                 existed: true,
@@ -460,7 +462,7 @@ fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
         }
         let code = Secret::new(line.trim());
         line.clear();
-        match d.call(&Request::Activate {
+        match d.call(&AdminRequest::Activate {
             user: user.into(),
             code,
         })? {
@@ -490,7 +492,7 @@ fn state_word(s: EnrollmentState) -> &'static str {
 }
 
 fn set_enabled(d: &mut Daemon, user: String, enabled: bool) -> Result<(), Failure> {
-    match d.call(&Request::SetEnabled { user, enabled })? {
+    match d.call(&AdminRequest::SetEnabled { user, enabled })? {
         Response::Status(st) => {
             print_status(&st);
             Ok(())
@@ -507,7 +509,7 @@ fn pair(
     qr_file: Option<PathBuf>,
     timeout: u64,
 ) -> Result<(), Failure> {
-    let info: PairingInfo = match d.call(&Request::Pair {
+    let info: PairingInfo = match d.call(&AdminRequest::Pair {
         user: user.into(),
         by,
     })? {
@@ -547,7 +549,7 @@ fn pair(
         );
         let _ = std::io::stdout().flush();
         std::thread::sleep(std::time::Duration::from_secs(1).min(left));
-        state = match d.call(&Request::PairStatus {
+        state = match d.call(&AdminRequest::PairStatus {
             user: user.into(),
             pairing_id: state.pairing_id.clone(),
         })? {

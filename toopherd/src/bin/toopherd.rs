@@ -8,7 +8,7 @@ use std::sync::Arc;
 use toopherd::config::{Config, DEFAULT_CONFIG};
 use toopherd::logging::{Log, LogTarget};
 use toopherd::server::admission::Limits;
-use toopherd::server::{Daemon, serve};
+use toopherd::server::{Service, serve};
 use toopherd::socket::Claim;
 use toopherd::store::Store;
 
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         // The Toopher backend's credentials are part of a working configuration.
         if config.backend == toopherd::config::Backend::Toopher {
             let path = config.toopher.credentials_path();
-            if let Err(e) = toopherd::toopher::load_credentials(&path) {
+            if let Err(e) = toopherd::backend::toopher::load_credentials(&path) {
                 eprintln!("toopherd: invalid configuration: {e}");
                 return ExitCode::from(EX_CONFIG);
             }
@@ -104,7 +104,7 @@ fn run(config: Config, log: Log) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let daemon = match Daemon::new(config, store, log) {
+    let daemon = match Service::new(config, store, log) {
         Ok(d) => Arc::new(d),
         Err(e) => return Err(e),
     };

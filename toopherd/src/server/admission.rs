@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// The connection limits (see the NOTES/README for the reasoning behind the numbers).
+/// The connection limits (the README's "Connection limits" gives the reasoning behind
+/// the numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Connections in all.

@@ -2,8 +2,9 @@
 //! failures the person has not been told about yet. Each change happens inside the
 //! caller's transaction, together with the verification it records.
 
-use super::*;
+use super::{Limits, Store, StoreError, to_i64, to_u64};
 use crate::budget;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
 
 /// Version 3: where each failure came from, whether it still counts toward a lock and

@@ -1,6 +1,8 @@
 use super::*;
 use crate::store::tests::{LIMITS, T0, active};
+use crate::store::{LoginState, Rejection, SCHEMA, SCHEMA_V2, Verdict};
 use crate::totp::{code_at_step, step_of};
+use toopher_ipc::Method;
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("toopherd-failures-{}-{name}", std::process::id()));

@@ -4,8 +4,8 @@
 //! the first commit that reaches the disk afterwards logs the recovery. Decisions about
 //! logins are logged by their callers as always; only the store's reason is latched.
 
+use super::{Storage, StoreError};
 use crate::logging::Log;
-use crate::store::{Store, StoreError};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -52,7 +52,7 @@ impl StoreWatch {
     /// After each store call, under the store's lock: rolls back a transaction an error
     /// left open, and notes a commit that reached the disk (the store works again) and
     /// the outcome of a checkpoint.
-    pub fn after_call(&self, log: &Log, store: &mut Store, commits_before: u64) {
+    pub fn after_call(&self, log: &Log, store: &mut dyn Storage, commits_before: u64) {
         if let Err(e) = store.end_open_transaction() {
             self.failed(log, "rolling back", &e);
         }

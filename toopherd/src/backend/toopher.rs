@@ -3,12 +3,19 @@
 //! Transport failures, 5xx and unparseable answers are [`Outcome::Unreachable`], which
 //! the caller hands to `failmode`; everything else the API says is a policy decision.
 
+use super::{
+    Attempting, Backend, Begin, BoxFuture, CodesError, EnrolInLogin, Outcome, PhonePairing, Phones,
+    PushTiming, ServiceError, Terminal,
+};
 use crate::config::ToopherConfig;
+use crate::logging::field;
+use crate::now;
+use crate::store::{Attempt, Limits, Shared, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use toopher_api::{
     ApiErrorKind, AuthenticateOptions, AuthenticationRequest, Error, ErrorClass, ToopherApi,
@@ -19,34 +26,22 @@ use zeroize::Zeroizing;
 /// How long an accepted OTP stays refused for a second use (longer than its ±1 step window).
 const OTP_REPLAY_WINDOW: Duration = Duration::from_secs(150);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Granted {
-        method: Method,
-        automated: bool,
-    },
-    Denied {
-        reason: DenyReason,
-        /// Text for the person (the API's `reason`, or ours).
-        message: Option<String>,
-        /// For the log: which answer this was.
-        detail: String,
-    },
-    /// A push is out and waiting for the person.
-    Pending {
-        request_id: String,
-    },
-    /// The API does not know the user (705, or no user of that name).
-    NotEnrolled,
-    /// The API requires an OTP for this user (708).
-    OtpRequired,
-    /// The API could not be reached or answered nonsense: `failmode` decides.
-    Unreachable(String),
+/// How long a code waits for its user's turn before the login is refused as busy.
+const TURN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A refusal, with its log fields.
+fn denied(reason: DenyReason, message: Option<String>, detail: &str) -> Outcome {
+    Outcome::Denied {
+        reason,
+        message,
+        log: format!("reason={} detail={}", reason.as_str(), field(Some(detail))),
+        counted: None,
+    }
 }
 
 /// Whether the account can use Toopher, as the API says before any push.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Preauth {
+#[derive(Debug)]
+enum Preauth {
     Enrolled,
     Other(Outcome),
 }
@@ -126,6 +121,11 @@ pub struct ToopherBackend {
     host: String,
     /// Refused if typed again within [`OTP_REPLAY_WINDOW`].
     recent_otps: Mutex<RecentOtps>,
+    /// Results are recorded here under the same rate limit as the local backend's.
+    store: Shared,
+    limits: Limits,
+    /// Per user, the turn to check a code with the API (see [`ToopherBackend::turn_of`]).
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn otp_hash(user: &str, code: &str) -> [u8; 32] {
@@ -137,7 +137,12 @@ fn otp_hash(user: &str, code: &str) -> [u8; 32] {
 }
 
 impl ToopherBackend {
-    pub fn new(cfg: &ToopherConfig, host: &str) -> Result<ToopherBackend, String> {
+    pub fn new(
+        cfg: &ToopherConfig,
+        host: &str,
+        store: Shared,
+        limits: Limits,
+    ) -> Result<ToopherBackend, String> {
         let creds = load_credentials(&cfg.credentials_path())?;
         let mut b = ToopherApi::builder(creds.consumer_key.clone(), creds.consumer_secret.as_str())
             .base_url(cfg.base_url.0.clone())
@@ -154,25 +159,15 @@ impl ToopherBackend {
             cfg: cfg.clone(),
             host: host.to_owned(),
             recent_otps: Mutex::new(HashMap::new()),
+            store,
+            limits,
+            turns: Mutex::default(),
         })
-    }
-
-    /// The client, for toopherctl's account operations.
-    pub fn api(&self) -> &ToopherApi {
-        &self.api
     }
 
     /// The Toopher user name of a Linux account.
     pub fn name_of(&self, user: &str) -> String {
         self.cfg.toopher_user_name(user)
-    }
-
-    pub fn push_timeout(&self) -> Duration {
-        self.cfg.push_timeout.0
-    }
-
-    pub fn poll_interval(&self) -> Duration {
-        self.cfg.poll_interval.0
     }
 
     /// The terminal a person recognises: host, service and where the login comes from;
@@ -241,7 +236,7 @@ impl ToopherBackend {
     }
 
     /// Does the API know the user, and may they use Toopher?
-    pub async fn preauth(&self, ctx: &LoginContext) -> Preauth {
+    async fn preauth(&self, ctx: &LoginContext) -> Preauth {
         let name = self.user_name(ctx);
         let deadline = Instant::now() + self.cfg.timeout.0;
         match self
@@ -255,7 +250,7 @@ impl ToopherBackend {
     }
 
     /// Sends a push.
-    pub async fn push(&self, ctx: &LoginContext) -> Outcome {
+    async fn send_push(&self, ctx: &LoginContext) -> Outcome {
         let name = self.user_name(ctx);
         let opts = self.options(ctx);
         // Back-off stays within one request's time, so the module's wait covers it.
@@ -273,7 +268,7 @@ impl ToopherBackend {
 
     /// Polls a pending push once. A 429 is waited out as told within `deadline`; past it,
     /// the push simply stays pending (the API asked us to slow down, not to give up).
-    pub async fn poll(&self, ctx: &LoginContext, request_id: &str, deadline: Instant) -> Outcome {
+    async fn poll_once(&self, ctx: &LoginContext, request_id: &str, deadline: Instant) -> Outcome {
         let name = self.user_name(ctx);
         match self
             .with_backoff(deadline, || {
@@ -291,15 +286,11 @@ impl ToopherBackend {
 
     /// Verifies a typed OTP: it settles the pending push (`otp_auth`) when there is one,
     /// else goes as `otp` on a new request. A code accepted once is refused again.
-    pub async fn otp(&self, ctx: &LoginContext, pending: Option<&str>, code: &str) -> Outcome {
+    async fn otp(&self, ctx: &LoginContext, pending: Option<&str>, code: &str) -> Outcome {
         let name = self.user_name(ctx);
         let key = otp_hash(&name, code);
         if self.seen_recently(&name, &key) {
-            return Outcome::Denied {
-                reason: DenyReason::WrongCode,
-                message: None,
-                detail: "replayed_code".into(),
-            };
+            return denied(DenyReason::WrongCode, None, "replayed_code");
         }
         let deadline = Instant::now() + self.cfg.timeout.0;
         let result = match pending {
@@ -323,11 +314,7 @@ impl ToopherBackend {
             Outcome::Granted { .. } => self.remember(&name, key),
             // A settled request that is still pending would be a server bug: not a grant.
             Outcome::Pending { .. } => {
-                return Outcome::Denied {
-                    reason: DenyReason::WrongCode,
-                    message: None,
-                    detail: "otp_left_request_pending".into(),
-                };
+                return denied(DenyReason::WrongCode, None, "otp_left_request_pending");
             }
             _ => {}
         }
@@ -361,11 +348,7 @@ impl ToopherBackend {
     /// the user we asked about is a grant.
     fn answer(&self, user: &str, r: &AuthenticationRequest, method: Method) -> Outcome {
         if !r.user.name.is_empty() && r.user.name != user {
-            return Outcome::Denied {
-                reason: DenyReason::Policy,
-                message: None,
-                detail: "answer_for_another_user".into(),
-            };
+            return denied(DenyReason::Policy, None, "answer_for_another_user");
         }
         if r.pending {
             return if r.id.is_empty() {
@@ -379,7 +362,8 @@ impl ToopherBackend {
         if r.granted {
             return Outcome::Granted {
                 method,
-                automated: r.automated,
+                automated: Some(r.automated),
+                notice: None,
             };
         }
         let reason_text: String = r
@@ -392,25 +376,25 @@ impl ToopherBackend {
         if code == Some(708) {
             return Outcome::OtpRequired;
         }
-        Outcome::Denied {
-            reason: if method == Method::Otp {
-                DenyReason::WrongCode
-            } else {
-                DenyReason::PushDenied
-            },
-            message: (!reason_text.trim().is_empty()).then_some(reason_text),
-            detail: match code {
-                Some(c) => format!("denied reason_code={c}"),
-                None => "denied".into(),
-            },
-        }
+        let reason = if method == Method::Otp {
+            DenyReason::WrongCode
+        } else {
+            DenyReason::PushDenied
+        };
+        let detail = match code {
+            Some(c) => format!("denied reason_code={c}"),
+            None => "denied".into(),
+        };
+        denied(
+            reason,
+            (!reason_text.trim().is_empty()).then_some(reason_text),
+            &detail,
+        )
     }
 
     fn map_error(&self, e: &Error) -> Outcome {
-        let api_denied = |detail: &str, message: Option<&str>| Outcome::Denied {
-            reason: DenyReason::Policy,
-            message: message.map(str::to_owned),
-            detail: detail.into(),
+        let api_denied = |detail: &str, message: Option<&str>| {
+            denied(DenyReason::Policy, message.map(str::to_owned), detail)
         };
         match e.class() {
             ErrorClass::Unreachable | ErrorClass::ServerError | ErrorClass::InvalidResponse => {
@@ -453,9 +437,384 @@ impl ToopherBackend {
     }
 }
 
+/// The login steps: the API decides, the store records the result and keeps the limit.
+impl ToopherBackend {
+    /// One code check at a time per user: the rate-limit check, the API call and the
+    /// recording of its result are one step, so parallel connections can neither each
+    /// guess inside one window nor each use one code (the local backend gets the same
+    /// from its single SQLite transaction). `None` when the turn did not come within
+    /// [`TURN_TIMEOUT`].
+    async fn turn_of(&self, user: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget the turns nobody holds or waits for.
+            turns.retain(|_, t| Arc::strong_count(t) > 1);
+            Arc::clone(turns.entry(user.to_owned()).or_default())
+        };
+        tokio::time::timeout(TURN_TIMEOUT, turn.lock_owned())
+            .await
+            .ok()
+    }
+
+    /// The user's failures refuse attempts right now, or the store failed.
+    async fn refused_by_limit(&self, who: &Attempting) -> Option<Outcome> {
+        let limits = self.limits;
+        let user = who.ctx.user.clone();
+        match self
+            .store
+            .call(move |s| s.rate_limited(&user, now(), limits))
+            .await
+        {
+            Ok(None) => None,
+            Ok(Some(until)) => Some(Outcome::RateLimited { until }),
+            Err(e) => {
+                self.store.log_error("rate limit", &e);
+                Some(Outcome::Internal)
+            }
+        }
+    }
+
+    /// Records a grant, a wrong code or a denied push like the local backend does. A
+    /// success the store could not record only loses the failure notice; a failure it
+    /// could not record is not counted (and so ends the login).
+    async fn recorded(&self, who: &Attempting, outcome: Outcome) -> Outcome {
+        let success = match &outcome {
+            Outcome::Granted { .. } => true,
+            Outcome::Denied {
+                reason: DenyReason::WrongCode | DenyReason::PushDenied,
+                ..
+            } => false,
+            _ => return outcome,
+        };
+        let limits = self.limits;
+        let (user, rhost, own, notify) = (
+            who.ctx.user.clone(),
+            who.ctx.rhost.clone(),
+            who.own_failures.clone(),
+            who.ctx.notify,
+        );
+        let recorded = self
+            .store
+            .call(move |s| {
+                let attempt = Attempt {
+                    rhost: rhost.as_deref(),
+                    own: &own,
+                    notify,
+                };
+                s.note_result(&user, success, now(), limits, &attempt)
+            })
+            .await
+            .map_err(|e| self.store.failed("recording a second-factor result", &e))
+            .ok();
+        match outcome {
+            Outcome::Granted {
+                method, automated, ..
+            } => Outcome::Granted {
+                method,
+                automated,
+                notice: recorded.and_then(|r| r.notice),
+            },
+            Outcome::Denied {
+                reason,
+                message,
+                log,
+                ..
+            } => Outcome::Denied {
+                reason,
+                message,
+                log,
+                counted: recorded.and_then(|r| r.failure),
+            },
+            other => other,
+        }
+    }
+
+    async fn begin_login(&self, who: &Attempting) -> Begin {
+        if let Some(refusal) = self.refused_by_limit(who).await {
+            return Begin::Settled(refusal);
+        }
+        let user = who.ctx.user.clone();
+        match self.store.call(move |s| s.is_suspended(&user)).await {
+            Ok(false) => {}
+            Ok(true) => return Begin::Settled(Outcome::Suspended),
+            Err(e) => {
+                self.store.log_error("begin", &e);
+                return Begin::Settled(Outcome::Internal);
+            }
+        }
+        match self.preauth(&who.ctx).await {
+            Preauth::Enrolled => Begin::Challenge {
+                methods: vec![Method::Push, Method::Otp],
+                note: None,
+            },
+            Preauth::Other(outcome) => Begin::Settled(self.recorded(who, outcome).await),
+        }
+    }
+
+    async fn check_code(&self, who: &Attempting, code: &str, pending: Option<&str>) -> Outcome {
+        let Some(_turn) = self.turn_of(&who.ctx.user).await else {
+            return Outcome::Busy;
+        };
+        if let Some(refusal) = self.refused_by_limit(who).await {
+            return refusal;
+        }
+        let outcome = self.otp(&who.ctx, pending, code.trim()).await;
+        self.recorded(who, outcome).await
+    }
+
+    async fn push_now(&self, who: &Attempting) -> Outcome {
+        if let Some(refusal) = self.refused_by_limit(who).await {
+            return refusal;
+        }
+        let outcome = self.send_push(&who.ctx).await;
+        self.recorded(who, outcome).await
+    }
+
+    async fn poll_push(&self, who: &Attempting, request_id: &str, deadline: Instant) -> Outcome {
+        let outcome = self.poll_once(&who.ctx, request_id, deadline).await;
+        self.recorded(who, outcome).await
+    }
+}
+
+impl Backend for ToopherBackend {
+    fn name(&self) -> &'static str {
+        "toopher"
+    }
+
+    fn begin<'a>(&'a self, who: &'a Attempting) -> BoxFuture<'a, Begin> {
+        Box::pin(self.begin_login(who))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        who: &'a Attempting,
+        code: &'a str,
+        pending: Option<&'a str>,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.check_code(who, code, pending))
+    }
+
+    fn push_timing(&self) -> Option<PushTiming> {
+        Some(PushTiming {
+            timeout: self.cfg.push_timeout.0,
+            poll_interval: self.cfg.poll_interval.0,
+        })
+    }
+
+    fn push<'a>(&'a self, who: &'a Attempting) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.push_now(who))
+    }
+
+    fn poll<'a>(
+        &'a self,
+        who: &'a Attempting,
+        request_id: &'a str,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.poll_push(who, request_id, deadline))
+    }
+
+    fn unsupported(&self, what: &str) -> String {
+        format!("{what} is not offered by the toopher backend")
+    }
+
+    fn enrol_in_login<'a>(
+        &'a self,
+        _user: &'a str,
+    ) -> BoxFuture<'a, Result<EnrolInLogin, StoreError>> {
+        Box::pin(async { Ok(EnrolInLogin::PairPhrase) })
+    }
+
+    fn phones(&self) -> Option<&dyn Phones> {
+        Some(self)
+    }
+
+    fn set_enabled<'a>(
+        &'a self,
+        user: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            let name = self.name_of(user);
+            let r = if enabled {
+                self.api.enable_user(&name).await
+            } else {
+                self.api.disable_user(&name).await
+            };
+            r.map(|_| ()).map_err(|e| service_error(&e))
+        })
+    }
+
+    fn reset<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<(), ServiceError>> {
+        Box::pin(async move {
+            match self.api.reset_user(&self.name_of(user)).await {
+                Ok(()) => Ok(()),
+                // Unknown to Toopher: nothing to reset there.
+                Err(e) if api_error(&e).0 == toopher_ipc::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(service_error(&e)),
+            }
+        })
+    }
+
+    fn regenerate_recovery_codes<'a>(
+        &'a self,
+        _user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Zeroizing<String>>, CodesError>> {
+        Box::pin(async {
+            Err(CodesError::Unsupported(
+                "recovery codes belong to the local backend; with Toopher, use a reset link"
+                    .to_owned(),
+            ))
+        })
+    }
+}
+
+impl Phones for ToopherBackend {
+    fn pair<'a>(
+        &'a self,
+        user: &'a str,
+        phrase_or_phone: Option<&'a str>,
+        country: Option<&'a str>,
+        qr: bool,
+    ) -> BoxFuture<'a, Result<(PhonePairing, Option<String>), ServiceError>> {
+        Box::pin(async move {
+            let name = self.name_of(user);
+            let extras: Vec<(&str, &str)> =
+                country.map(|c| ("phone_country", c)).into_iter().collect();
+            let p = self
+                .api
+                .pair(&name, phrase_or_phone, &extras)
+                .await
+                .map_err(|e| service_error(&e))?;
+            let image = if qr {
+                let png = self
+                    .api
+                    .get_pairing_qr_code_image(&p.id)
+                    .await
+                    .map_err(|e| service_error(&e))?;
+                Some(crate::qr::recompress_png(&png).map_err(|e| ServiceError {
+                    kind: toopher_ipc::ErrorKind::Internal,
+                    message: "the QR code from the Toopher API could not be read".into(),
+                    detail: e.to_string(),
+                    unreachable: false,
+                    rate_limited: false,
+                })?)
+            } else {
+                None
+            };
+            let pairing = PhonePairing {
+                of_user: p.user.name == name,
+                id: p.id,
+                enabled: p.enabled,
+                pending: p.pending,
+            };
+            Ok((pairing, image))
+        })
+    }
+
+    fn pairing<'a>(
+        &'a self,
+        user: &'a str,
+        pairing_id: &'a str,
+    ) -> BoxFuture<'a, Result<PhonePairing, ServiceError>> {
+        Box::pin(async move {
+            let p = self
+                .api
+                .get_pairing_by_id(pairing_id)
+                .await
+                .map_err(|e| service_error(&e))?;
+            Ok(PhonePairing {
+                of_user: p.user.name == self.name_of(user),
+                id: p.id,
+                enabled: p.enabled,
+                pending: p.pending,
+            })
+        })
+    }
+
+    fn reset_link<'a>(
+        &'a self,
+        pairing_id: &'a str,
+        email: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, ServiceError>> {
+        Box::pin(async move {
+            let r = match email {
+                Some(address) => self
+                    .api
+                    .email_pairing_reset_link_to_user(pairing_id, address, &[])
+                    .await
+                    .map(|()| None),
+                None => self
+                    .api
+                    .get_pairing_reset_link(pairing_id, None, None, &[])
+                    .await
+                    .map(Some),
+            };
+            r.map_err(|e| service_error(&e))
+        })
+    }
+
+    fn create_terminal<'a>(
+        &'a self,
+        user: &'a str,
+        name: &'a str,
+        requester_id: &'a str,
+    ) -> BoxFuture<'a, Result<Terminal, ServiceError>> {
+        Box::pin(async move {
+            let t = self
+                .api
+                .create_user_terminal(&self.name_of(user), name, requester_id, &[])
+                .await
+                .map_err(|e| service_error(&e))?;
+            Ok(Terminal {
+                id: t.id,
+                name: t.name,
+                requester_specified_id: t.requester_specified_id,
+                of_user: true,
+            })
+        })
+    }
+
+    fn terminal<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Terminal, ServiceError>> {
+        Box::pin(async move {
+            let t = self
+                .api
+                .get_user_terminal_by_id(id)
+                .await
+                .map_err(|e| service_error(&e))?;
+            Ok(Terminal {
+                of_user: t.user.name == self.name_of(user),
+                id: t.id,
+                name: t.name,
+                requester_specified_id: t.requester_specified_id,
+            })
+        })
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.cfg.poll_interval.0
+    }
+}
+
+/// An API failure as a [`ServiceError`].
+fn service_error(e: &Error) -> ServiceError {
+    let (kind, message) = api_error(e);
+    ServiceError {
+        kind,
+        message,
+        detail: e.to_string(),
+        unreachable: e.is_unreachable(),
+        rate_limited: e.class() == ErrorClass::RateLimited,
+    }
+}
+
 /// An API failure as toopherctl's error answer: which kind, and a sentence (no secrets:
 /// the client's messages carry none).
-pub fn api_error(e: &Error) -> (toopher_ipc::ErrorKind, String) {
+fn api_error(e: &Error) -> (toopher_ipc::ErrorKind, String) {
     use toopher_ipc::ErrorKind as K;
     let kind = match e.class() {
         ErrorClass::Unreachable | ErrorClass::ServerError | ErrorClass::InvalidResponse => {
@@ -478,11 +837,11 @@ pub fn api_error(e: &Error) -> (toopher_ipc::ErrorKind, String) {
 }
 
 fn user_disabled() -> Outcome {
-    Outcome::Denied {
-        reason: DenyReason::UserDisabled,
-        message: Some("Toopher is disabled for this account.".into()),
-        detail: "toopher_704_user_disabled".into(),
-    }
+    denied(
+        DenyReason::UserDisabled,
+        Some("Toopher is disabled for this account.".into()),
+        "toopher_704_user_disabled",
+    )
 }
 
 #[cfg(test)]
@@ -498,7 +857,13 @@ mod tests {
             credentials_file: Some(crate::config::AbsPath(path)),
             ..Default::default()
         };
-        ToopherBackend::new(&cfg, "web1").unwrap()
+        let store = crate::store::Store::open(&dir.path().join("db")).unwrap();
+        let log = std::sync::Arc::new(crate::logging::Log::stderr());
+        let limits = Limits {
+            max_failures: 5,
+            window: 900,
+        };
+        ToopherBackend::new(&cfg, "web1", Shared::new(Box::new(store), log), limits).unwrap()
     }
 
     fn ctx(service: &str, rhost: Option<&str>) -> LoginContext {
@@ -555,7 +920,7 @@ mod tests {
         assert!(matches!(
             b.answer("alice", &req(base.clone()), Method::Push),
             Outcome::Granted {
-                automated: false,
+                automated: Some(false),
                 ..
             }
         ));

@@ -1,0 +1,225 @@
+//! One connection's state (its peer and its login) and what every handler shares:
+//! log lines, and the answers that only configuration decides.
+
+use super::service::Service;
+use super::session::Session;
+use crate::authz::{self, Peer};
+use crate::backend::{Attempting, ServiceError};
+use crate::config::{Availability, Failmode};
+use crate::logging::{Abuse, field};
+use crate::store::StoreError;
+use std::sync::Arc;
+use toopher_ipc::{
+    AllowReason, DenyReason, ErrorKind, FailureNotice, LoginContext, LoginRequest, Request,
+    Response,
+};
+
+pub struct Conn {
+    pub(super) d: Arc<Service>,
+    /// Who is on the other end; every request is authorised against it.
+    pub(super) peer: Peer,
+    pub(super) session: Session,
+}
+
+impl Conn {
+    pub fn new(d: Arc<Service>, peer: Peer) -> Conn {
+        Conn {
+            d,
+            peer,
+            session: Session::Idle,
+        }
+    }
+
+    pub(super) fn log_auth(&self, ctx: &LoginContext, outcome: &str, extra: &str) {
+        // A login asked for by a user's own process (not the module inside sshd, sudo or
+        // login, which run as root) says so, so it cannot pass for one of theirs.
+        let by = if self.peer.uid == 0 {
+            String::new()
+        } else {
+            format!(" by={}", self.peer.describe())
+        };
+        let line = format!(
+            "auth user={} service={} rhost={} tty={} outcome={outcome}{}{extra}{by}",
+            field(Some(&ctx.user)),
+            field(Some(&ctx.service)),
+            field(ctx.rhost.as_deref()),
+            field(ctx.tty.as_deref()),
+            if extra.is_empty() { "" } else { " " },
+        );
+        if outcome == "granted" || outcome == "allowed" {
+            self.d.log.info(&line);
+        } else {
+            self.d.log.warn(&line);
+        }
+    }
+
+    pub(super) fn log_admin(&self, request: &str, user: &str, outcome: &str) {
+        self.d.log.info(&format!(
+            "admin request={request} user={} by={} outcome={outcome}",
+            field(Some(user)),
+            self.peer.describe()
+        ));
+    }
+
+    /// A failed call to the second-factor service, logged and answered.
+    pub(super) fn service_failure(&self, what: &str, user: &str, e: &ServiceError) -> Response {
+        self.log_admin(
+            what,
+            user,
+            &format!("failed detail={}", field(Some(&e.message))),
+        );
+        Response::error(e.kind, e.message.clone())
+    }
+
+    /// A store failure, logged (once while it lasts) and answered.
+    pub(super) fn internal(&self, what: &str, e: &StoreError) -> Response {
+        self.d.store.log_error(what, e);
+        internal_error()
+    }
+
+    /// The open login as the backend needs it.
+    pub(super) fn attempting(&self) -> Option<Attempting> {
+        self.session.login().map(|l| Attempting {
+            ctx: l.ctx.clone(),
+            own_failures: l.own_failures.clone(),
+        })
+    }
+
+    /// A failure the open login recorded: no notice repeats it.
+    pub(super) fn remember_failure(&mut self, id: i64) {
+        if let Some(l) = self.session.login_mut() {
+            l.own_failures.push(id);
+        }
+    }
+
+    pub(super) fn suspended(&self, ctx: &LoginContext) -> Response {
+        self.log_auth(
+            ctx,
+            "denied",
+            "reason=user_disabled detail=suspended_by_admin",
+        );
+        Response::Denied {
+            reason: DenyReason::UserDisabled,
+            message: Some(
+                "The second factor of this account is suspended; ask an administrator.".into(),
+            ),
+        }
+    }
+
+    /// An account without a second factor: `availability` decides.
+    pub(super) fn not_enrolled(&self, ctx: &LoginContext) -> Response {
+        match self.d.config.availability {
+            Availability::Required => {
+                self.log_auth(ctx, "denied", "reason=not_enrolled");
+                Response::Denied {
+                    reason: DenyReason::NotEnrolled,
+                    message: Some(
+                        "Two-factor authentication is required, but this account is not enrolled."
+                            .into(),
+                    ),
+                }
+            }
+            Availability::Available => {
+                self.log_auth(ctx, "allowed", "reason=not_enrolled");
+                Response::Allow {
+                    reason: AllowReason::NotEnrolled,
+                }
+            }
+        }
+    }
+
+    /// The backend service could not be reached: `failmode` decides (and only here).
+    pub(super) fn unreachable(&self, ctx: &LoginContext, detail: &str) -> Response {
+        let detail = field(Some(detail));
+        match self.d.config.failmode {
+            Failmode::Safe => {
+                self.log_auth(
+                    ctx,
+                    "allowed",
+                    &format!(
+                        "reason=backend_unreachable failmode=safe NO_SECOND_FACTOR detail={detail}"
+                    ),
+                );
+                Response::Allow {
+                    reason: AllowReason::Failmode,
+                }
+            }
+            Failmode::Secure => {
+                self.log_auth(
+                    ctx,
+                    "unavailable",
+                    &format!("reason=backend_unreachable failmode=secure detail={detail}"),
+                );
+                Response::Unavailable {
+                    detail: "the second-factor service could not be reached".into(),
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn internal_error() -> Response {
+    Response::error(ErrorKind::Internal, "internal error; see toopherd's log")
+}
+
+pub(super) fn no_login() -> Response {
+    Response::error(
+        ErrorKind::BadRequest,
+        "no login in progress on this connection",
+    )
+}
+
+/// The failures a grant tells the person about, for its log line.
+pub(super) fn told(notice: Option<&FailureNotice>) -> String {
+    notice.map_or_else(String::new, |n| format!(" told_failures={}", n.failures))
+}
+
+impl Conn {
+    /// The one authorisation point: the request's target account and rights against
+    /// the peer. A login names its user in `Begin` only (the rest act on the login it
+    /// opened); an administrative request names its account and whether it needs
+    /// root or `admin_group`.
+    pub(super) fn authorise(&self, req: &Request) -> Option<Response> {
+        let (request, user, admin) = match req {
+            Request::Login(LoginRequest::Begin(ctx)) => ("begin", Some(ctx.user.as_str()), false),
+            Request::Login(_) => return None,
+            Request::Admin(a) => (a.name(), a.target(), a.needs_admin()),
+        };
+        if let Some(user) = user
+            && !authz::valid_user_name(user)
+        {
+            return Some(Response::error(ErrorKind::BadRequest, "invalid user name"));
+        }
+        let allowed = match user {
+            _ if admin => self.peer.is_admin(),
+            Some(user) => self.peer.may_act_for(user),
+            None => self.peer.is_admin(),
+        };
+        (!allowed).then(|| self.refuse(request, user, admin))
+    }
+
+    /// Refuses `request` for `user` (logged): it needs an administrator (`admin`), or
+    /// the peer's own account.
+    pub(super) fn refuse(&self, request: &str, user: Option<&str>, admin: bool) -> Response {
+        self.d.log.abuse(
+            self.peer.uid,
+            Abuse::BadInput,
+            &format!(
+                "refused request={request} user={} by={}",
+                field(Some(user.unwrap_or("-"))),
+                self.peer.describe()
+            ),
+        );
+        let why = match user {
+            Some(user) if admin => format!("{request} for {user} needs root or the admin group"),
+            Some(_) => format!(
+                "{} may only {request} for its own account",
+                self.peer.describe()
+            ),
+            None => {
+                format!("{request} is an administrative request: it needs root or the admin group")
+            }
+        };
+        Response::error(ErrorKind::Forbidden, why)
+    }
+}

@@ -1,0 +1,312 @@
+//! The login requests: begin, a typed code, push, wait and cancel. The backend decides;
+//! here its [`Outcome`] becomes the answer and its log line, and the session is ended
+//! where the outcome ends it.
+
+use super::conn::{Conn, internal_error, no_login, told};
+use super::registration;
+use super::session::{Login, MAX_WAIT_SLICE, PendingPush, Phase};
+use crate::backend::{Attempting, Begin, Outcome};
+use std::time::{Duration, Instant};
+use toopher_ipc::{DenyReason, ErrorKind, LoginContext, LoginRequest, Method, Response, Secret};
+
+/// Answers a login request (authorised by dispatch).
+pub async fn handle(conn: &mut Conn, req: LoginRequest) -> Response {
+    match req {
+        LoginRequest::Begin(ctx) => begin(conn, ctx).await,
+        LoginRequest::Otp { code } if conn.session.in_phase(&Phase::EnrollingTotp) => {
+            registration::activate_in_login(conn, code).await
+        }
+        LoginRequest::Otp { code } => otp(conn, code).await,
+        LoginRequest::Wait { timeout_ms }
+            if conn
+                .session
+                .login()
+                .is_some_and(|l| matches!(l.phase, Phase::Pairing { .. })) =>
+        {
+            registration::wait_for_pairing(conn, timeout_ms).await
+        }
+        LoginRequest::Push | LoginRequest::Wait { .. } | LoginRequest::Cancel
+            if conn.d.backend.push_timing().is_none() =>
+        {
+            Response::error(ErrorKind::Unsupported, conn.d.backend.unsupported("push"))
+        }
+        LoginRequest::Push => push(conn).await,
+        LoginRequest::Wait { timeout_ms } => wait(conn, timeout_ms).await,
+        LoginRequest::Cancel => cancel(conn),
+        LoginRequest::RegistrationResponse { code } => {
+            registration::registration_response(conn, code).await
+        }
+        LoginRequest::PairPhrase { phrase } => registration::pair_in_login(conn, phrase).await,
+    }
+}
+
+/// Whether the login context is plausible: bounded, without control characters.
+fn valid_context(ctx: &LoginContext) -> bool {
+    let too_long = |s: &Option<String>| s.as_ref().is_some_and(|v| v.len() > 256);
+    !(ctx.service.is_empty()
+        || ctx.service.len() > 64
+        || too_long(&ctx.rhost)
+        || too_long(&ctx.tty)
+        || too_long(&ctx.ruser)
+        || [
+            Some(&ctx.service),
+            ctx.rhost.as_ref(),
+            ctx.tty.as_ref(),
+            ctx.ruser.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|v| v.chars().any(char::is_control)))
+}
+
+async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
+    if !conn.session.is_idle() {
+        return Response::error(ErrorKind::BadRequest, "a login is already in progress");
+    }
+    if !valid_context(&ctx) {
+        return Response::error(ErrorKind::BadRequest, "invalid login context");
+    }
+    // Where a login comes from is known only to the module inside sshd, sudo or login,
+    // which run as root. A user's own process could invent remote hosts for the failure
+    // record, or use up the "failures since your last login" notice before the real
+    // login shows it: from it, neither is taken.
+    if conn.peer.uid != 0 {
+        ctx.rhost = None;
+        ctx.tty = None;
+        ctx.ruser = None;
+        ctx.notify = false;
+    }
+    let who = Attempting {
+        ctx,
+        own_failures: Vec::new(),
+    };
+    let d = std::sync::Arc::clone(&conn.d);
+    match d.backend.begin(&who).await {
+        Begin::Settled(Outcome::NotEnrolled) => registration::no_factor(conn, who.ctx).await,
+        Begin::Settled(outcome) => settle(conn, &who.ctx, outcome).await,
+        Begin::Challenge { methods, note } => {
+            if let Some(note) = note {
+                conn.log_auth(&who.ctx, "challenge", &note);
+            }
+            conn.session
+                .open(Login::new(who.ctx.clone(), Phase::Challenge));
+            let push = who.ctx.autopush
+                && methods.contains(&Method::Push)
+                && d.backend.push_timing().is_some();
+            if !push {
+                return Response::Challenge {
+                    methods,
+                    push_pending: false,
+                };
+            }
+            match send_push(conn, &who).await {
+                Response::Pending => Response::Challenge {
+                    methods,
+                    push_pending: true,
+                },
+                other => other,
+            }
+        }
+    }
+}
+
+/// A code typed for the open login (with a push pending, it settles that push).
+async fn otp(conn: &mut Conn, code: Secret) -> Response {
+    if conn.session.login().is_none() {
+        return no_login();
+    }
+    if conn.session.count_attempt().is_err() {
+        return Response::denied(DenyReason::RateLimited);
+    }
+    let pending = conn
+        .session
+        .login_mut()
+        .and_then(|l| l.push.take())
+        .map(|p| p.id);
+    let Some(who) = conn.attempting() else {
+        return no_login();
+    };
+    let d = std::sync::Arc::clone(&conn.d);
+    let outcome = d
+        .backend
+        .verify(&who, code.expose(), pending.as_deref())
+        .await;
+    settle(conn, &who.ctx, outcome).await
+}
+
+async fn push(conn: &mut Conn) -> Response {
+    let Some(login) = conn.session.login() else {
+        return no_login();
+    };
+    if login.push.is_some() {
+        return Response::Pending;
+    }
+    let Some(who) = conn.attempting() else {
+        return no_login();
+    };
+    send_push(conn, &who).await
+}
+
+async fn send_push(conn: &mut Conn, who: &Attempting) -> Response {
+    let d = std::sync::Arc::clone(&conn.d);
+    let Some(timing) = d.backend.push_timing() else {
+        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
+    };
+    match d.backend.push(who).await {
+        Outcome::Pending { request_id } => {
+            if let Some(l) = conn.session.login_mut() {
+                l.push = Some(PendingPush {
+                    id: request_id,
+                    deadline: Instant::now() + timing.timeout,
+                });
+            }
+            Response::Pending
+        }
+        other => settle(conn, &who.ctx, other).await,
+    }
+}
+
+/// Polls the pending push until it is answered, `timeout_ms` passes (`Pending`), or
+/// the push times out (`Denied{PushTimeout}`, or `failmode` when the service was
+/// unreachable).
+async fn wait(conn: &mut Conn, timeout_ms: u32) -> Response {
+    let d = std::sync::Arc::clone(&conn.d);
+    let Some(timing) = d.backend.push_timing() else {
+        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
+    };
+    let Some(who) = conn.attempting() else {
+        return no_login();
+    };
+    let Some(push) = conn.session.login().and_then(|l| l.push.clone()) else {
+        return Response::error(ErrorKind::BadRequest, "no push is pending");
+    };
+    let slice_end =
+        Instant::now() + Duration::from_millis(u64::from(timeout_ms)).min(MAX_WAIT_SLICE);
+    loop {
+        let last_error = match d
+            .backend
+            .poll(&who, &push.id, push.deadline.min(slice_end))
+            .await
+        {
+            Outcome::Pending { .. } => None,
+            Outcome::Unreachable(e) => Some(e),
+            settled => {
+                clear_push(conn);
+                return settle(conn, &who.ctx, settled).await;
+            }
+        };
+        let now = Instant::now();
+        if now >= push.deadline {
+            clear_push(conn);
+            return match last_error {
+                Some(e) => conn.unreachable(&who.ctx, &e),
+                None => {
+                    conn.log_auth(&who.ctx, "timeout", "reason=push_timeout");
+                    Response::denied(DenyReason::PushTimeout)
+                }
+            };
+        }
+        let next = (now + timing.poll_interval).min(push.deadline);
+        if next > slice_end {
+            return Response::Pending;
+        }
+        tokio::time::sleep_until(next.into()).await;
+    }
+}
+
+fn clear_push(conn: &mut Conn) {
+    if let Some(l) = conn.session.login_mut() {
+        l.push = None;
+    }
+}
+
+fn cancel(conn: &mut Conn) -> Response {
+    let cancelled = conn
+        .session
+        .login_mut()
+        .and_then(|l| l.push.take().map(|_| l.ctx.clone()));
+    if let Some(ctx) = cancelled {
+        conn.log_auth(&ctx, "cancelled", "reason=module_cancelled_push");
+    }
+    Response::Denied {
+        reason: DenyReason::Other,
+        message: Some("cancelled".into()),
+    }
+}
+
+/// Turns a backend's outcome into the answer: logs the decision and ends the login
+/// where the outcome ends it.
+pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome) -> Response {
+    match outcome {
+        Outcome::Granted {
+            method,
+            automated,
+            notice,
+        } => {
+            let name = match method {
+                Method::Push => "push",
+                Method::RecoveryCode => "recovery_code",
+                _ => "otp",
+            };
+            let automated = automated.map_or_else(String::new, |a| format!(" automated={a}"));
+            conn.log_auth(
+                ctx,
+                "granted",
+                &format!("method={name}{automated}{}", told(notice.as_ref())),
+            );
+            conn.session.end();
+            Response::Granted { method, notice }
+        }
+        Outcome::Denied {
+            reason,
+            message,
+            log,
+            counted,
+        } => {
+            conn.log_auth(ctx, "denied", &log);
+            match counted {
+                Some(id) => conn.remember_failure(id),
+                // A failure the store did not count ends the login: no more guesses on it.
+                None => conn.session.end(),
+            }
+            Response::Denied { reason, message }
+        }
+        Outcome::RateLimited { until } => {
+            conn.log_auth(
+                ctx,
+                "refused",
+                &format!("reason=rate_limited until={until}"),
+            );
+            conn.session.end();
+            Response::denied(DenyReason::RateLimited)
+        }
+        Outcome::Suspended => {
+            conn.session.end();
+            conn.suspended(ctx)
+        }
+        Outcome::Pending { .. } => Response::Pending,
+        Outcome::NotEnrolled => {
+            conn.session.end();
+            conn.not_enrolled(ctx)
+        }
+        Outcome::OtpRequired => {
+            conn.log_auth(ctx, "challenge", "reason=toopher_708_requires_otp");
+            Response::Challenge {
+                methods: vec![Method::Otp],
+                push_pending: false,
+            }
+        }
+        Outcome::Unreachable(detail) => {
+            conn.session.end();
+            conn.unreachable(ctx, &detail)
+        }
+        Outcome::Busy => {
+            conn.log_auth(ctx, "refused", "reason=busy");
+            Response::error(ErrorKind::Busy, "toopherd is busy")
+        }
+        Outcome::Internal => {
+            conn.log_auth(ctx, "error", "reason=internal");
+            internal_error()
+        }
+    }
+}

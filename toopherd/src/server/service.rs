@@ -1,0 +1,86 @@
+//! What every connection shares: the configuration, the store, the backend and the log.
+
+use crate::backend::Backend;
+use crate::backend::local::LocalBackend;
+use crate::backend::toopher::ToopherBackend;
+use crate::config::{Backend as BackendKind, Config};
+use crate::logging::Log;
+use crate::store::{Limits, Shared, Store};
+use std::sync::Arc;
+
+pub struct Service {
+    pub config: Config,
+    pub log: Arc<Log>,
+    pub(super) store: Shared,
+    pub(super) backend: Box<dyn Backend>,
+    /// The issuer shown in authenticator apps.
+    pub(super) issuer: String,
+}
+
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The rate limit of `config`.
+pub fn limits_of(config: &Config) -> Limits {
+    Limits {
+        max_failures: config.rate_limit.max_failures.0,
+        window: config.rate_limit.window.0,
+    }
+}
+
+impl Service {
+    /// The configured backend over `store`. Fails when the backend cannot be set up
+    /// (credentials, CA file).
+    pub fn new(config: Config, store: Store, log: Log) -> Result<Service, String> {
+        let log = Arc::new(log);
+        let shared = Shared::new(Box::new(store), Arc::clone(&log));
+        let limits = limits_of(&config);
+        let backend: Box<dyn Backend> = match config.backend {
+            BackendKind::Toopher => Box::new(ToopherBackend::new(
+                &config.toopher,
+                &host_name(),
+                shared.clone(),
+                limits,
+            )?),
+            BackendKind::Local => Box::new(LocalBackend::new(
+                shared.clone(),
+                limits,
+                config.enrollment_ttl.0,
+            )),
+        };
+        if let Some(w) =
+            crate::budget::warning(config.rate_limit.max_failures.0, config.rate_limit.window.0)
+        {
+            log.warn(&w);
+        }
+        Ok(Service::with_backend(config, log, shared, backend))
+    }
+
+    /// A service with a backend of the caller's (tests use a fake one).
+    pub fn with_backend(
+        config: Config,
+        log: Arc<Log>,
+        store: Shared,
+        backend: Box<dyn Backend>,
+    ) -> Service {
+        let issuer = match &config.issuer {
+            Some(l) => l.0.clone(),
+            None => host_name(),
+        };
+        Service {
+            config,
+            log,
+            store,
+            backend,
+            issuer,
+        }
+    }
+
+    pub(super) fn limits(&self) -> Limits {
+        limits_of(&self.config)
+    }
+}

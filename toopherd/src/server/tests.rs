@@ -1,0 +1,665 @@
+//! Dispatch, authorisation and the login's life in process, without root: a temporary
+//! store, a fake backend (or the local one), and peers of any uid.
+
+use super::conn::Conn;
+use super::dispatch;
+use super::service::Service;
+use super::session::MAX_ATTEMPTS_PER_LOGIN;
+use crate::authz::Peer;
+use crate::backend::local::LocalBackend;
+use crate::backend::{
+    Attempting, Backend, Begin, BoxFuture, CodesError, EnrolInLogin, Outcome, PushTiming,
+};
+use crate::config::Config;
+use crate::logging::Log;
+use crate::store::{Shared, Store, StoreError};
+use crate::totp::{code_at_step, step_of};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use toopher_ipc::{
+    AdminRequest, AllowReason, DenyReason, ErrorKind, LoginContext, LoginRequest, Method, PairBy,
+    Request, Response, Secret,
+};
+use zeroize::Zeroizing;
+
+const RIGHT: &str = "111111";
+const WRONG: &str = "000000";
+/// The fake backend answers this code with "the service could not be reached".
+const UNREACHABLE: &str = "999999";
+
+/// A backend that decides by the code typed; with `push`, its pushes stay pending.
+struct Fake {
+    push: bool,
+}
+
+impl Backend for Fake {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    fn begin<'a>(&'a self, who: &'a Attempting) -> BoxFuture<'a, Begin> {
+        Box::pin(async move {
+            match who.ctx.user.as_str() {
+                "nobody" => Begin::Settled(Outcome::NotEnrolled),
+                "offline" => Begin::Settled(Outcome::Unreachable("fake: down".into())),
+                _ => Begin::Challenge {
+                    methods: vec![Method::Otp],
+                    note: None,
+                },
+            }
+        })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        _who: &'a Attempting,
+        code: &'a str,
+        _pending: Option<&'a str>,
+    ) -> BoxFuture<'a, Outcome> {
+        let outcome = match code {
+            RIGHT => Outcome::Granted {
+                method: Method::Otp,
+                automated: None,
+                notice: None,
+            },
+            UNREACHABLE => Outcome::Unreachable("fake: down".into()),
+            _ => Outcome::Denied {
+                reason: DenyReason::WrongCode,
+                message: None,
+                log: "reason=wrong_code".into(),
+                counted: Some(1),
+            },
+        };
+        Box::pin(async move { outcome })
+    }
+
+    fn push_timing(&self) -> Option<PushTiming> {
+        self.push.then_some(PushTiming {
+            timeout: Duration::from_millis(300),
+            poll_interval: Duration::from_millis(50),
+        })
+    }
+
+    fn push<'a>(&'a self, _who: &'a Attempting) -> BoxFuture<'a, Outcome> {
+        Box::pin(async {
+            Outcome::Pending {
+                request_id: "r1".into(),
+            }
+        })
+    }
+
+    fn poll<'a>(
+        &'a self,
+        _who: &'a Attempting,
+        request_id: &'a str,
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            Outcome::Pending {
+                request_id: request_id.to_owned(),
+            }
+        })
+    }
+
+    fn unsupported(&self, what: &str) -> String {
+        format!("the fake backend has no {what}")
+    }
+
+    fn enrol_in_login<'a>(
+        &'a self,
+        _user: &'a str,
+    ) -> BoxFuture<'a, Result<EnrolInLogin, StoreError>> {
+        Box::pin(async { Ok(EnrolInLogin::PairPhrase) })
+    }
+
+    fn regenerate_recovery_codes<'a>(
+        &'a self,
+        _user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Zeroizing<String>>, CodesError>> {
+        Box::pin(async { Err(CodesError::Unsupported("no codes".into())) })
+    }
+}
+
+struct Setup {
+    service: Arc<Service>,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(config: &str, backend: impl FnOnce(Shared) -> Box<dyn Backend>) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("toopherd.sqlite3")).unwrap();
+    let log = Arc::new(Log::stderr());
+    let shared = Shared::new(Box::new(store), Arc::clone(&log));
+    let config = Config::parse(config).unwrap();
+    let backend = backend(shared.clone());
+    Setup {
+        service: Arc::new(Service::with_backend(config, log, shared, backend)),
+        _dir: dir,
+    }
+}
+
+fn fake(config: &str) -> Setup {
+    setup(config, |_| Box::new(Fake { push: false }))
+}
+
+fn root() -> Peer {
+    Peer {
+        uid: 0,
+        name: Some("root".into()),
+        in_admin_group: false,
+    }
+}
+
+fn bob() -> Peer {
+    Peer {
+        uid: 1000,
+        name: Some("bob".into()),
+        in_admin_group: false,
+    }
+}
+
+fn carol_admin() -> Peer {
+    Peer {
+        uid: 1001,
+        name: Some("carol".into()),
+        in_admin_group: true,
+    }
+}
+
+fn ctx(user: &str) -> LoginContext {
+    LoginContext {
+        user: user.into(),
+        service: "sshd".into(),
+        rhost: Some("192.0.2.7".into()),
+        tty: None,
+        ruser: None,
+        autopush: false,
+        notify: true,
+    }
+}
+
+async fn ask(conn: &mut Conn, req: impl Into<Request>) -> Response {
+    dispatch(conn, req.into()).await
+}
+
+fn begin(user: &str) -> LoginRequest {
+    LoginRequest::Begin(ctx(user))
+}
+
+fn otp(code: &str) -> LoginRequest {
+    LoginRequest::Otp {
+        code: Secret::new(code),
+    }
+}
+
+fn kind(r: &Response) -> Option<ErrorKind> {
+    match r {
+        Response::Error { kind, .. } => Some(*kind),
+        _ => None,
+    }
+}
+
+/// Every administrative request, for `user`.
+fn every_admin_request(user: &str) -> Vec<AdminRequest> {
+    let u = || user.to_string();
+    vec![
+        AdminRequest::RegistrationApprove {
+            user: u(),
+            code: Secret::new("123456"),
+        },
+        AdminRequest::Enroll {
+            user: u(),
+            force: false,
+        },
+        AdminRequest::Enroll {
+            user: u(),
+            force: true,
+        },
+        AdminRequest::Activate {
+            user: u(),
+            code: Secret::new("123456"),
+        },
+        AdminRequest::Status { user: u() },
+        AdminRequest::Remove { user: u() },
+        AdminRequest::Pair {
+            user: u(),
+            by: PairBy::Qr,
+        },
+        AdminRequest::PairStatus {
+            user: u(),
+            pairing_id: "p".into(),
+        },
+        AdminRequest::ResetLink {
+            user: u(),
+            email: None,
+        },
+        AdminRequest::SetEnabled {
+            user: u(),
+            enabled: false,
+        },
+        AdminRequest::Reset { user: u() },
+        AdminRequest::TerminalCreate {
+            user: u(),
+            name: "n".into(),
+            requester_id: "r".into(),
+        },
+        AdminRequest::TerminalShow {
+            user: u(),
+            id: "t".into(),
+        },
+        AdminRequest::RegenerateRecoveryCodes { user: u() },
+        AdminRequest::Unlock { user: u() },
+    ]
+}
+
+#[tokio::test]
+async fn a_user_is_refused_every_administrative_request_for_another_account() {
+    let s = fake("");
+    let mut all = every_admin_request("alice");
+    all.push(AdminRequest::List);
+    for req in all {
+        let mut conn = Conn::new(Arc::clone(&s.service), bob());
+        let r = ask(&mut conn, req.clone()).await;
+        assert_eq!(kind(&r), Some(ErrorKind::Forbidden), "{req:?}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_may_only_do_the_non_administrative_requests_for_itself() {
+    let s = fake("");
+    for req in every_admin_request("bob") {
+        let mut conn = Conn::new(Arc::clone(&s.service), bob());
+        let r = ask(&mut conn, req.clone()).await;
+        let refused = kind(&r) == Some(ErrorKind::Forbidden);
+        assert_eq!(refused, req.needs_admin(), "{req:?}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn root_and_the_admin_group_pass_authorisation_for_every_request() {
+    let s = fake("");
+    for peer in [root(), carol_admin()] {
+        let mut all = every_admin_request("alice");
+        all.push(AdminRequest::List);
+        for req in all {
+            let mut conn = Conn::new(Arc::clone(&s.service), peer.clone());
+            let r = ask(&mut conn, req.clone()).await;
+            assert_ne!(kind(&r), Some(ErrorKind::Forbidden), "{req:?}: {r:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalid_user_names_are_refused_before_anything_else() {
+    let s = fake("");
+    let mut conn = Conn::new(Arc::clone(&s.service), root());
+    let r = ask(
+        &mut conn,
+        AdminRequest::Status {
+            user: "../x".into(),
+        },
+    )
+    .await;
+    assert_eq!(kind(&r), Some(ErrorKind::BadRequest));
+    let r = ask(&mut conn, begin("a b")).await;
+    assert_eq!(kind(&r), Some(ErrorKind::BadRequest));
+}
+
+#[tokio::test]
+async fn a_user_may_not_begin_another_users_login_but_its_own() {
+    let s = fake("");
+    let mut conn = Conn::new(Arc::clone(&s.service), bob());
+    let r = ask(&mut conn, begin("alice")).await;
+    assert_eq!(kind(&r), Some(ErrorKind::Forbidden), "{r:?}");
+    // The refusal opened nothing: the codes of a login that was never begun are refused.
+    let r = ask(&mut conn, otp(RIGHT)).await;
+    assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{r:?}");
+    let r = ask(&mut conn, begin("bob")).await;
+    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+    let r = ask(&mut conn, otp(RIGHT)).await;
+    assert!(matches!(r, Response::Granted { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn the_attempt_limit_ends_the_login() {
+    let s = fake("");
+    let mut conn = Conn::new(Arc::clone(&s.service), root());
+    assert!(matches!(
+        ask(&mut conn, begin("alice")).await,
+        Response::Challenge { .. }
+    ));
+    for _ in 0..MAX_ATTEMPTS_PER_LOGIN {
+        let r = ask(&mut conn, otp(WRONG)).await;
+        assert_eq!(r, Response::denied(DenyReason::WrongCode));
+    }
+    let r = ask(&mut conn, otp(RIGHT)).await;
+    assert_eq!(r, Response::denied(DenyReason::RateLimited));
+    // Ended: even the right code is no longer looked at.
+    let r = ask(&mut conn, otp(RIGHT)).await;
+    assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_granted_login_is_over_and_the_connection_carries_no_second() {
+    let s = fake("");
+    let mut conn = Conn::new(Arc::clone(&s.service), root());
+    let r = ask(&mut conn, otp(RIGHT)).await;
+    assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "no login yet: {r:?}");
+    ask(&mut conn, begin("alice")).await;
+    assert_eq!(
+        ask(&mut conn, begin("alice")).await,
+        Response::error(ErrorKind::BadRequest, "a login is already in progress")
+    );
+    assert!(matches!(
+        ask(&mut conn, otp(RIGHT)).await,
+        Response::Granted {
+            method: Method::Otp,
+            ..
+        }
+    ));
+    let r = ask(&mut conn, otp(RIGHT)).await;
+    assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{r:?}");
+    let r = ask(&mut conn, begin("alice")).await;
+    assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{r:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_is_failmode_s_to_decide() {
+    for (failmode, allowed) in [("secure", false), ("safe", true)] {
+        let s = fake(&format!("failmode = \"{failmode}\"\n"));
+        // At the start of a login...
+        let mut conn = Conn::new(Arc::clone(&s.service), root());
+        let r = ask(&mut conn, begin("offline")).await;
+        if allowed {
+            assert_eq!(
+                r,
+                Response::Allow {
+                    reason: AllowReason::Failmode
+                }
+            );
+        } else {
+            assert!(matches!(r, Response::Unavailable { .. }), "{r:?}");
+        }
+        // ...and at a code, which ends the login.
+        let mut conn = Conn::new(Arc::clone(&s.service), root());
+        ask(&mut conn, begin("alice")).await;
+        let r = ask(&mut conn, otp(UNREACHABLE)).await;
+        if allowed {
+            assert_eq!(
+                r,
+                Response::Allow {
+                    reason: AllowReason::Failmode
+                }
+            );
+        } else {
+            assert!(matches!(r, Response::Unavailable { .. }), "{r:?}");
+        }
+        let r = ask(&mut conn, otp(RIGHT)).await;
+        assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{failmode}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_code_under_failmode_safe_is_still_a_denial() {
+    let s = fake("failmode = \"safe\"\n");
+    let mut conn = Conn::new(Arc::clone(&s.service), root());
+    ask(&mut conn, begin("alice")).await;
+    assert_eq!(
+        ask(&mut conn, otp(WRONG)).await,
+        Response::denied(DenyReason::WrongCode)
+    );
+}
+
+#[tokio::test]
+async fn an_account_without_a_factor_is_availability_s_to_decide() {
+    for (availability, allowed) in [("required", false), ("available", true)] {
+        let s = fake(&format!("availability = \"{availability}\"\n"));
+        let mut conn = Conn::new(Arc::clone(&s.service), root());
+        let r = ask(&mut conn, begin("nobody")).await;
+        if allowed {
+            assert_eq!(
+                r,
+                Response::Allow {
+                    reason: AllowReason::NotEnrolled
+                }
+            );
+        } else {
+            assert!(
+                matches!(
+                    r,
+                    Response::Denied {
+                        reason: DenyReason::NotEnrolled,
+                        ..
+                    }
+                ),
+                "{r:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn push_is_unsupported_without_a_push_and_pending_with_one() {
+    let s = fake("");
+    let mut conn = Conn::new(Arc::clone(&s.service), root());
+    ask(&mut conn, begin("alice")).await;
+    for req in [
+        LoginRequest::Push,
+        LoginRequest::Wait { timeout_ms: 10 },
+        LoginRequest::Cancel,
+    ] {
+        let r = ask(&mut conn, req).await;
+        assert_eq!(kind(&r), Some(ErrorKind::Unsupported), "{r:?}");
+    }
+
+    let s = setup("", |_| Box::new(Fake { push: true }));
+    let mut conn = Conn::new(Arc::clone(&s.service), root());
+    ask(&mut conn, begin("alice")).await;
+    assert_eq!(ask(&mut conn, LoginRequest::Push).await, Response::Pending);
+    assert_eq!(ask(&mut conn, LoginRequest::Push).await, Response::Pending);
+    assert_eq!(
+        ask(&mut conn, LoginRequest::Wait { timeout_ms: 50 }).await,
+        Response::Pending
+    );
+    // Past the push's timeout: a denial the person may answer with a code instead.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        ask(&mut conn, LoginRequest::Wait { timeout_ms: 50 }).await,
+        Response::denied(DenyReason::PushTimeout)
+    );
+    assert!(matches!(
+        ask(&mut conn, otp(RIGHT)).await,
+        Response::Granted { .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_local_backend_enrols_activates_and_verifies_in_process() {
+    let s = setup("", |store| {
+        Box::new(LocalBackend::new(
+            store,
+            crate::store::Limits {
+                max_failures: 5,
+                window: 300,
+            },
+            600,
+        ))
+    });
+    // root is an account on every system, so `enroll` finds it.
+    let mut admin = Conn::new(Arc::clone(&s.service), root());
+    let e = match ask(
+        &mut admin,
+        AdminRequest::Enroll {
+            user: "root".into(),
+            force: false,
+        },
+    )
+    .await
+    {
+        Response::Enrollment(e) => e,
+        other => panic!("{other:?}"),
+    };
+    let secret = decode_base32(e.secret.expose());
+    let step = step_of(crate::now());
+    let first = code_at_step(&secret, step).unwrap();
+    let r = ask(
+        &mut admin,
+        AdminRequest::Activate {
+            user: "root".into(),
+            code: Secret::new(first.as_str()),
+        },
+    )
+    .await;
+    assert_eq!(
+        r,
+        Response::Activated {
+            user: "root".into()
+        }
+    );
+    let mut login = Conn::new(Arc::clone(&s.service), root());
+    let r = ask(&mut login, begin("root")).await;
+    assert_eq!(
+        r,
+        Response::Challenge {
+            methods: vec![Method::Otp, Method::RecoveryCode],
+            push_pending: false
+        }
+    );
+    // The code that activated the enrolment is used up.
+    assert_eq!(
+        ask(&mut login, otp(first.as_str())).await,
+        Response::denied(DenyReason::WrongCode)
+    );
+    let next = code_at_step(&secret, step + 1).unwrap();
+    let r = ask(&mut login, otp(next.as_str())).await;
+    match r {
+        Response::Granted {
+            method: Method::Otp,
+            notice,
+        } => {
+            // The failure of this login is its own: not told again.
+            assert!(notice.is_none(), "{notice:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Push needs a backend that has one.
+    let mut conn = Conn::new(Arc::clone(&s.service), root());
+    ask(&mut conn, begin("root")).await;
+    let r = ask(&mut conn, LoginRequest::Push).await;
+    assert_eq!(kind(&r), Some(ErrorKind::Unsupported));
+    match ask(
+        &mut admin,
+        AdminRequest::Status {
+            user: "root".into(),
+        },
+    )
+    .await
+    {
+        Response::Status(st) => {
+            assert_eq!(st.backend, "local");
+            assert!(st.last_failure_at.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    let r = ask(
+        &mut admin,
+        AdminRequest::Remove {
+            user: "root".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        r,
+        Response::Removed {
+            user: "root".into(),
+            existed: true
+        }
+    );
+}
+
+fn decode_base32(s: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c).unwrap() as u64;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// A peer of another protocol version (a module and a daemon from different packages
+/// during an upgrade) gets an error, never an answer it could take for a decision.
+#[tokio::test]
+async fn a_peer_of_another_protocol_version_is_refused_with_a_version_mismatch() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = fake("");
+    let (mut client, server_end) = tokio::net::UnixStream::pair().unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(super::connection(
+        Arc::clone(&s.service),
+        server_end,
+        0,
+        stop_rx,
+    ));
+    let body = br#"{"v":2,"msg":{"type":"begin","user":"alice","service":"sshd"}}"#;
+    client
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
+    client.write_all(body).await.unwrap();
+    let mut header = [0u8; 4];
+    client.read_exact(&mut header).await.unwrap();
+    let mut answer = vec![0u8; toopher_ipc::parse_header(header).unwrap()];
+    client.read_exact(&mut answer).await.unwrap();
+    match toopher_ipc::decode::<Response>(&answer).unwrap() {
+        Response::Error {
+            kind: ErrorKind::Version,
+            message,
+        } => assert!(message.contains("version mismatch"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // The connection is closed after the refusal.
+    assert_eq!(client.read(&mut header).await.unwrap(), 0);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_backend_without_push_refuses_one_if_asked_anyway() {
+    let s = setup("failmode = \"safe\"\n", |store| {
+        Box::new(LocalBackend::new(
+            store,
+            crate::store::Limits {
+                max_failures: 5,
+                window: 300,
+            },
+            600,
+        ))
+    });
+    assert!(s.service.backend.push_timing().is_none());
+    let who = Attempting {
+        ctx: ctx("alice"),
+        own_failures: Vec::new(),
+    };
+    // A refusal: never "unreachable", which failmode = "safe" would let through.
+    for outcome in [
+        s.service.backend.push(&who).await,
+        s.service.backend.poll(&who, "r1", Instant::now()).await,
+    ] {
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Denied {
+                    reason: DenyReason::Policy,
+                    counted: None,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+    }
+}
