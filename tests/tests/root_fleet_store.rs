@@ -833,3 +833,29 @@ fn store_commands_check_and_say_what_is_wrong() {
     let e = commands::check(&store).expect_err("down");
     assert!(e.0.contains("cannot be reached"), "{e}");
 }
+
+#[test]
+fn connections_the_server_dropped_are_replaced_without_a_failed_login() {
+    let pg = TempPostgres::start();
+    runtime().block_on(async {
+        let (a, _) = two_hosts(&pg).await;
+        let secret = enrolled(&a, "xena").await;
+        for round in 1..=6u64 {
+            // As a restart or failover does: every connection of toopherd's role is cut
+            // while idle in the pool (at times long enough for the idle check).
+            if round % 2 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(2100));
+            }
+            pg.psql_admin(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE usename = 'toopherd'",
+            );
+            let now = T0 + round * 30;
+            assert_eq!(
+                verdict(&a, "xena", &otp::totp_at(&secret, now), now).await,
+                Verdict::Accepted(Method::Otp),
+                "round {round}"
+            );
+        }
+    });
+}

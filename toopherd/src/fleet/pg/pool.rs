@@ -61,6 +61,11 @@ impl Default for Timeouts {
     }
 }
 
+/// A connection idle in the pool for this long is checked (one empty round trip) before
+/// it is used: the server may have dropped it meanwhile (a restart, a failover, an idle
+/// timeout in between) without the client noticing, and a login must not fail for that.
+const PROBE_AFTER_IDLE: Duration = Duration::from_secs(2);
+
 /// What the URL asks of TLS, after toopherd's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tls {
@@ -265,14 +270,25 @@ impl Pool {
                 what: "waiting for a free database connection",
             })?
             .map_err(|_| PgError::Unreachable("the connection pool is closed".into()))?;
-        let idle = self.idle.lock().ok().and_then(|mut v| {
-            while let Some(c) = v.pop() {
-                if !c.is_closed() {
-                    return Some(c);
+        let mut idle = self.take_idle();
+        while let Some(s) = idle.take() {
+            if s.idle_for() < PROBE_AFTER_IDLE {
+                idle = Some(s);
+                break;
+            }
+            match tokio::time::timeout(self.timeouts.connect, s.alive()).await {
+                Ok(true) => {
+                    idle = Some(s);
+                    break;
+                }
+                // Dropped by the server: so, most likely, are the others; a new one.
+                _ => {
+                    if let Ok(mut v) = self.idle.lock() {
+                        v.clear();
+                    }
                 }
             }
-            None
-        });
+        }
         let session = match idle {
             Some(s) => s,
             None => Session::new(self.connect().await?),
@@ -282,6 +298,18 @@ impl Pool {
             pool: self,
             reusable: false,
             _permit: permit,
+        })
+    }
+
+    /// The most recently parked open connection, if any.
+    fn take_idle(&self) -> Option<Session> {
+        self.idle.lock().ok().and_then(|mut v| {
+            while let Some(c) = v.pop() {
+                if !c.is_closed() {
+                    return Some(c);
+                }
+            }
+            None
         })
     }
 
@@ -328,11 +356,12 @@ impl Conn<'_> {
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.session.take()
+        if let Some(mut c) = self.session.take()
             && self.reusable
             && !c.is_closed()
             && let Ok(mut idle) = self.pool.idle.lock()
         {
+            c.park();
             idle.push(c);
         }
     }

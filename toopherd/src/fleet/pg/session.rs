@@ -15,6 +15,8 @@ pub(super) struct Session {
     client: Client,
     statements: HashMap<&'static str, Statement>,
     in_transaction: bool,
+    /// When it went back to the pool.
+    idle_since: std::time::Instant,
 }
 
 /// The advisory lock key of a user: every change to one user's rows takes it first, so
@@ -35,12 +37,28 @@ impl Session {
             client,
             statements: HashMap::new(),
             in_transaction: false,
+            idle_since: std::time::Instant::now(),
         }
     }
 
     /// The connection itself (the schema migrations use their own transaction).
     pub(super) fn client(&mut self) -> &mut Client {
         &mut self.client
+    }
+
+    /// Notes that the session goes back to the pool.
+    pub(super) fn park(&mut self) {
+        self.idle_since = std::time::Instant::now();
+    }
+
+    /// How long the session has been in the pool.
+    pub(super) fn idle_for(&self) -> std::time::Duration {
+        self.idle_since.elapsed()
+    }
+
+    /// One empty round trip: whether the server still has this connection.
+    pub(super) async fn alive(&self) -> bool {
+        self.client.check_connection().await.is_ok()
     }
 
     pub(super) fn is_closed(&self) -> bool {
