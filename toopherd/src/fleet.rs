@@ -13,3 +13,4 @@ pub mod credentials;
 pub mod pg;
 pub mod seal;
 pub mod settings;
+mod storage;

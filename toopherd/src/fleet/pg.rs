@@ -249,12 +249,20 @@ impl PgStore {
         now: u64,
     ) -> Result<PgStore, PgError> {
         let store = PgStore::connect(settings, keyring)?;
-        let mut conn = store.pool.get().await?;
-        let bound = store.pool.timeouts.query.saturating_mul(4);
+        store.prepare(now).await?;
+        Ok(store)
+    }
+
+    /// Creates or upgrades the schema (refusing a newer one) and checks the fleet keys
+    /// against the database: what [`PgStore::open`] does after connecting, and what a
+    /// toopherd that started while the database was down does once it answers.
+    pub async fn prepare(&self, now: u64) -> Result<(), PgError> {
+        let mut conn = self.pool.get().await?;
+        let bound = self.pool.timeouts.query.saturating_mul(4);
         let result = tokio::time::timeout(bound, async {
             let s = conn.session();
-            schema::migrate(s.client(), &store.host, to_i64(now)).await?;
-            store.check_keys(s, now).await
+            schema::migrate(s.client(), &self.host, to_i64(now)).await?;
+            self.check_keys(s, now).await
         })
         .await
         .map_err(|_| PgError::Timeout {
@@ -264,8 +272,7 @@ impl PgStore {
         if result.is_ok() {
             conn.reusable();
         }
-        drop(conn);
-        result.map(|()| store)
+        result
     }
 
     /// The store without touching the database yet (connections are made on demand).
@@ -729,6 +736,7 @@ fn empty_status(user: &str, backend: &str) -> AccountStatus {
         lock_level: 0,
         pairing_id: None,
         enabled: true,
+        hosts: None,
     }
 }
 

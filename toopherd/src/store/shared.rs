@@ -12,8 +12,19 @@ pub struct Shared {
     inner: Arc<Inner>,
 }
 
+/// Makes a handle on a store that serves calls side by side (the fleet's PostgreSQL).
+pub type StorageFactory = Arc<dyn Fn() -> Box<dyn Storage> + Send + Sync>;
+
+enum Storages {
+    /// One store, one call at a time (SQLite: each call is a transaction on one connection).
+    One(Mutex<Box<dyn Storage>>),
+    /// A fresh handle per call, calls side by side: one slow call (a database that does
+    /// not answer) must not hold up every other login behind a lock.
+    PerCall(StorageFactory),
+}
+
 struct Inner {
-    storage: Mutex<Box<dyn Storage>>,
+    storage: Storages,
     watch: StoreWatch,
     log: Arc<Log>,
 }
@@ -22,7 +33,18 @@ impl Shared {
     pub fn new(storage: Box<dyn Storage>, log: Arc<Log>) -> Shared {
         Shared {
             inner: Arc::new(Inner {
-                storage: Mutex::new(storage),
+                storage: Storages::One(Mutex::new(storage)),
+                watch: StoreWatch::default(),
+                log,
+            }),
+        }
+    }
+
+    /// A store whose calls run side by side, each on a handle from `factory`.
+    pub fn concurrent(factory: StorageFactory, log: Arc<Log>) -> Shared {
+        Shared {
+            inner: Arc::new(Inner {
+                storage: Storages::PerCall(factory),
                 watch: StoreWatch::default(),
                 log,
             }),
@@ -37,16 +59,21 @@ impl Shared {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let mut storage = inner
-                .storage
-                .lock()
-                .map_err(|_| StoreError::Io(std::io::Error::other("store lock poisoned")))?;
-            let commits = storage.commits();
-            let result = f(storage.as_mut());
-            inner
-                .watch
-                .after_call(&inner.log, storage.as_mut(), commits);
-            result
+            let run = |storage: &mut dyn Storage| {
+                let commits = storage.commits();
+                let result = f(storage);
+                inner.watch.after_call(&inner.log, storage, commits);
+                result
+            };
+            match &inner.storage {
+                Storages::One(one) => {
+                    let mut storage = one.lock().map_err(|_| {
+                        StoreError::Io(std::io::Error::other("store lock poisoned"))
+                    })?;
+                    run(storage.as_mut())
+                }
+                Storages::PerCall(make) => run(make().as_mut()),
+            }
         })
         .await
         .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
