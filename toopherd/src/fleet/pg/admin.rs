@@ -118,6 +118,10 @@ impl PgStore {
                 fleet.last_success_host = a.try_get(1)?;
                 fleet.status.last_failure_at = opt(a.try_get(2)?);
                 fleet.last_failure_host = a.try_get(3)?;
+                fleet.status.hosts = Some(Box::new(toopher_ipc::DecisionHosts {
+                    last_success: fleet.last_success_host.clone(),
+                    last_failure: fleet.last_failure_host.clone(),
+                }));
             }
             if let Some(r) = account {
                 let state: String = r.try_get(0)?;
