@@ -859,3 +859,45 @@ fn connections_the_server_dropped_are_replaced_without_a_failed_login() {
         }
     });
 }
+
+#[test]
+fn every_connection_in_use_is_busy_never_unreachable() {
+    let pg = TempPostgres::start();
+    let mut s = settings(&pg, pg.url_tcp(), "host-a");
+    s.pool_size = 1;
+    s.timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        query: Duration::from_secs(8),
+    };
+    let rt = runtime();
+    let store = rt
+        .block_on(PgStore::open(&s, keyring(1, 7), T0))
+        .expect("open");
+    let secret = rt.block_on(enrolled(&store, "yuri"));
+    std::thread::scope(|scope| {
+        // Someone holds the table for 3 s: the one connection waits on it.
+        scope.spawn(|| {
+            pg.psql_admin_in(
+                toopher_tests::postgres::DATABASE,
+                "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;",
+            )
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        let t = T0 + 30;
+        let code = otp::totp_at(&secret, t);
+        let (first, second) = rt.block_on(async {
+            tokio::join!(store.verify("yuri", &code, t, LIMITS), async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                store.verify("yuri", &code, t, LIMITS).await
+            })
+        });
+        match second {
+            Err(e @ PgError::Busy) => assert!(!e.is_unreachable(), "{e}"),
+            other => panic!("a call with no free connection gave {other:?}"),
+        }
+        assert_eq!(
+            first.expect("the first call waits and is answered"),
+            Some(Verdict::Accepted(Method::Otp))
+        );
+    });
+}

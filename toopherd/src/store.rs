@@ -92,6 +92,11 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, StoreError::Fleet(e) if e.is_unreachable())
     }
+
+    /// Every connection to the shared store is in use: toopherd is overloaded (denies).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Fleet(crate::fleet::pg::PgError::Busy))
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

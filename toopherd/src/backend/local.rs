@@ -102,10 +102,13 @@ impl LocalBackend {
 }
 
 /// A store that could not be reached (the fleet's database down) is the service not
-/// reached, which `failmode` decides; any other store failure denies.
+/// reached, which `failmode` decides; any other store failure denies (a store with every
+/// connection in use answers "busy", so a flood of logins never reaches `failmode`).
 fn store_failed(e: &StoreError) -> Outcome {
     if e.is_unreachable() {
         Outcome::Unreachable(format!("the store could not be reached: {e}"))
+    } else if e.is_busy() {
+        Outcome::Busy
     } else {
         Outcome::Internal
     }

@@ -42,6 +42,9 @@ pub enum PgError {
     Timeout {
         what: &'static str,
     },
+    /// Every pooled connection stayed in use for the connect timeout: toopherd is
+    /// overloaded. Denies; never a failmode case.
+    Busy,
     /// The server refused the role or its password.
     AuthenticationFailed(String),
     /// `[store]` or the credentials are not usable.
@@ -81,6 +84,10 @@ impl std::fmt::Display for PgError {
         match self {
             PgError::Unreachable(e) => write!(f, "the database cannot be reached: {e}"),
             PgError::Timeout { what } => write!(f, "the database did not answer in time ({what})"),
+            PgError::Busy => f.write_str(
+                "every connection to the database is in use (toopherd is busy; raise \
+                 [store] pool_size if this lasts)",
+            ),
             PgError::AuthenticationFailed(e) => write!(
                 f,
                 "the database refused toopherd's role: {e} (check the user in [store] url and \
@@ -780,6 +787,7 @@ mod tests {
                 supported: 1,
             },
             PgError::Corrupt("x".into()),
+            PgError::Busy,
         ] {
             assert!(!e.is_unreachable(), "{e}");
             assert!(e.is_failure(), "{e}");

@@ -266,9 +266,9 @@ impl Pool {
         let bound = self.timeouts.connect;
         let permit = tokio::time::timeout(bound, self.permits.acquire())
             .await
-            .map_err(|_| PgError::Timeout {
-                what: "waiting for a free database connection",
-            })?
+            // Every connection busy for that long: toopherd is overloaded, which is not the
+            // database being unreachable (failmode must not let a flood of logins through).
+            .map_err(|_| PgError::Busy)?
             .map_err(|_| PgError::Unreachable("the connection pool is closed".into()))?;
         let mut idle = self.take_idle();
         while let Some(s) = idle.take() {
