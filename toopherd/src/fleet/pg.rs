@@ -215,14 +215,11 @@ struct Account {
     expires_at: Option<u64>,
 }
 
-async fn account(s: &mut Session, user: &str) -> Result<Option<Account>, PgError> {
-    let row = s
-        .query_opt(
-            "SELECT state, secret, recovery_salt, expires_at FROM accounts
-             WHERE user_name = $1",
-            &[&user],
-        )
-        .await?;
+const ACCOUNT_SQL: &str =
+    "SELECT state, secret, recovery_salt, expires_at FROM accounts WHERE user_name = $1";
+const SUSPENDED_SQL: &str = "SELECT 1 FROM suspended WHERE user_name = $1";
+
+fn account_of(row: Option<tokio_postgres::Row>) -> Result<Option<Account>, PgError> {
     row.map(|r| -> Result<Account, PgError> {
         Ok(Account {
             state: r.try_get(0)?,
@@ -232,6 +229,38 @@ async fn account(s: &mut Session, user: &str) -> Result<Option<Account>, PgError
         })
     })
     .transpose()
+}
+
+async fn account(s: &mut Session, user: &str) -> Result<Option<Account>, PgError> {
+    let row = s.query_opt(ACCOUNT_SQL, &[&user]).await?;
+    account_of(row)
+}
+
+/// The account and its lock state, in one round trip.
+async fn account_and_lock(
+    s: &mut Session,
+    user: &str,
+    now: u64,
+    limits: Limits,
+) -> Result<(Option<Account>, failures::LockState), PgError> {
+    let ([ac, lo, ro], c) = s
+        .prepare_all([ACCOUNT_SQL, failures::LOCKOUT_SQL, failures::ROUND_SQL])
+        .await?;
+    let (since, max) = failures::round_window(now, limits);
+    let by_user: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&user];
+    let in_round: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &since, &max];
+    let (acct, lock, round) = tokio::join!(
+        c.query_opt(&ac, &by_user),
+        c.query_opt(&lo, &by_user),
+        c.query(&ro, &in_round)
+    );
+    Ok((
+        account_of(acct?)?,
+        failures::LockState {
+            lockout: failures::lockout_of(lock?, now)?,
+            round: failures::round_of(round?)?,
+        },
+    ))
 }
 
 /// The shared store of one host. Cheap to share between tasks: operations take `&self`.
@@ -419,13 +448,35 @@ impl PgStore {
         limits: Limits,
     ) -> Result<LoginState, PgError> {
         self.run(async |s| {
-            if admin::is_suspended(s, user).await? {
+            // One round trip: the four reads go out together.
+            let ([su, ac, lo, ro], c) = s
+                .prepare_all([
+                    SUSPENDED_SQL,
+                    ACCOUNT_SQL,
+                    failures::LOCKOUT_SQL,
+                    failures::ROUND_SQL,
+                ])
+                .await?;
+            let (since, max) = failures::round_window(now, limits);
+            let by_user: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&user];
+            let in_round: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &since, &max];
+            let (suspended, acct, lock, round) = tokio::join!(
+                c.query_opt(&su, &by_user),
+                c.query_opt(&ac, &by_user),
+                c.query_opt(&lo, &by_user),
+                c.query(&ro, &in_round)
+            );
+            if suspended?.is_some() {
                 return Ok(LoginState::Suspended);
             }
-            if !matches!(account(s, user).await?, Some(a) if a.state == "active") {
+            if !matches!(account_of(acct?)?, Some(a) if a.state == "active") {
                 return Ok(LoginState::NotEnrolled);
             }
-            Ok(match failures::locked_until(s, user, now, limits).await? {
+            let state = failures::LockState {
+                lockout: failures::lockout_of(lock?, now)?,
+                round: failures::round_of(round?)?,
+            };
+            Ok(match state.locked_until(now, limits) {
                 Some(until) => LoginState::RateLimited { until },
                 None => LoginState::Active,
             })
@@ -508,7 +559,8 @@ impl PgStore {
         let host = self.host.as_str();
         self.run(async |s| {
             s.begin_for(user).await?;
-            let Some(acct) = account(s, user).await? else {
+            let (acct, lock) = account_and_lock(s, user, now, limits).await?;
+            let Some(acct) = acct else {
                 return Err(PgError::NoPendingEnrollment);
             };
             if acct.state != "pending" {
@@ -517,7 +569,8 @@ impl PgStore {
             if acct.expires_at.is_none_or(|t| t <= now) {
                 return Err(PgError::EnrollmentExpired);
             }
-            if let Some(until) = failures::enforce_lock(s, user, now, limits).await? {
+            let (locked, lockout) = failures::enforce_lock(s, user, now, limits, lock).await?;
+            if let Some(until) = locked {
                 s.commit().await?;
                 return Ok(Verdict::RateLimited { until });
             }
@@ -534,8 +587,16 @@ impl PgStore {
                     )
                     .await?;
                     // Not a login: the failures stay untold for the next one.
-                    failures::record_success(s, user, host, now, &Attempt::default(), false)
-                        .await?;
+                    failures::record_success(
+                        s,
+                        user,
+                        host,
+                        now,
+                        &Attempt::default(),
+                        false,
+                        Some(lockout),
+                    )
+                    .await?;
                     Verdict::Accepted(Method::Otp)
                 }
                 None => {
@@ -579,11 +640,12 @@ impl PgStore {
         let code = code.trim();
         self.run(async |s| {
             s.begin_for(user).await?;
-            let acct = match account(s, user).await? {
+            let (acct, lock) = account_and_lock(s, user, now, limits).await?;
+            let acct = match acct {
                 Some(a) if a.state == "active" => a,
                 _ => return Ok(None),
             };
-            let locked = failures::enforce_lock(s, user, now, limits).await?;
+            let (locked, lockout) = failures::enforce_lock(s, user, now, limits, lock).await?;
             let verdict = match locked {
                 // A one-time password is not looked at while locked: that is the limit.
                 Some(until) if totp::looks_like_code(code) => Verdict::RateLimited { until },
@@ -621,6 +683,7 @@ impl PgStore {
                         now,
                         attempt,
                         method == Method::RecoveryCode,
+                        Some(lockout),
                     )
                     .await?,
                 },

@@ -7,13 +7,14 @@ use super::session::Session;
 use super::{PgError, to_i64, to_u64};
 use crate::budget;
 use crate::store::{Attempt, Limits, Recorded};
+use tokio_postgres::Row;
 use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
 
 /// Failures kept per user at least (more when `max_failures` is larger).
 const KEEP_FAILURES: u64 = 64;
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Lockout {
+pub(super) struct Lockout {
     /// Locks since the last recovery code or administrator's unlock.
     level: u32,
     /// The end of the last lock.
@@ -21,15 +22,15 @@ struct Lockout {
     untold: u64,
 }
 
-/// `user`'s lock state at `now`; the escalation is forgotten after
+pub(super) const LOCKOUT_SQL: &str =
+    "SELECT level, lock_until, untold FROM lockouts WHERE user_name = $1";
+/// The failures of the current round: inside the window, not yet counted toward a lock.
+pub(super) const ROUND_SQL: &str = "SELECT at FROM failures WHERE user_name = $1 AND counts
+     AND at > $2 ORDER BY at DESC, id DESC LIMIT $3";
+
+/// `user`'s lock state at `now` from its row; the escalation is forgotten after
 /// [`budget::LEVEL_RESET_AFTER`] without a lock.
-async fn lockout(s: &mut Session, user: &str, now: u64) -> Result<Lockout, PgError> {
-    let row = s
-        .query_opt(
-            "SELECT level, lock_until, untold FROM lockouts WHERE user_name = $1",
-            &[&user],
-        )
-        .await?;
+pub(super) fn lockout_of(row: Option<Row>, now: u64) -> Result<Lockout, PgError> {
     let mut l = match row {
         Some(r) => Lockout {
             level: u32::try_from(r.try_get::<_, i64>(0)?).unwrap_or(u32::MAX),
@@ -44,11 +45,64 @@ async fn lockout(s: &mut Session, user: &str, now: u64) -> Result<Lockout, PgErr
     Ok(l)
 }
 
+/// The parameters of [`ROUND_SQL`]: since when, and how many failures make a round.
+pub(super) fn round_window(now: u64, limits: Limits) -> (i64, i64) {
+    (
+        to_i64(now.saturating_sub(limits.window)),
+        to_i64(limits.max_failures),
+    )
+}
+
+/// The times of the current round's failures, newest first.
+pub(super) fn round_of(rows: Vec<Row>) -> Result<Vec<i64>, PgError> {
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// A user's lock and the failures of its current round, read together.
+pub(super) struct LockState {
+    pub(super) lockout: Lockout,
+    pub(super) round: Vec<i64>,
+}
+
+impl LockState {
+    /// Until when the user is locked at `now`, if they are.
+    pub(super) fn locked_until(&self, now: u64, limits: Limits) -> Option<u64> {
+        if self.lockout.lock_until > now {
+            return Some(self.lockout.lock_until);
+        }
+        round_lock(&self.lockout, &self.round, limits).filter(|&t| t > now)
+    }
+}
+
+async fn lockout(s: &mut Session, user: &str, now: u64) -> Result<Lockout, PgError> {
+    let row = s.query_opt(LOCKOUT_SQL, &[&user]).await?;
+    lockout_of(row, now)
+}
+
+/// The lock state in one round trip.
+pub(super) async fn lock_state(
+    s: &mut Session,
+    user: &str,
+    now: u64,
+    limits: Limits,
+) -> Result<LockState, PgError> {
+    let ([lo, ro], c) = s.prepare_all([LOCKOUT_SQL, ROUND_SQL]).await?;
+    let (since, max) = round_window(now, limits);
+    let by_user: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&user];
+    let round: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &since, &max];
+    let (row, rows) = tokio::join!(c.query_opt(&lo, &by_user), c.query(&ro, &round));
+    Ok(LockState {
+        lockout: lockout_of(row?, now)?,
+        round: round_of(rows?)?,
+    })
+}
+
 async fn save_lockout(s: &mut Session, user: &str, l: &Lockout) -> Result<(), PgError> {
     s.execute(
-        "INSERT INTO lockouts (user_name, level, lock_until, untold) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (user_name) DO UPDATE SET level = excluded.level,
-         lock_until = excluded.lock_until, untold = excluded.untold",
+        SAVE_LOCKOUT_SQL,
         &[
             &user,
             &i64::from(l.level),
@@ -60,6 +114,16 @@ async fn save_lockout(s: &mut Session, user: &str, l: &Lockout) -> Result<(), Pg
     Ok(())
 }
 
+/// The lock the failures of the round call for (newest first), if they make a round.
+fn round_lock(l: &Lockout, round: &[i64], limits: Limits) -> Option<u64> {
+    let max = usize::try_from(limits.max_failures).unwrap_or(usize::MAX);
+    if max == 0 || round.len() < max {
+        return None;
+    }
+    let oldest = to_u64(round[max - 1]);
+    Some(oldest.saturating_add(budget::lock_duration(limits.window, l.level)))
+}
+
 /// The lock the failures on record call for: those inside the window that have not
 /// earned a lock yet.
 async fn lock_from_round(
@@ -69,29 +133,9 @@ async fn lock_from_round(
     now: u64,
     limits: Limits,
 ) -> Result<Option<u64>, PgError> {
-    let max = usize::try_from(limits.max_failures).unwrap_or(usize::MAX);
-    if max == 0 {
-        return Ok(None);
-    }
-    let rows = s
-        .query(
-            "SELECT at FROM failures WHERE user_name = $1 AND counts AND at > $2
-             ORDER BY at DESC, id DESC LIMIT $3",
-            &[
-                &user,
-                &to_i64(now.saturating_sub(limits.window)),
-                &to_i64(limits.max_failures),
-            ],
-        )
-        .await?;
-    if rows.len() < max {
-        return Ok(None);
-    }
-    let oldest = to_u64(rows[max - 1].try_get(0)?);
-    Ok(Some(oldest.saturating_add(budget::lock_duration(
-        limits.window,
-        l.level,
-    ))))
+    let (since, max) = round_window(now, limits);
+    let rows = s.query(ROUND_SQL, &[&user, &since, &max]).await?;
+    Ok(round_lock(l, &round_of(rows)?, limits))
 }
 
 /// Until when `user` is locked at `now`, if they are.
@@ -101,36 +145,31 @@ pub(super) async fn locked_until(
     now: u64,
     limits: Limits,
 ) -> Result<Option<u64>, PgError> {
-    let l = lockout(s, user, now).await?;
-    if l.lock_until > now {
-        return Ok(Some(l.lock_until));
-    }
-    Ok(lock_from_round(s, user, &l, now, limits)
+    Ok(lock_state(s, user, now, limits)
         .await?
-        .filter(|&t| t > now))
+        .locked_until(now, limits))
 }
 
-/// Like [`locked_until`], storing a lock that was due but not stored.
+/// Like [`locked_until`] on a state already read, storing a lock that was due but not
+/// stored. Returns the lock and the lock state as it is now.
 pub(super) async fn enforce_lock(
     s: &mut Session,
     user: &str,
     now: u64,
     limits: Limits,
-) -> Result<Option<u64>, PgError> {
-    let mut l = lockout(s, user, now).await?;
+    state: LockState,
+) -> Result<(Option<u64>, Lockout), PgError> {
+    let mut l = state.lockout;
     if l.lock_until > now {
-        return Ok(Some(l.lock_until));
+        return Ok((Some(l.lock_until), l));
     }
-    match lock_from_round(s, user, &l, now, limits)
-        .await?
-        .filter(|&t| t > now)
-    {
+    match round_lock(&l, &state.round, limits).filter(|&t| t > now) {
         Some(until) => {
             impose(s, user, &mut l, until).await?;
             save_lockout(s, user, &l).await?;
-            Ok(Some(until))
+            Ok((Some(until), l))
         }
-        None => Ok(None),
+        None => Ok((None, l)),
     }
 }
 
@@ -150,23 +189,41 @@ async fn discount(s: &mut Session, user: &str) -> Result<(), PgError> {
     Ok(())
 }
 
-async fn note_activity(
+const SAVE_LOCKOUT_SQL: &str =
+    "INSERT INTO lockouts (user_name, level, lock_until, untold) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (user_name) DO UPDATE SET level = excluded.level,
+     lock_until = excluded.lock_until, untold = excluded.untold";
+const SUCCESS_SQL: &str =
+    "INSERT INTO activity (user_name, last_success_at, last_success_host) VALUES ($1, $2, $3)
+     ON CONFLICT (user_name) DO UPDATE SET last_success_at = excluded.last_success_at,
+     last_success_host = excluded.last_success_host";
+const FAILURE_SQL: &str =
+    "INSERT INTO activity (user_name, last_failure_at, last_failure_host) VALUES ($1, $2, $3)
+     ON CONFLICT (user_name) DO UPDATE SET last_failure_at = excluded.last_failure_at,
+     last_failure_host = excluded.last_failure_host";
+
+/// Saves the lock state and notes the decision with its host, in one round trip.
+async fn save_and_note(
     s: &mut Session,
     user: &str,
     host: &str,
+    l: &Lockout,
     success: bool,
     now: u64,
 ) -> Result<(), PgError> {
-    let sql = if success {
-        "INSERT INTO activity (user_name, last_success_at, last_success_host) VALUES ($1, $2, $3)
-         ON CONFLICT (user_name) DO UPDATE SET last_success_at = excluded.last_success_at,
-         last_success_host = excluded.last_success_host"
-    } else {
-        "INSERT INTO activity (user_name, last_failure_at, last_failure_host) VALUES ($1, $2, $3)
-         ON CONFLICT (user_name) DO UPDATE SET last_failure_at = excluded.last_failure_at,
-         last_failure_host = excluded.last_failure_host"
-    };
-    s.execute(sql, &[&user, &to_i64(now), &host]).await?;
+    let note = if success { SUCCESS_SQL } else { FAILURE_SQL };
+    let ([save, note], c) = s.prepare_all([SAVE_LOCKOUT_SQL, note]).await?;
+    let (level, until, untold, at) = (
+        i64::from(l.level),
+        to_i64(l.lock_until),
+        to_i64(l.untold),
+        to_i64(now),
+    );
+    let saving: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&user, &level, &until, &untold];
+    let noting: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &at, &host];
+    let (saved, noted) = tokio::join!(c.execute(&save, &saving), c.execute(&note, &noting));
+    saved?;
+    noted?;
     Ok(())
 }
 
@@ -194,7 +251,6 @@ pub(super) async fn record_failure(
     if !locked && let Some(until) = lock_from_round(s, user, &l, now, limits).await? {
         impose(s, user, &mut l, until).await?;
     }
-    save_lockout(s, user, &l).await?;
     // Told failures matter only while they can still count toward a lock.
     s.execute(
         "DELETE FROM failures WHERE user_name = $1 AND told AND (at <= $2 OR NOT counts)",
@@ -207,7 +263,7 @@ pub(super) async fn record_failure(
         &[&user, &to_i64(limits.max_failures.max(KEEP_FAILURES))],
     )
     .await?;
-    note_activity(s, user, host, false, now).await?;
+    save_and_note(s, user, host, &l, false, now).await?;
     Ok(id)
 }
 
@@ -221,8 +277,12 @@ pub(super) async fn record_success(
     now: u64,
     attempt: &Attempt<'_>,
     lift: bool,
+    known: Option<Lockout>,
 ) -> Result<Option<toopher_ipc::FailureNotice>, PgError> {
-    let mut l = lockout(s, user, now).await?;
+    let mut l = match known {
+        Some(l) => l,
+        None => lockout(s, user, now).await?,
+    };
     if lift {
         lift_lock(s, user, &mut l, now).await?;
     }
@@ -273,8 +333,7 @@ pub(super) async fn record_success(
         .await?;
         l.untold = 0;
     }
-    save_lockout(s, user, &l).await?;
-    note_activity(s, user, host, true, now).await?;
+    save_and_note(s, user, host, &l, true, now).await?;
     Ok(notice)
 }
 
@@ -323,7 +382,7 @@ impl super::PgStore {
             let recorded = if success {
                 Recorded {
                     failure: None,
-                    notice: record_success(s, user, host, now, attempt, false).await?,
+                    notice: record_success(s, user, host, now, attempt, false, None).await?,
                 }
             } else {
                 Recorded {

@@ -80,6 +80,22 @@ impl Session {
         Ok(s)
     }
 
+    /// The prepared statements of `sqls` and the connection, to send independent queries
+    /// together: tokio-postgres pipelines queries polled at once, one round trip in all.
+    pub(super) async fn prepare_all<const N: usize>(
+        &mut self,
+        sqls: [&'static str; N],
+    ) -> Result<([Statement; N], &Client), PgError> {
+        let mut out = Vec::with_capacity(N);
+        for sql in sqls {
+            out.push(self.statement(sql).await?);
+        }
+        let statements: [Statement; N] = out
+            .try_into()
+            .map_err(|_| PgError::Corrupt("prepared statements miscounted".into()))?;
+        Ok((statements, &self.client))
+    }
+
     pub(super) async fn query(
         &mut self,
         sql: &'static str,
