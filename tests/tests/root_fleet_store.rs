@@ -840,7 +840,7 @@ fn connections_the_server_dropped_are_replaced_without_a_failed_login() {
     runtime().block_on(async {
         let (a, _) = two_hosts(&pg).await;
         let secret = enrolled(&a, "xena").await;
-        for round in 1..=6u64 {
+        for round in 1..=10u64 {
             // As a restart or failover does: every connection of toopherd's role is cut
             // while idle in the pool (at times long enough for the idle check).
             if round % 2 == 0 {

@@ -217,7 +217,6 @@ struct Account {
 
 const ACCOUNT_SQL: &str =
     "SELECT state, secret, recovery_salt, expires_at FROM accounts WHERE user_name = $1";
-const SUSPENDED_SQL: &str = "SELECT 1 FROM suspended WHERE user_name = $1";
 
 fn account_of(row: Option<tokio_postgres::Row>) -> Result<Option<Account>, PgError> {
     row.map(|r| -> Result<Account, PgError> {
@@ -236,31 +235,33 @@ async fn account(s: &mut Session, user: &str) -> Result<Option<Account>, PgError
     account_of(row)
 }
 
-/// The account and its lock state, in one round trip.
+/// The account and its lock state, in one statement.
 async fn account_and_lock(
     s: &mut Session,
     user: &str,
     now: u64,
     limits: Limits,
 ) -> Result<(Option<Account>, failures::LockState), PgError> {
-    let ([ac, lo, ro], c) = s
-        .prepare_all([ACCOUNT_SQL, failures::LOCKOUT_SQL, failures::ROUND_SQL])
-        .await?;
+    const SQL: &str = "SELECT a.state, a.secret, a.recovery_salt, a.expires_at,
+         l.level, l.lock_until, l.untold,
+         ARRAY(SELECT f.at FROM failures f WHERE f.user_name = $1 AND f.counts AND f.at > $2
+               ORDER BY f.at DESC, f.id DESC LIMIT $3)
+         FROM (SELECT 1) AS one
+         LEFT JOIN accounts a ON a.user_name = $1
+         LEFT JOIN lockouts l ON l.user_name = $1";
     let (since, max) = failures::round_window(now, limits);
-    let by_user: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&user];
-    let in_round: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &since, &max];
-    let (acct, lock, round) = tokio::join!(
-        c.query_opt(&ac, &by_user),
-        c.query_opt(&lo, &by_user),
-        c.query(&ro, &in_round)
-    );
-    Ok((
-        account_of(acct?)?,
-        failures::LockState {
-            lockout: failures::lockout_of(lock?, now)?,
-            round: failures::round_of(round?)?,
-        },
-    ))
+    let r = s.query_one(SQL, &[&user, &since, &max]).await?;
+    let state: Option<String> = r.try_get(0)?;
+    let account = match state {
+        Some(state) => Some(Account {
+            state,
+            sealed: r.try_get(1)?,
+            salt: r.try_get(2)?,
+            expires_at: r.try_get::<_, Option<i64>>(3)?.map(to_u64),
+        }),
+        None => None,
+    };
+    Ok((account, failures::lock_state_of(&r, 4, now)?))
 }
 
 /// The shared store of one host. Cheap to share between tasks: operations take `&self`.
@@ -388,6 +389,7 @@ impl PgStore {
         let mut conn = self.pool.get().await?;
         let outcome = tokio::time::timeout(self.pool.timeouts.query, async {
             let s = conn.session();
+            s.start();
             let r = op(&mut *s).await;
             if matches!(r, Err(PgError::Db(_))) {
                 s.forget_statements();
@@ -448,34 +450,22 @@ impl PgStore {
         limits: Limits,
     ) -> Result<LoginState, PgError> {
         self.run(async |s| {
-            // One round trip: the four reads go out together.
-            let ([su, ac, lo, ro], c) = s
-                .prepare_all([
-                    SUSPENDED_SQL,
-                    ACCOUNT_SQL,
-                    failures::LOCKOUT_SQL,
-                    failures::ROUND_SQL,
-                ])
-                .await?;
+            // One statement: suspension, enrolment and lock state.
+            const SQL: &str = "SELECT EXISTS (SELECT 1 FROM suspended WHERE user_name = $1),
+                 (SELECT state FROM accounts WHERE user_name = $1),
+                 l.level, l.lock_until, l.untold,
+                 ARRAY(SELECT f.at FROM failures f WHERE f.user_name = $1 AND f.counts
+                       AND f.at > $2 ORDER BY f.at DESC, f.id DESC LIMIT $3)
+                 FROM (SELECT 1) AS one LEFT JOIN lockouts l ON l.user_name = $1";
             let (since, max) = failures::round_window(now, limits);
-            let by_user: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&user];
-            let in_round: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &since, &max];
-            let (suspended, acct, lock, round) = tokio::join!(
-                c.query_opt(&su, &by_user),
-                c.query_opt(&ac, &by_user),
-                c.query_opt(&lo, &by_user),
-                c.query(&ro, &in_round)
-            );
-            if suspended?.is_some() {
+            let r = s.query_one(SQL, &[&user, &since, &max]).await?;
+            if r.try_get::<_, bool>(0)? {
                 return Ok(LoginState::Suspended);
             }
-            if !matches!(account_of(acct?)?, Some(a) if a.state == "active") {
+            if r.try_get::<_, Option<String>>(1)?.as_deref() != Some("active") {
                 return Ok(LoginState::NotEnrolled);
             }
-            let state = failures::LockState {
-                lockout: failures::lockout_of(lock?, now)?,
-                round: failures::round_of(round?)?,
-            };
+            let state = failures::lock_state_of(&r, 2, now)?;
             Ok(match state.locked_until(now, limits) {
                 Some(until) => LoginState::RateLimited { until },
                 None => LoginState::Active,

@@ -82,6 +82,27 @@ async fn lockout(s: &mut Session, user: &str, now: u64) -> Result<Lockout, PgErr
     lockout_of(row, now)
 }
 
+/// The lock state from a row whose columns `first..first + 4` are the lock row's
+/// `level, lock_until, untold` (NULL without one) and the round's failure times (an array).
+pub(super) fn lock_state_of(r: &Row, first: usize, now: u64) -> Result<LockState, PgError> {
+    let level: Option<i64> = r.try_get(first)?;
+    let mut l = match level {
+        Some(level) => Lockout {
+            level: u32::try_from(level).unwrap_or(u32::MAX),
+            lock_until: to_u64(r.try_get::<_, Option<i64>>(first + 1)?.unwrap_or(0)),
+            untold: to_u64(r.try_get::<_, Option<i64>>(first + 2)?.unwrap_or(0)),
+        },
+        None => Lockout::default(),
+    };
+    if l.lock_until.saturating_add(budget::LEVEL_RESET_AFTER) <= now {
+        l.level = 0;
+    }
+    Ok(LockState {
+        lockout: l,
+        round: r.try_get(first + 3)?,
+    })
+}
+
 /// The lock state in one round trip.
 pub(super) async fn lock_state(
     s: &mut Session,
@@ -89,15 +110,13 @@ pub(super) async fn lock_state(
     now: u64,
     limits: Limits,
 ) -> Result<LockState, PgError> {
-    let ([lo, ro], c) = s.prepare_all([LOCKOUT_SQL, ROUND_SQL]).await?;
+    const SQL: &str = "SELECT l.level, l.lock_until, l.untold,
+         ARRAY(SELECT f.at FROM failures f WHERE f.user_name = $1 AND f.counts AND f.at > $2
+               ORDER BY f.at DESC, f.id DESC LIMIT $3)
+         FROM (SELECT 1) AS one LEFT JOIN lockouts l ON l.user_name = $1";
     let (since, max) = round_window(now, limits);
-    let by_user: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&user];
-    let round: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &since, &max];
-    let (row, rows) = tokio::join!(c.query_opt(&lo, &by_user), c.query(&ro, &round));
-    Ok(LockState {
-        lockout: lockout_of(row?, now)?,
-        round: round_of(rows?)?,
-    })
+    let row = s.query_one(SQL, &[&user, &since, &max]).await?;
+    lock_state_of(&row, 0, now)
 }
 
 async fn save_lockout(s: &mut Session, user: &str, l: &Lockout) -> Result<(), PgError> {
@@ -193,16 +212,9 @@ const SAVE_LOCKOUT_SQL: &str =
     "INSERT INTO lockouts (user_name, level, lock_until, untold) VALUES ($1, $2, $3, $4)
      ON CONFLICT (user_name) DO UPDATE SET level = excluded.level,
      lock_until = excluded.lock_until, untold = excluded.untold";
-const SUCCESS_SQL: &str =
-    "INSERT INTO activity (user_name, last_success_at, last_success_host) VALUES ($1, $2, $3)
-     ON CONFLICT (user_name) DO UPDATE SET last_success_at = excluded.last_success_at,
-     last_success_host = excluded.last_success_host";
-const FAILURE_SQL: &str =
-    "INSERT INTO activity (user_name, last_failure_at, last_failure_host) VALUES ($1, $2, $3)
-     ON CONFLICT (user_name) DO UPDATE SET last_failure_at = excluded.last_failure_at,
-     last_failure_host = excluded.last_failure_host";
 
-/// Saves the lock state and notes the decision with its host, in one round trip.
+/// Saves the lock state and notes the decision with its host: one statement (a
+/// data-modifying CTE), one round trip.
 async fn save_and_note(
     s: &mut Session,
     user: &str,
@@ -211,19 +223,32 @@ async fn save_and_note(
     success: bool,
     now: u64,
 ) -> Result<(), PgError> {
-    let note = if success { SUCCESS_SQL } else { FAILURE_SQL };
-    let ([save, note], c) = s.prepare_all([SAVE_LOCKOUT_SQL, note]).await?;
-    let (level, until, untold, at) = (
-        i64::from(l.level),
-        to_i64(l.lock_until),
-        to_i64(l.untold),
-        to_i64(now),
-    );
-    let saving: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&user, &level, &until, &untold];
-    let noting: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&user, &at, &host];
-    let (saved, noted) = tokio::join!(c.execute(&save, &saving), c.execute(&note, &noting));
-    saved?;
-    noted?;
+    const SUCCESS: &str = "WITH saved AS (
+         INSERT INTO lockouts (user_name, level, lock_until, untold) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_name) DO UPDATE SET level = excluded.level,
+         lock_until = excluded.lock_until, untold = excluded.untold RETURNING 1)
+     INSERT INTO activity (user_name, last_success_at, last_success_host) VALUES ($1, $5, $6)
+     ON CONFLICT (user_name) DO UPDATE SET last_success_at = excluded.last_success_at,
+     last_success_host = excluded.last_success_host";
+    const FAILURE: &str = "WITH saved AS (
+         INSERT INTO lockouts (user_name, level, lock_until, untold) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_name) DO UPDATE SET level = excluded.level,
+         lock_until = excluded.lock_until, untold = excluded.untold RETURNING 1)
+     INSERT INTO activity (user_name, last_failure_at, last_failure_host) VALUES ($1, $5, $6)
+     ON CONFLICT (user_name) DO UPDATE SET last_failure_at = excluded.last_failure_at,
+     last_failure_host = excluded.last_failure_host";
+    s.execute(
+        if success { SUCCESS } else { FAILURE },
+        &[
+            &user,
+            &i64::from(l.level),
+            &to_i64(l.lock_until),
+            &to_i64(l.untold),
+            &to_i64(now),
+            &host,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -208,9 +208,33 @@ fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, PgError> {
         .with_no_client_auth())
 }
 
-pub(super) struct Pool {
+/// Makes connections: the checked configuration and TLS, within the connect timeout.
+pub(super) struct Connector {
     config: Config,
     tls: MakeRustlsConnect,
+    timeout: Duration,
+}
+
+impl Connector {
+    pub(super) async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
+        let (client, connection) =
+            tokio::time::timeout(self.timeout, self.config.connect(self.tls.clone()))
+                .await
+                .map_err(|_| PgError::Timeout {
+                    what: "connecting to the database",
+                })?
+                .map_err(PgError::from_connect)?;
+        // The connection's I/O runs beside the client; it ends when the client is dropped
+        // or the server goes away (then the client reports closed and is not reused).
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+}
+
+pub(super) struct Pool {
+    connector: Arc<Connector>,
     idle: Mutex<Vec<Session>>,
     permits: Semaphore,
     pub(super) timeouts: Timeouts,
@@ -253,8 +277,11 @@ impl Pool {
             .options(options.trim())
             .application_name(format!("toopherd@{}", settings.host));
         Ok(Pool {
-            config,
-            tls: MakeRustlsConnect::new(tls_config),
+            connector: Arc::new(Connector {
+                config,
+                tls: MakeRustlsConnect::new(tls_config),
+                timeout: settings.timeouts.connect,
+            }),
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(settings.pool_size.max(1)),
             timeouts: settings.timeouts,
@@ -290,8 +317,11 @@ impl Pool {
             }
         }
         let session = match idle {
-            Some(s) => s,
-            None => Session::new(self.connect().await?),
+            Some(mut s) => {
+                s.mark_reused();
+                s
+            }
+            None => Session::new(self.connector.connect().await?, Arc::clone(&self.connector)),
         };
         Ok(Conn {
             session: Some(session),
@@ -311,22 +341,6 @@ impl Pool {
             }
             None
         })
-    }
-
-    async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
-        let (client, connection) =
-            tokio::time::timeout(self.timeouts.connect, self.config.connect(self.tls.clone()))
-                .await
-                .map_err(|_| PgError::Timeout {
-                    what: "connecting to the database",
-                })?
-                .map_err(PgError::from_connect)?;
-        // The connection's I/O runs beside the client; it ends when the client is dropped
-        // or the server goes away (then the client reports closed and is not reused).
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
     }
 }
 
