@@ -7,7 +7,7 @@ if [ ! -L /var/lib/toopherd ]; then
     chmod 0700 /var/lib/toopherd
 fi
 if ! /usr/sbin/toopherd --config /etc/toopher/toopherd.toml --check-config >/dev/null 2>&1; then
-    echo "pam-toopher: WARNING: /etc/toopher/toopherd.toml is invalid; toopherd will not start until it is fixed:" >&2
+    echo "pam-toopher: WARNING: toopherd --check-config found problems with /etc/toopher/toopherd.toml:" >&2
     /usr/sbin/toopherd --config /etc/toopher/toopherd.toml --check-config >&2 || :
 fi
 # %systemd_post: enable according to the system's preset policy; nothing is started on

@@ -4,6 +4,7 @@
 
 use crate::conversation::Conversation;
 use crate::daemon::Daemon;
+use crate::handle::{Handle, NoHandle};
 use crate::login::{Echo, Login, MAX_CODE_LEN, describe, with_note};
 use crate::options::{Failmode, Options};
 use crate::registration::register;
@@ -38,6 +39,19 @@ pub fn authenticate<D: Daemon>(
     log: &mut dyn Syslog,
     connect: impl FnOnce() -> std::io::Result<D>,
 ) -> Outcome {
+    authenticate_in(ctx, opts, conv, log, &mut NoHandle, connect)
+}
+
+/// [`authenticate`], leaving what the rest of the stack needs in `handle`: the password
+/// (`forward_pass`) and a grace bind token for the session hook.
+pub fn authenticate_in<D: Daemon>(
+    ctx: &LoginContext,
+    opts: &Options,
+    conv: &mut dyn Conversation,
+    log: &mut dyn Syslog,
+    handle: &mut dyn Handle,
+    connect: impl FnOnce() -> std::io::Result<D>,
+) -> Outcome {
     let mut login = Login {
         ctx,
         opts,
@@ -62,18 +76,55 @@ pub fn authenticate<D: Daemon>(
         }
     };
     login.debug(&format!("begin answered {}", describe(&answer)));
+    let outcome = if opts.forward_pass {
+        match crate::forward_pass::run(&mut login, &mut daemon, answer) {
+            Ok((answer, password)) => {
+                let outcome = second_factor(&mut login, &mut daemon, answer);
+                // Only a login that passes hands its password on.
+                if outcome == Outcome::Success && !handle.set_authtok(&password) {
+                    login.note(
+                        Level::Err,
+                        "outcome=error forward_pass: PAM refused PAM_AUTHTOK",
+                    );
+                    return Outcome::ServiceErr;
+                }
+                outcome
+            }
+            Err(outcome) => outcome,
+        }
+    } else {
+        second_factor(&mut login, &mut daemon, answer)
+    };
+    // A remote login that passed: its session hook may carry the grant into the audit
+    // session the login will run in (toopherd says NotFound when there is none to carry).
+    if outcome == Outcome::Success
+        && handle.takes_grace_token()
+        && ctx.rhost.as_deref().is_some_and(|r| !r.is_empty())
+    {
+        match daemon.call(&LoginRequest::GraceToken) {
+            Ok(Response::GraceToken { token }) => handle.keep_grace_token(&token),
+            Ok(other) => login.debug(&format!("no grace token: {}", describe(&other))),
+            Err(e) => login.debug(&format!("no grace token: {e}")),
+        }
+    }
+    outcome
+}
+
+/// The answer to `Begin`, through to the outcome.
+fn second_factor<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, answer: Response) -> Outcome {
+    let (login, daemon) = (login, daemon);
     match answer {
-        Response::Allow { reason } => allowed(&mut login, reason),
+        Response::Allow { reason } => allowed(login, reason),
         // An automated grant can come back at once with autopush.
-        Response::Granted { method, notice } => granted(&mut login, method, notice.as_ref()),
+        Response::Granted { method, notice } => granted(login, method, notice.as_ref()),
         Response::Challenge {
             methods,
             push_pending,
-        } => challenge(&mut login, &mut daemon, &methods, push_pending),
+        } => challenge(login, daemon, &methods, push_pending),
         Response::Register {
             registration_code,
             expires_in_secs,
-        } => register(&mut login, &mut daemon, registration_code, expires_in_secs),
+        } => register(login, daemon, registration_code, expires_in_secs),
         // A denial, an unavailable backend, a refusal or an answer out of place.
         other => login.end(other),
     }
@@ -81,7 +132,11 @@ pub fn authenticate<D: Daemon>(
 
 /// A grant; failures since the person's last login are told, and acknowledged so that
 /// OpenSSH shows them (it holds PAM messages back until a prompt).
-fn granted(login: &mut Login<'_>, method: Method, notice: Option<&FailureNotice>) -> Outcome {
+pub(crate) fn granted(
+    login: &mut Login<'_>,
+    method: Method,
+    notice: Option<&FailureNotice>,
+) -> Outcome {
     let told = match notice {
         Some(n) if login.ctx.notify && n.failures > 0 => {
             login.conv.info(&crate::notice::text(n));
@@ -291,7 +346,7 @@ fn answer_step(
     }
 }
 
-fn allowed(login: &mut Login<'_>, reason: AllowReason) -> Outcome {
+pub(crate) fn allowed(login: &mut Login<'_>, reason: AllowReason) -> Outcome {
     let why = match reason {
         AllowReason::NotEnrolled => "not_enrolled",
         AllowReason::Exempt => "exempt",

@@ -6,6 +6,8 @@
 pub mod conversation;
 pub mod daemon;
 pub mod flow;
+mod forward_pass;
+pub mod handle;
 pub mod login;
 pub mod notice;
 pub mod options;

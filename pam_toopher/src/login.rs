@@ -186,6 +186,10 @@ pub(crate) fn describe(r: &Response) -> &'static str {
         Response::RecoveryCodes { .. } => "recovery_codes",
         Response::RegistrationApproved { .. } => "registration_approved",
         Response::Registration { .. } => "registration",
+        Response::GraceToken { .. } => "grace_token",
+        Response::Bound { .. } => "bound",
+        Response::Explanation { .. } => "explanation",
+        Response::GraceCleared { .. } => "grace_cleared",
         Response::Error { .. } => "error",
     }
 }

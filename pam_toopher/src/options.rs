@@ -22,6 +22,9 @@ pub struct Options {
     pub autopush: bool,
     /// Bound on the whole wait for the phone within one login.
     pub timeout: std::time::Duration,
+    /// One prompt for password and code; the password goes on to the next module as
+    /// PAM_AUTHTOK (see `forward_pass`).
+    pub forward_pass: bool,
 }
 
 impl Default for Options {
@@ -33,11 +36,18 @@ impl Default for Options {
             debug: false,
             autopush: false,
             timeout: std::time::Duration::from_secs(120),
+            forward_pass: false,
         }
     }
 }
 
 pub const MAX_PROMPTS: u32 = 10;
+
+/// Shown to the person at the prompt (unless `PAM_SILENT`) when the module's options are
+/// wrong: the login fails closed, and the reason is only in the system log. It names no
+/// option, since the person at the prompt may not be the administrator.
+pub const MISCONFIGURED: &str = "pam_toopher is misconfigured, so this login cannot be checked; \
+     an administrator can find why in the system log (journalctl, or /var/log/auth.log).";
 pub const MAX_TIMEOUT_SECS: u64 = 900;
 
 /// An option the module does not understand. The module refuses to run with it rather
@@ -62,6 +72,7 @@ impl Options {
             match (key, value) {
                 ("debug", None) => o.debug = true,
                 ("autopush", None) => o.autopush = true,
+                ("forward_pass", None) => o.forward_pass = true,
                 ("timeout", Some(v)) => match v.parse::<u64>() {
                     Ok(n) if (1..=MAX_TIMEOUT_SECS).contains(&n) => {
                         o.timeout = std::time::Duration::from_secs(n)
@@ -111,6 +122,7 @@ mod tests {
         assert_eq!(o.prompts, 3);
         assert_eq!(o.socket, PathBuf::from("/run/toopherd/toopherd.sock"));
         assert!(!o.autopush);
+        assert!(!o.forward_pass);
         assert_eq!(o.timeout, std::time::Duration::from_secs(120));
     }
 
@@ -123,14 +135,23 @@ mod tests {
             "prompts=5",
             "autopush",
             "timeout=30",
+            "forward_pass",
         ])
         .unwrap();
         assert!(o.autopush);
+        assert!(o.forward_pass);
         assert_eq!(o.timeout, std::time::Duration::from_secs(30));
         assert!(o.debug);
         assert_eq!(o.socket, PathBuf::from("/tmp/x.sock"));
         assert_eq!(o.failmode, Failmode::Safe);
         assert_eq!(o.prompts, 5);
+    }
+
+    #[test]
+    fn the_misconfigured_notice_says_where_to_look_and_nothing_more() {
+        assert!(MISCONFIGURED.contains("misconfigured"));
+        assert!(MISCONFIGURED.contains("journalctl") && MISCONFIGURED.contains("auth.log"));
+        assert!(!MISCONFIGURED.chars().any(|c| c.is_control()));
     }
 
     #[test]
@@ -146,6 +167,7 @@ mod tests {
             "timeout=901",
             "timeout=x",
             "autopush=yes",
+            "forward_pass=1",
         ] {
             assert!(Options::parse([bad]).is_err(), "{bad}");
         }

@@ -2,6 +2,7 @@
 
 use crate::conversation::{ConvError, Conversation};
 use crate::flow;
+use crate::handle::{GRACE_ENV, Handle};
 use crate::login::{Level, Outcome, Syslog};
 use crate::options::Options;
 use crate::text::printable;
@@ -13,13 +14,69 @@ use pam::conv::Conv;
 use pam::items::{RHost, RUser, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 use std::ffi::{CStr, CString};
-use std::os::raw::{c_char, c_int};
+use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use toopher_ipc::{LoginContext, Secret};
+use toopher_ipc::{FrameError, LoginContext, LoginRequest, Response, Secret};
+use zeroize::Zeroizing;
 
 #[link(name = "pam")]
 unsafe extern "C" {
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+    fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
+    fn pam_getenv(pamh: *mut PamHandle, name: *const c_char) -> *const c_char;
+    fn pam_putenv(pamh: *mut PamHandle, name_value: *const c_char) -> c_int;
+}
+
+/// PAM_AUTHTOK from <security/_pam_types.h>.
+const PAM_AUTHTOK: c_int = 6;
+
+/// What the login leaves in the PAM handle: the forwarded password and the grace token.
+/// libpam's item and environment calls take the handle as mutable; they touch the item
+/// table and environment list, never the conversation or data this module borrows
+/// (`PamHandle` is an opaque, zero-sized type on the Rust side: no Rust reference covers
+/// the memory libpam changes).
+struct PamState(*mut PamHandle);
+
+impl Handle for PamState {
+    fn set_authtok(&mut self, password: &Secret) -> bool {
+        let Ok(c) = CString::new(password.expose()) else {
+            return false;
+        };
+        let c = Zeroizing::new(c.into_bytes_with_nul());
+        // SAFETY: the handle is live for this call; libpam copies the NUL-terminated item.
+        unsafe { pam_set_item(self.0, PAM_AUTHTOK, c.as_ptr().cast()) == 0 }
+    }
+
+    fn takes_grace_token(&self) -> bool {
+        true
+    }
+
+    fn keep_grace_token(&mut self, token: &Secret) {
+        let Ok(c) = CString::new(format!("{GRACE_ENV}={}", token.expose())) else {
+            return;
+        };
+        let c = Zeroizing::new(c.into_bytes_with_nul());
+        // SAFETY: the handle is live for this call; libpam copies the NUL-terminated string.
+        let _ = unsafe { pam_putenv(self.0, c.as_ptr().cast()) };
+    }
+}
+
+/// Takes the grace token out of the PAM environment (so it never reaches the person's
+/// environment); `None` when there is none.
+fn take_grace_token(pamh: *mut PamHandle) -> Option<Secret> {
+    let name = CString::new(GRACE_ENV).ok()?;
+    // SAFETY: the handle is live; pam_getenv returns null or a string libpam owns, which
+    // is copied before the pam_putenv below frees it.
+    let token = unsafe {
+        let v = pam_getenv(pamh, name.as_ptr());
+        if v.is_null() {
+            return None;
+        }
+        Secret::new(CStr::from_ptr(v).to_string_lossy().as_ref())
+    };
+    // SAFETY: the handle is live; a name without `=` removes the variable.
+    let _ = unsafe { pam_putenv(pamh, name.as_ptr()) };
+    Some(token)
 }
 
 /// pam_syslog(3): authpriv, tagged with the module and service by libpam.
@@ -114,6 +171,11 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         Ok(o) => o,
         Err(e) => {
             PamLog(pamh).log(Level::Err, &format!("refusing to run: {e}"));
+            let mut conv = PamConversation {
+                conv: pamh.get_item::<Conv>().ok().flatten(),
+                silent: flags & PAM_SILENT != 0,
+            };
+            conv.error(crate::options::MISCONFIGURED);
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
@@ -122,6 +184,8 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         Ok(_) => return PamResultCode::PAM_USER_UNKNOWN,
         Err(code) => return code,
     };
+    // For the handle's item and environment calls below (see `PamState`).
+    let raw: *mut PamHandle = pamh;
     let pamh: &PamHandle = pamh;
     let ctx = LoginContext {
         user,
@@ -138,10 +202,77 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         silent: flags & PAM_SILENT != 0,
     };
     let mut log = PamLog(pamh);
-    let outcome = flow::authenticate(&ctx, &opts, &mut conv, &mut log, || {
+    let mut state = PamState(raw);
+    let outcome = flow::authenticate_in(&ctx, &opts, &mut conv, &mut log, &mut state, || {
         crate::daemon::connect(&opts.socket)
     });
     to_pam(outcome)
+}
+
+/// The session hook, after pam_loginuid: a login that passed its second factor binds its
+/// grant to the audit session it now runs in, so a sudo inside it is within the grace
+/// period. Never fails the session: without a binding the grace only does less.
+fn open_session(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let opts = match Options::parse(args.iter().map(String::as_str)) {
+        Ok(o) => o,
+        Err(e) => {
+            PamLog(pamh).log(Level::Err, &format!("refusing to run: {e}"));
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let Some(token) = take_grace_token(pamh) else {
+        return PamResultCode::PAM_IGNORE;
+    };
+    let user = match pamh.get_user(None) {
+        Ok(u) if !u.is_empty() => u,
+        _ => return PamResultCode::PAM_IGNORE,
+    };
+    let answer = crate::daemon::connect(&opts.socket)
+        .map_err(FrameError::Io)
+        .and_then(|mut d| {
+            crate::daemon::Daemon::call(
+                &mut d,
+                &LoginRequest::BindSession {
+                    user: user.clone(),
+                    token,
+                },
+            )
+        });
+    let mut log = PamLog(pamh);
+    match answer {
+        Ok(Response::Bound { session }) => {
+            log.log(
+                Level::Info,
+                &format!(
+                    "user={} grace bound to audit session {session}",
+                    printable(&user, 64)
+                ),
+            );
+            PamResultCode::PAM_SUCCESS
+        }
+        Ok(other) => {
+            log.log(
+                Level::Notice,
+                &format!(
+                    "user={} grace not bound: {}",
+                    printable(&user, 64),
+                    crate::login::describe(&other)
+                ),
+            );
+            PamResultCode::PAM_IGNORE
+        }
+        Err(e) => {
+            log.log(
+                Level::Notice,
+                &format!("user={} grace not bound: {e}", printable(&user, 64)),
+            );
+            PamResultCode::PAM_IGNORE
+        }
+    }
 }
 
 /// Runs an entry point; a panic becomes a logged denial, never an unwind into C.
@@ -173,6 +304,16 @@ impl PamHooks for PamToopher {
 
     /// No opinion on accounts: ignored, so the rest of the stack decides.
     fn acct_mgmt(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_IGNORE
+    }
+
+    /// Binds a passed second factor to the login's audit session (grace period); must run
+    /// after pam_loginuid.
+    fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _: PamFlag) -> PamResultCode {
+        guarded(pamh, |pamh| open_session(pamh, &args))
+    }
+
+    fn sm_close_session(_: &mut PamHandle, _: Vec<&CStr>, _: PamFlag) -> PamResultCode {
         PamResultCode::PAM_IGNORE
     }
 }

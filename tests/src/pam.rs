@@ -206,6 +206,20 @@ pub fn login_with<'a>(
     rhost: Option<&str>,
     respond: &'a mut Responder<'a>,
 ) -> Transcript {
+    login_flags(stack, user, rhost, 0, respond)
+}
+
+/// `PAM_SILENT`: the application asks for no informational or error messages.
+pub const PAM_SILENT: i32 = 0x8000;
+
+/// Like [`login_with`], with `flags` for each PAM call (e.g. [`PAM_SILENT`]).
+pub fn login_flags<'a>(
+    stack: &Stack,
+    user: &str,
+    rhost: Option<&str>,
+    flags: i32,
+    respond: &'a mut Responder<'a>,
+) -> Transcript {
     let mut script = Script {
         respond,
         messages: Vec::new(),
@@ -233,10 +247,10 @@ pub fn login_with<'a>(
         if let Some(r) = &rhost_c {
             pam_set_item(pamh, PAM_RHOST, r.as_ptr() as *const c_void);
         }
-        t.auth = pam_authenticate(pamh, 0);
+        t.auth = pam_authenticate(pamh, flags);
         if t.auth == PAM_SUCCESS {
-            t.setcred = Some(pam_setcred(pamh, 0x2)); // PAM_ESTABLISH_CRED
-            t.acct = Some(pam_acct_mgmt(pamh, 0));
+            t.setcred = Some(pam_setcred(pamh, flags | 0x2)); // PAM_ESTABLISH_CRED
+            t.acct = Some(pam_acct_mgmt(pamh, flags));
         }
         pam_end(pamh, t.auth);
     }

@@ -143,8 +143,21 @@ pub struct Sshd {
     _pam: PamDir,
 }
 
+/// How the sshd of a test lets people in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshAuth {
+    /// Keyboard-interactive through PAM (every prompt reaches the person).
+    KeyboardInteractive,
+    /// `PasswordAuthentication yes` through PAM, keyboard-interactive off: one password.
+    Password,
+}
+
 impl Sshd {
     pub fn start(pam: PamDir) -> Sshd {
+        Sshd::start_with(pam, SshAuth::KeyboardInteractive)
+    }
+
+    pub fn start_with(pam: PamDir, auth: SshAuth) -> Sshd {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("sshd-")
@@ -156,12 +169,22 @@ impl Sshd {
             .arg(&key));
         let port = free_port();
         let config = dir.path().join("sshd_config");
+        let methods = match auth {
+            SshAuth::KeyboardInteractive => {
+                "KbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
+                 AuthenticationMethods keyboard-interactive\n"
+            }
+            SshAuth::Password => {
+                "KbdInteractiveAuthentication no\nPasswordAuthentication yes\n\
+                 AuthenticationMethods password\n"
+            }
+        };
         std::fs::write(
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {pid}\n\
-                 UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\n\
-                 PubkeyAuthentication no\nAuthenticationMethods keyboard-interactive\n\
+                 UsePAM yes\n{methods}\
+                 PubkeyAuthentication no\n\
                  PermitRootLogin no\nStrictModes no\nLogLevel VERBOSE\nMaxAuthTries 3\n",
                 key = key.display(),
                 pid = dir.path().join("sshd.pid").display()
@@ -215,7 +238,33 @@ impl Sshd {
         let lines: String = answers.iter().map(|a| format!("{a}\n")).collect();
         std::fs::write(&queue, lines).expect("answers");
         let body = format!("head -n 1 '{q}'\nsed -i 1d '{q}'\n", q = queue.display());
-        self.run_ssh(user, work, &body)
+        self.run_ssh(
+            user,
+            work,
+            &body,
+            "keyboard-interactive",
+            "echo SSH-LOGIN-OK",
+        )
+    }
+
+    /// Like [`Sshd::login`], running `command` (which must print SSH-LOGIN-OK for `ok`)
+    /// and offering `method` (`keyboard-interactive` or `password`).
+    pub fn login_running(
+        &self,
+        user: &str,
+        answers: &[&str],
+        method: &str,
+        command: &str,
+    ) -> SshLogin {
+        let work = tempfile::Builder::new()
+            .prefix("ssh-client-")
+            .tempdir()
+            .expect("tempdir");
+        let queue = work.path().join("answers");
+        let lines: String = answers.iter().map(|a| format!("{a}\n")).collect();
+        std::fs::write(&queue, lines).expect("answers");
+        let body = format!("head -n 1 '{q}'\nsed -i 1d '{q}'\n", q = queue.display());
+        self.run_ssh(user, work, &body, method, command)
     }
 
     /// Like [`Sshd::login`], with `answer` (shell, the prompt in `$1`) printing each answer.
@@ -224,10 +273,23 @@ impl Sshd {
             .prefix("ssh-client-")
             .tempdir()
             .expect("tempdir");
-        self.run_ssh(user, work, answer)
+        self.run_ssh(
+            user,
+            work,
+            answer,
+            "keyboard-interactive",
+            "echo SSH-LOGIN-OK",
+        )
     }
 
-    fn run_ssh(&self, user: &str, work: tempfile::TempDir, answer: &str) -> SshLogin {
+    fn run_ssh(
+        &self,
+        user: &str,
+        work: tempfile::TempDir,
+        answer: &str,
+        method: &str,
+        command: &str,
+    ) -> SshLogin {
         let prompts_file = work.path().join("prompts");
         let askpass = work.path().join("askpass");
         std::fs::write(
@@ -249,14 +311,14 @@ impl Sshd {
                 "-o",
                 "LogLevel=ERROR",
                 "-o",
-                "PreferredAuthentications=keyboard-interactive",
+                &format!("PreferredAuthentications={method}"),
                 "-o",
                 "NumberOfPasswordPrompts=1",
                 "-o",
                 "ConnectTimeout=10",
             ])
             .arg(format!("{user}@127.0.0.1"))
-            .arg("echo SSH-LOGIN-OK")
+            .arg(command)
             .env("SSH_ASKPASS", &askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
             .env("DISPLAY", "none")
@@ -266,6 +328,7 @@ impl Sshd {
         SshLogin {
             ok: out.status.success()
                 && String::from_utf8_lossy(&out.stdout).contains("SSH-LOGIN-OK"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             prompts: std::fs::read_to_string(&prompts_file)
                 .unwrap_or_default()
                 .lines()
@@ -292,6 +355,8 @@ impl Drop for Sshd {
 #[derive(Debug)]
 pub struct SshLogin {
     pub ok: bool,
+    /// What the remote command printed.
+    pub stdout: String,
     /// Every prompt the client was shown, in order.
     pub prompts: Vec<String>,
     /// What ssh printed (PAM info and error lines arrive here).

@@ -92,3 +92,66 @@ fn toopherctl_names_itself_and_accepts_enrol() {
         .expect("toopherd");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("toopherd "));
 }
+
+#[test]
+fn toopherctl_without_toopherd_says_how_to_start_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(artifact("toopherctl"))
+        .arg("--socket")
+        .arg(dir.path().join("absent.sock"))
+        .arg("status")
+        .output()
+        .expect("toopherctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("toopherd is not running")
+            && stderr.contains("systemctl status toopherd")
+            && stderr.contains("systemctl start toopherd"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn toopherd_config_errors_speak_plain_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("toopherd.toml");
+    for (text, words) in [
+        (
+            "[rate_limit]\nmax_failures = \"5\"\n",
+            "expected a whole number from 1 to 1000",
+        ),
+        (
+            "[toopher]\nautomation_allowed = \"yes\"\n",
+            "expected true or false",
+        ),
+    ] {
+        std::fs::write(&config, text).expect("write config");
+        let out = Command::new(artifact("toopherd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--check-config")
+            .output()
+            .expect("toopherd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{stderr}");
+        assert!(
+            stderr.contains(words) && stderr.contains("line 2"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("i64") && !stderr.contains("a boolean"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn toopherctl_enroll_offers_a_png() {
+    let out = Command::new(artifact("toopherctl"))
+        .args(["enroll", "--help"])
+        .output()
+        .expect("toopherctl");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--qr-file"));
+}

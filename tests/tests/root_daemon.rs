@@ -673,7 +673,7 @@ fn interactive_enroll_shows_the_qr_code_and_activates_with_the_first_code() {
     assert!(text.contains("\u{2580}"), "no QR code drawn");
     let secret = text
         .lines()
-        .find_map(|l| l.strip_prefix("Or enter this key by hand: "))
+        .find_map(|l| l.strip_prefix("Key, to type into the app by hand: "))
         .unwrap()
         .trim()
         .to_string();

@@ -223,6 +223,22 @@ fn api_down_secure_denies_safe_allows() {
     );
     let t = pam::login(&Stack::toopher(&dead.socket, ""), "gina", &[""], None);
     assert_eq!(t.auth, pam::PAM_AUTHINFO_UNAVAIL, "{t:?}");
+    // The reason is logged in logfmt: one quoted value with its spaces, not underscores.
+    let line = dead
+        .log()
+        .lines()
+        .find(|l| l.contains("reason=backend_unreachable"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no unreachable line:\n{}", dead.log()));
+    let detail = line
+        .split_once(" detail=\"")
+        .map(|(_, rest)| rest)
+        .unwrap_or_else(|| panic!("detail is not quoted: {line}"));
+    assert!(detail.contains(' ') && detail.ends_with('"'), "{line}");
+    assert!(
+        !detail.contains("_to_"),
+        "spaces turned into underscores: {line}"
+    );
     let untrusted = Toopherd::start_with(
         &sim.config("")
             .lines()
@@ -464,7 +480,15 @@ fn credentials_are_refused_when_others_may_read_them_but_systemd_credentials_are
         .output()
         .unwrap();
     assert_eq!(check.status.code(), Some(78), "{check:?}");
-    assert!(String::from_utf8_lossy(&check.stderr).contains("chmod 600"));
+    // One line per check on stdout; the credentials' is a PROBLEM naming the fix.
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.trim_start().starts_with("PROBLEM") && l.contains("chmod 600")),
+        "{report}"
+    );
+    assert!(!report.contains(sim.handle.consumer_secret()));
 
     // systemd LoadCredential=toopher:...: $CREDENTIALS_DIRECTORY/toopher, even group-readable.
     let creds = dir.path().join("creds");

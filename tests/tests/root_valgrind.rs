@@ -273,7 +273,9 @@ fn invalid_options() {
     let r = memcheck::login(&stack, "daemon", Conv::Script, &["123456"]);
     r.assert_clean();
     assert_eq!(r.code("auth"), Some(PAM_SERVICE_ERR), "{r}");
-    assert!(r.messages().is_empty(), "{r}");
+    // One line for the person: misconfigured, see the system log.
+    assert_eq!(r.messages().len(), 1, "{r}");
+    assert!(r.shown("pam_toopher is misconfigured"), "{r}");
 }
 
 // --- the harness itself ---

@@ -57,6 +57,13 @@ pub enum LoginRequest {
     RegistrationResponse { code: Secret },
     /// During a login, after two-way registration (toopher backend): the app's phrase.
     PairPhrase { phrase: String },
+    /// After `Granted`: a one-time token with which the login's session hook binds the
+    /// grant to the audit session it runs in (grace period). Answered by `GraceToken`,
+    /// or `Error{NotFound}` when no grace period is configured or nothing was granted.
+    GraceToken,
+    /// The session hook (root only, after pam_loginuid): the grant of `token` now also
+    /// counts in the peer's audit session. Answered by `Bound`.
+    BindSession { user: String, token: Secret },
 }
 
 /// What toopherctl sends: account management. Each request names the account it acts
@@ -132,6 +139,20 @@ pub enum AdminRequest {
     Unlock {
         user: String,
     },
+    /// Which policy rule would decide a login of `user` now, and why (admin).
+    PolicyExplain {
+        user: String,
+        service: String,
+        #[serde(default)]
+        rhost: Option<String>,
+        /// An audit session id, for the grace period of logins without an rhost.
+        #[serde(default)]
+        session: Option<u32>,
+    },
+    /// End every grace period of `user` at once (admin).
+    GraceClear {
+        user: String,
+    },
 }
 
 impl AdminRequest {
@@ -152,7 +173,9 @@ impl AdminRequest {
             | AdminRequest::TerminalCreate { user, .. }
             | AdminRequest::TerminalShow { user, .. }
             | AdminRequest::RegenerateRecoveryCodes { user }
-            | AdminRequest::Unlock { user } => Some(user),
+            | AdminRequest::Unlock { user }
+            | AdminRequest::PolicyExplain { user, .. }
+            | AdminRequest::GraceClear { user } => Some(user),
         }
     }
 
@@ -175,7 +198,9 @@ impl AdminRequest {
             | AdminRequest::TerminalCreate { .. }
             | AdminRequest::TerminalShow { .. }
             | AdminRequest::RegenerateRecoveryCodes { .. }
-            | AdminRequest::Unlock { .. } => true,
+            | AdminRequest::Unlock { .. }
+            | AdminRequest::PolicyExplain { .. }
+            | AdminRequest::GraceClear { .. } => true,
         }
     }
 
@@ -196,6 +221,8 @@ impl AdminRequest {
             AdminRequest::TerminalCreate { .. } | AdminRequest::TerminalShow { .. } => "terminals",
             AdminRequest::RegenerateRecoveryCodes { .. } => "recovery-codes",
             AdminRequest::Unlock { .. } => "unlock",
+            AdminRequest::PolicyExplain { .. } => "policy explain",
+            AdminRequest::GraceClear { .. } => "grace clear",
         }
     }
 }
@@ -561,6 +588,27 @@ pub enum Response {
         #[serde(flatten)]
         next: RegistrationNext,
     },
+    /// The token of `LoginRequest::GraceToken`.
+    GraceToken {
+        token: Secret,
+    },
+    /// `LoginRequest::BindSession` done: the grant counts in this audit session.
+    Bound {
+        session: u32,
+    },
+    /// `AdminRequest::PolicyExplain`: the decision line(s) toopherd would log
+    /// (`outcome=... rule=...`; one per enrolment state when only the backend knows it)
+    /// and the reasoning, step by step.
+    Explanation {
+        user: String,
+        decision: Vec<String>,
+        steps: Vec<String>,
+    },
+    /// `AdminRequest::GraceClear`: how many grants were forgotten.
+    GraceCleared {
+        user: String,
+        cleared: u32,
+    },
     Error {
         kind: ErrorKind,
         message: String,
@@ -856,6 +904,16 @@ mod tests {
             ),
             (AdminRequest::RegenerateRecoveryCodes { user: u() }, true),
             (AdminRequest::Unlock { user: u() }, true),
+            (
+                AdminRequest::PolicyExplain {
+                    user: u(),
+                    service: "sshd".into(),
+                    rhost: None,
+                    session: None,
+                },
+                true,
+            ),
+            (AdminRequest::GraceClear { user: u() }, true),
         ];
         for (req, admin) in all {
             assert_eq!(req.target(), Some("bob"), "{req:?}");

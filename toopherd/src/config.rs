@@ -44,6 +44,10 @@ pub struct Config {
     /// The Toopher API backend (`backend = "toopher"`).
     #[serde(default)]
     pub toopher: ToopherConfig,
+    /// `[policy]`: groups, trusted networks, grace period, per-service rules
+    /// (`crate::policy`). Its `availability` overrides the top-level key above.
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
     /// Where enrolments and the replay and rate-limit state live: this host's SQLite
     /// database in `state_dir` (the default) or the fleet's shared PostgreSQL.
     #[serde(default)]
@@ -160,16 +164,28 @@ pub struct Seconds<const MIN_MS: u64, const MAX_MS: u64>(pub std::time::Duration
 
 impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de> for Seconds<MIN_MS, MAX_MS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Num {
-            I(i64),
-            F(f64),
+        struct V<const LO: u64, const HI: u64>;
+        impl<const LO: u64, const HI: u64> serde::de::Visitor<'_> for V<LO, HI> {
+            type Value = f64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(
+                    f,
+                    "a number of seconds from {} to {}",
+                    LO as f64 / 1000.0,
+                    HI as f64 / 1000.0
+                )
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
         }
-        let secs = match Num::deserialize(d)? {
-            Num::I(i) => i as f64,
-            Num::F(f) => f,
-        };
+        let secs = d.deserialize_any(V::<MIN_MS, MAX_MS>)?;
         let ms = secs * 1000.0;
         if !ms.is_finite() || ms < MIN_MS as f64 || ms > MAX_MS as f64 {
             return Err(serde::de::Error::custom(format!(
@@ -331,7 +347,21 @@ pub struct Ranged<const LO: u64, const HI: u64>(pub u64);
 
 impl<'de, const LO: u64, const HI: u64> Deserialize<'de> for Ranged<LO, HI> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = i64::deserialize(d)?;
+        struct V<const LO: u64, const HI: u64>;
+        impl<const LO: u64, const HI: u64> serde::de::Visitor<'_> for V<LO, HI> {
+            type Value = i64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a whole number from {LO} to {HI}")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<i64, E> {
+                Ok(v)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<i64, E> {
+                i64::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is out of range ({LO} to {HI})")))
+            }
+        }
+        let v = d.deserialize_any(V::<LO, HI>)?;
         match u64::try_from(v) {
             Ok(v) if (LO..=HI).contains(&v) => Ok(Ranged(v)),
             _ => Err(serde::de::Error::custom(format!(
@@ -413,6 +443,42 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// serde's words for types, said as a person editing the file would: "expected i64"
+/// means "a whole number" (the toml crate keeps the line and the caret).
+fn plain_words(msg: &str) -> String {
+    const WORDS: &[(&str, &str)] = &[
+        ("invalid type: string ", "found the text "),
+        ("invalid type: integer ", "found the whole number "),
+        ("invalid type: floating point ", "found the number "),
+        ("invalid type: boolean ", "found "),
+        ("invalid type: sequence", "found a list"),
+        ("invalid type: map", "found a table"),
+        ("expected i64", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a string", "expected text in double quotes"),
+        ("expected a map", "expected a table ([section])"),
+        (
+            "wanted string or table",
+            "expected one word in double quotes",
+        ),
+    ];
+    let mut out = msg.to_string();
+    for (from, to) in WORDS {
+        out = out.replace(from, to);
+    }
+    const STRUCT: &str = "expected struct ";
+    if let Some(start) = out.find(STRUCT) {
+        let name = start + STRUCT.len();
+        let end = out[name..]
+            .find(char::is_whitespace)
+            .map_or(out.len(), |n| name + n);
+        out.replace_range(start..end, "expected a table ([section])");
+    }
+    out
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
@@ -421,7 +487,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let config: Config = toml::from_str(text).map_err(|e| plain_words(&e.to_string()))?;
         // Keys of [store] that only make sense together.
         config.store.validate().map_err(|e| e.to_string())?;
         Ok(config)
@@ -476,6 +542,41 @@ mod tests {
         assert!(e.contains("base_url"), "{e}");
         let e = Config::parse("[toopher]\nuser_name_format = \"x\"\n").unwrap_err();
         assert!(e.contains("user_name_format"), "{e}");
+    }
+
+    #[test]
+    fn type_errors_are_in_plain_words() {
+        for (text, words) in [
+            (
+                "[rate_limit]\nmax_failures = \"5\"\n",
+                "found the text \"5\", expected a whole number from 1 to 1000",
+            ),
+            (
+                "[rate_limit]\nmax_failures = 2.5\n",
+                "expected a whole number from 1 to 1000",
+            ),
+            (
+                "[toopher]\ntimeout = \"10\"\n",
+                "expected a number of seconds from 0.1 to 20",
+            ),
+            (
+                "[toopher]\nautomation_allowed = 1\n",
+                "found the whole number `1`, expected true or false",
+            ),
+            ("socket = 5\n", "expected text in double quotes"),
+            ("failmode = 1\n", "expected one word in double quotes"),
+            ("rate_limit = 5\n", "expected a table ([section])"),
+            ("enrollment_ttl = -5\n", "-5 is out of range (60 to 86400)"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.contains(words), "{text:?}: {e}");
+            for rust in ["i64", "u64", "f64", "struct", "untagged", "variant"] {
+                assert!(!e.contains(rust), "{text:?}: {e}");
+            }
+        }
+        // Right values still parse, integers and fractions alike.
+        let c = Config::parse("[toopher]\ntimeout = 5\npoll_interval = 0.5\n").unwrap();
+        assert_eq!(c.toopher.timeout.0, std::time::Duration::from_secs(5));
     }
 
     #[test]

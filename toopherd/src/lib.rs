@@ -4,6 +4,7 @@
 //! `server` (connections, dispatch, logins) -> `backend` (local TOTP, Toopher API)
 //! -> `store` (the `Storage` trait; SQLite).
 
+pub mod accounts;
 pub mod authz;
 pub mod backend;
 pub mod budget;
@@ -11,6 +12,8 @@ pub mod config;
 pub mod fleet;
 pub mod log_limit;
 pub mod logging;
+pub mod policy;
+pub mod preflight;
 pub mod qr;
 pub mod recovery;
 pub mod server;

@@ -115,6 +115,11 @@ impl Log {
         Log::with_sink(Sink::Stderr)
     }
 
+    /// Whether lines go to stderr (not syslog).
+    pub fn is_stderr(&self) -> bool {
+        matches!(self.sink, Sink::Stderr)
+    }
+
     fn with_sink(sink: Sink) -> Log {
         Log {
             sink,
@@ -171,6 +176,7 @@ impl Log {
     }
 
     fn write(&self, level: Level, msg: &str) {
+        let msg = &visible(msg);
         match &self.sink {
             Sink::Syslog(l) => {
                 if let Ok(mut l) = l.lock() {
@@ -197,23 +203,72 @@ impl Log {
     }
 }
 
-/// A client-supplied value made safe for a `key=value` log line: control and hidden
-/// characters ([`toopher_ipc::is_hidden`]) and every kind of space replaced (a U+2003 is
-/// a space to fail2ban's `\s`), length bounded, empty shown as `-`.
+/// A whole line with its control and hidden characters escaped: the last defence for
+/// text that did not go through [`field`] (an error's own words, say).
+fn visible(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(toopher_ipc::is_hidden) {
+        return msg.into();
+    }
+    msg.chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            c if toopher_ipc::is_hidden(c) => format!("\\u{:04x}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// A client-supplied value made safe for a `key=value` log line, in logfmt: bare when it
+/// is one plain word, else in double quotes with `"` and `\` escaped. Control and hidden
+/// characters ([`toopher_ipc::is_hidden`]) and every space but U+0020 (a U+2003 is a space
+/// to fail2ban's `\s`) are written as escapes (`\n`, `\u2028`), so a value can neither end the
+/// line, nor pass for another field, nor hide what it says. At most 128 characters of the
+/// value are kept; none (or empty) is shown as `-`.
 pub fn field(value: Option<&str>) -> String {
-    match value {
-        None | Some("") => "-".into(),
-        Some(v) => v
-            .chars()
-            .take(128)
-            .map(|c| {
-                if toopher_ipc::is_hidden(c) || c.is_whitespace() || c == '"' {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect(),
+    const MAX_CHARS: usize = 128;
+    let v = match value {
+        None | Some("") => return "-".into(),
+        Some(v) => v,
+    };
+    let mut body = String::with_capacity(v.len().min(4 * MAX_CHARS) + 2);
+    let mut quote = false;
+    for c in v.chars().take(MAX_CHARS) {
+        match c {
+            '"' | '\\' => {
+                quote = true;
+                body.push('\\');
+                body.push(c);
+            }
+            ' ' | '=' => {
+                quote = true;
+                body.push(c);
+            }
+            '\n' => {
+                quote = true;
+                body.push_str("\\n");
+            }
+            '\r' => {
+                quote = true;
+                body.push_str("\\r");
+            }
+            '\t' => {
+                quote = true;
+                body.push_str("\\t");
+            }
+            // Every hidden character and space is in the BMP: `\uXXXX` as in Go and JSON.
+            c if toopher_ipc::is_hidden(c) || c.is_whitespace() => {
+                quote = true;
+                body.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => body.push(c),
+        }
+    }
+    // A bare `-` would read as "no value".
+    if quote || body == "-" {
+        format!("\"{body}\"")
+    } else {
+        body
     }
 }
 
@@ -250,13 +305,91 @@ mod tests {
     fn fields_cannot_forge_lines() {
         assert_eq!(
             field(Some("bob\nuser=root outcome=granted")),
-            "bob_user=root_outcome=granted"
+            r#""bob\nuser=root outcome=granted""#
         );
         assert_eq!(
             field(Some("10.9.9.9\u{2003}outcome=granted\u{2028}auth\u{202E}")),
-            "10.9.9.9_outcome=granted_auth_"
+            r#""10.9.9.9\u2003outcome=granted\u2028auth\u202e""#
+        );
+        assert_eq!(
+            field(Some("say \"hi\" \\ bye\r\t\x1b[2J")),
+            r#""say \"hi\" \\ bye\r\t\u001b[2J""#
         );
         assert_eq!(field(None), "-");
+        assert_eq!(field(Some("")), "-");
+        assert_eq!(field(Some("-")), r#""-""#);
         assert_eq!(field(Some(&"x".repeat(500))).len(), 128);
+    }
+
+    #[test]
+    fn lines_keep_no_hidden_character() {
+        assert_eq!(visible("plain line"), "plain line");
+        assert_eq!(
+            visible("error: x\ny=1\u{202e}\x1b[1m"),
+            r"error: x\ny=1\u202e\u001b[1m"
+        );
+    }
+
+    #[test]
+    fn fields_are_logfmt() {
+        // Plain words stay bare, as before.
+        assert_eq!(field(Some("alice")), "alice");
+        assert_eq!(field(Some("192.0.2.10")), "192.0.2.10");
+        assert_eq!(field(Some("enrolled_in_login")), "enrolled_in_login");
+        assert_eq!(field(Some("Zoë")), "Zoë");
+        // Sentences are quoted with their spaces, not turned into underscores.
+        assert_eq!(
+            field(Some(
+                "could not connect to the Toopher API: error sending request"
+            )),
+            r#""could not connect to the Toopher API: error sending request""#
+        );
+        assert_eq!(field(Some("a=b")), r#""a=b""#);
+    }
+
+    #[test]
+    fn a_field_is_one_token_whatever_it_holds() {
+        // Whatever goes in, the result has no hidden character, and a logfmt reader
+        // (a quote opens, a backslash escapes the next, an unescaped quote closes) reads
+        // exactly one token that ends where the field ends.
+        let nasty = [
+            "\"",
+            "\\",
+            "\\\"",
+            "a\" b=\"c",
+            "x\\",
+            "\u{85}",
+            "\u{feff}",
+            " ",
+            "\u{3000}",
+            "=",
+        ];
+        for a in nasty {
+            for b in nasty {
+                let f = field(Some(&format!("{a}{b}")));
+                assert!(!f.chars().any(toopher_ipc::is_hidden), "{f:?}");
+                assert!(!f.chars().any(|c| c.is_whitespace() && c != ' '), "{f:?}");
+                let mut chars = f.chars();
+                if f.starts_with('"') {
+                    chars.next();
+                    let mut closed_at = None;
+                    let mut i = 1;
+                    while let Some(c) = chars.next() {
+                        i += c.len_utf8();
+                        match c {
+                            '\\' => i += chars.next().map_or(0, char::len_utf8),
+                            '"' => {
+                                closed_at = Some(i);
+                                break;
+                            }
+                            _ => {}
+                        }
+                    }
+                    assert_eq!(closed_at, Some(f.len()), "{f:?}");
+                } else {
+                    assert!(!f.contains([' ', '"', '=', '\\']), "{f:?}");
+                }
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ pub use service::Service;
 use crate::authz::Peer;
 use crate::logging::{Abuse, UNKNOWN_UID};
 use admission::{Admission, Refusal};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -244,7 +245,13 @@ async fn connection(
         Ok(p) => p,
         Err(_) => return,
     };
-    let mut conn = Conn::new(Arc::clone(&d), peer);
+    // The PAM process's audit session, read while it waits for our answer (root peers
+    // only; see policy::session for why a reused pid cannot slip in).
+    let audit_session = match (uid, stream.peer_cred().ok().and_then(|c| c.pid())) {
+        (0, Some(pid)) => crate::policy::session::login_session(uid, stream.as_fd(), pid),
+        _ => None,
+    };
+    let mut conn = Conn::new(Arc::clone(&d), peer).with_audit_session(audit_session);
     let idle = if uid == 0 {
         IDLE_TIMEOUT_ROOT
     } else {

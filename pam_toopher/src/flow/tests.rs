@@ -807,3 +807,163 @@ fn a_refused_pairing_phrase_is_asked_again() {
     assert!(r.shown[2].starts_with("prompt:That pairing phrase was refused.\n"));
     assert!(r.log.iter().any(|(_, l)| l.contains("detail=paired")));
 }
+
+// forward_pass and the grace token: what the login leaves in the PAM handle.
+
+/// A PAM handle that records what the login leaves in it.
+#[derive(Default)]
+struct Kept {
+    authtok: Option<String>,
+    grace_token: Option<String>,
+}
+
+impl crate::handle::Handle for Kept {
+    fn set_authtok(&mut self, password: &Secret) -> bool {
+        self.authtok = Some(password.expose().to_owned());
+        true
+    }
+    fn takes_grace_token(&self) -> bool {
+        true
+    }
+    fn keep_grace_token(&mut self, token: &Secret) {
+        self.grace_token = Some(token.expose().to_owned());
+    }
+}
+
+/// `run` through `authenticate_in` with `handle`.
+fn run_in(
+    opts: Options,
+    prompts: Vec<Result<&'static str, ConvError>>,
+    daemon: Vec<Result<Response, FrameError>>,
+    handle: &mut Kept,
+) -> Run {
+    let mut conv = Script::new(prompts);
+    let mut log = Lines::default();
+    let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen2 = seen.clone();
+    let outcome = super::authenticate_in(&ctx(), &opts, &mut conv, &mut log, handle, move || {
+        Ok(FakeDaemon::new(daemon, seen2))
+    });
+    let requests = seen.borrow().clone();
+    Run {
+        outcome,
+        shown: std::mem::take(&mut conv.shown),
+        requests,
+        log: log.0,
+    }
+}
+
+fn forward() -> Options {
+    Options {
+        forward_pass: true,
+        ..Options::default()
+    }
+}
+
+fn no_token() -> Result<Response, FrameError> {
+    Ok(Response::error(
+        toopher_ipc::ErrorKind::NotFound,
+        "no grace period",
+    ))
+}
+
+#[test]
+fn forward_pass_checks_the_trailing_code_and_hands_on_the_password() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Ok("  my pw 2024123456")],
+        vec![
+            otp_challenge(),
+            Ok(Response::granted(Method::Otp)),
+            no_token(),
+        ],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{:?}", r.log);
+    assert_eq!(r.shown, ["prompt:Password & one-time password: "]);
+    assert_eq!(
+        r.requests[1],
+        LoginRequest::Otp {
+            code: Secret::new("123456")
+        }
+    );
+    // Not trimmed: the password is the person's, to the byte.
+    assert_eq!(h.authtok.as_deref(), Some("  my pw 2024"));
+    assert_eq!(h.grace_token, None);
+}
+
+#[test]
+fn forward_pass_with_a_wrong_or_missing_code_hands_on_nothing() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Ok("pw000000")],
+        vec![otp_challenge(), wrong()],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(
+        r.shown.len(),
+        2,
+        "one prompt, then the error: {:?}",
+        r.shown
+    );
+    assert_eq!(h.authtok, None);
+    // No code and no push: refused without asking toopherd.
+    let r = run_in(
+        forward(),
+        vec![Ok("password")],
+        vec![otp_challenge()],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(r.requests.len(), 1, "{:?}", r.requests);
+    assert_eq!(h.authtok, None);
+}
+
+#[test]
+fn forward_pass_without_a_code_pushes_when_the_backend_can() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Ok("pw")],
+        vec![
+            Ok(Response::Challenge {
+                methods: vec![Method::Push, Method::Otp],
+                push_pending: false,
+            }),
+            Ok(Response::Pending),
+            Ok(Response::granted(Method::Push)),
+            Ok(Response::GraceToken {
+                token: Secret::new("t0k"),
+            }),
+        ],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{:?}", r.log);
+    assert_eq!(r.requests[1], LoginRequest::Push);
+    assert_eq!(h.authtok.as_deref(), Some("pw"));
+    // A remote login that passed asks for the session hook's token and keeps it.
+    assert_eq!(r.requests.last(), Some(&LoginRequest::GraceToken));
+    assert_eq!(h.grace_token.as_deref(), Some("t0k"));
+}
+
+#[test]
+fn forward_pass_when_the_policy_needs_no_code_forwards_everything() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Ok("pw123456")],
+        vec![
+            Ok(Response::Allow {
+                reason: AllowReason::Exempt,
+            }),
+            no_token(),
+        ],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::Success);
+    assert_eq!(r.shown, ["prompt:Password: "]);
+    assert_eq!(h.authtok.as_deref(), Some("pw123456"));
+}

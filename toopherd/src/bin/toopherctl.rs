@@ -44,6 +44,10 @@ enum Command {
         /// Replace an active enrolment (root or the admin group).
         #[arg(long)]
         force: bool,
+        /// Also write the QR code as a PNG here (a new file, mode 0600: it holds the
+        /// secret; delete it once scanned).
+        #[arg(long, conflicts_with = "json")]
+        qr_file: Option<PathBuf>,
     },
     /// Activate a pending enrolment with the first code from the app.
     Activate { user: String, code: String },
@@ -109,10 +113,40 @@ enum Command {
     /// Two-way registration of an account that has no second factor yet.
     #[command(subcommand)]
     Registration(RegistrationCommand),
+    /// The login policy (admin).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Grace periods (admin).
+    #[command(subcommand)]
+    Grace(GraceCommand),
     /// The fleet's shared store (`[store] kind = "postgres"`): worked on directly with
     /// toopherd.toml and the credentials file, not through toopherd (root).
     #[command(subcommand)]
     Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print which rule would decide a login of USER now, and why, without performing one.
+    Explain {
+        user: String,
+        /// The remote host of the login (sshd's client address).
+        #[arg(long)]
+        rhost: Option<String>,
+        /// The PAM service.
+        #[arg(long, default_value = "sshd")]
+        service: String,
+        /// An audit session id (`/proc/PID/sessionid`), for the grace period of logins
+        /// without a remote host (sudo, su).
+        #[arg(long)]
+        session: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GraceCommand {
+    /// End every grace period of USER at once.
+    Clear { user: String },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +264,28 @@ fn store_command(c: &StoreCommand) -> Result<(), Failure> {
     }
 }
 
+/// Whether the system knows the account (NSS, as toopherd and PAM see it).
+fn user_exists(name: &str) -> bool {
+    matches!(nix::unistd::User::from_name(name), Ok(Some(_)))
+}
+
+fn no_such_user(name: &str) -> Failure {
+    Failure::Refused(format!("no such user: {name}"))
+}
+
+/// A request that creates or uses a local enrolment (enroll, activate, recovery codes)
+/// for an account the system does not know is a mistake (a typo, most often), never
+/// "not enrolled". Other requests reach toopherd, which may hold a record of the name
+/// (an account deleted since, or a Toopher user); a name that neither knows is then
+/// refused by [`report_status`] and the removal commands.
+fn must_exist(name: &str) -> Result<(), Failure> {
+    if user_exists(name) {
+        Ok(())
+    } else {
+        Err(no_such_user(name))
+    }
+}
+
 fn current_user() -> Result<String, Failure> {
     nix::unistd::User::from_uid(nix::unistd::getuid())
         .ok()
@@ -245,12 +301,8 @@ struct Daemon {
 
 impl Daemon {
     fn connect(socket: PathBuf) -> Result<Daemon, Failure> {
-        let client = Client::connect(&socket, Timeouts::default()).map_err(|e| {
-            Failure::Unreachable(format!(
-                "cannot reach toopherd at {}: {e}",
-                socket.display()
-            ))
-        })?;
+        let client = Client::connect(&socket, Timeouts::default())
+            .map_err(|e| Failure::Unreachable(unreachable_text(&socket, &e)))?;
         Ok(Daemon { client, socket })
     }
 
@@ -265,6 +317,25 @@ impl Daemon {
             ))),
         }
     }
+}
+
+/// Why toopherd could not be reached, and what to do about it.
+fn unreachable_text(socket: &std::path::Path, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => {
+            "toopherd is not running. Check it with `systemctl status toopherd` (its log: \
+             `journalctl -u toopherd`); start it with `systemctl start toopherd`. If it runs \
+             with another socket, name it with --socket or TOOPHERD_SOCKET."
+        }
+        ErrorKind::PermissionDenied => {
+            "this account may not open the socket or its directory; toopherd makes both \
+             reachable by every user, so check the directory's permissions \
+             (`systemctl status toopherd`)."
+        }
+        _ => "check toopherd with `systemctl status toopherd` and `journalctl -u toopherd`.",
+    };
+    format!("cannot reach toopherd at {}: {e}\n{hint}", socket.display())
 }
 
 fn unexpected(r: &Response) -> Failure {
@@ -288,8 +359,14 @@ fn run(args: Args) -> Result<(), Failure> {
     let mut d = Daemon::connect(args.socket)?;
     match args.command {
         Command::Store(c) => store_command(&c),
-        Command::Enroll { user, json, force } => {
+        Command::Enroll {
+            user,
+            json,
+            force,
+            qr_file,
+        } => {
             let user = user.map_or_else(current_user, Ok)?;
+            must_exist(&user)?;
             let e = match d.call(&AdminRequest::Enroll {
                 user: user.clone(),
                 force,
@@ -300,11 +377,12 @@ fn run(args: Args) -> Result<(), Failure> {
             if json {
                 print_enrollment_json(&e)
             } else {
-                show_enrollment(&e)?;
+                show_enrollment(&e, qr_file.as_deref())?;
                 activate_interactively(&mut d, &user)
             }
         }
         Command::Activate { user, code } => {
+            must_exist(&user)?;
             let code = Secret::new(code.trim());
             match d.call(&AdminRequest::Activate {
                 user: user.clone(),
@@ -321,14 +399,7 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Status { user, json } => {
             let user = user.map_or_else(current_user, Ok)?;
             match d.call(&AdminRequest::Status { user })? {
-                Response::Status(st) if json => {
-                    println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default());
-                    Ok(())
-                }
-                Response::Status(st) => {
-                    print_status(&st);
-                    Ok(())
-                }
+                Response::Status(st) => report_status(&st, json),
                 other => Err(unexpected(&other)),
             }
         }
@@ -381,16 +452,27 @@ fn run(args: Args) -> Result<(), Failure> {
             }
             other => Err(unexpected(&other)),
         },
-        Command::Disable { user } => set_enabled(&mut d, user, false),
-        Command::Enable { user } => set_enabled(&mut d, user, true),
-        Command::Unlock { user } => match d.call(&AdminRequest::Unlock { user })? {
-            Response::Status(st) => {
-                print_status(&st);
-                Ok(())
+        Command::Disable { user } => {
+            known_somewhere(&mut d, &user)?;
+            set_enabled(&mut d, user, false)
+        }
+        Command::Enable { user } => {
+            known_somewhere(&mut d, &user)?;
+            set_enabled(&mut d, user, true)
+        }
+        Command::Unlock { user } => {
+            match known_somewhere(&mut d, &user)
+                .and_then(|()| d.call(&AdminRequest::Unlock { user }))?
+            {
+                Response::Status(st) => report_status(&st, false),
+                other => Err(unexpected(&other)),
             }
-            other => Err(unexpected(&other)),
-        },
+        }
         Command::Reset { user } => match d.call(&AdminRequest::Reset { user })? {
+            Response::Removed {
+                user,
+                existed: false,
+            } if !user_exists(&user) => Err(no_such_user(&user)),
             Response::Removed { user, existed } => {
                 println!(
                     "{user}: reset{}.",
@@ -416,6 +498,39 @@ fn run(args: Args) -> Result<(), Failure> {
                     ..
                 } => {
                     println!("{user}: reset link e-mailed to {to}.");
+                    Ok(())
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Command::Policy(PolicyCommand::Explain {
+            user,
+            rhost,
+            service,
+            session,
+        }) => match d.call(&AdminRequest::PolicyExplain {
+            user,
+            service,
+            rhost,
+            session,
+        })? {
+            Response::Explanation {
+                decision, steps, ..
+            } => {
+                for line in &decision {
+                    println!("decision: {line}");
+                }
+                for step in &steps {
+                    println!("  - {step}");
+                }
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        },
+        Command::Grace(GraceCommand::Clear { user }) => {
+            match d.call(&AdminRequest::GraceClear { user })? {
+                Response::GraceCleared { user, cleared } => {
+                    println!("{user}: {cleared} grace period(s) ended.");
                     Ok(())
                 }
                 other => Err(unexpected(&other)),
@@ -447,6 +562,7 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         Command::RecoveryCodes { user, .. } => {
             let user = user.map_or_else(current_user, Ok)?;
+            must_exist(&user)?;
             match d.call(&AdminRequest::RegenerateRecoveryCodes { user })? {
                 Response::RecoveryCodes { user, codes } => {
                     println!(
@@ -485,6 +601,10 @@ fn run(args: Args) -> Result<(), Failure> {
             Response::Removed {
                 user,
                 existed: false,
+            } if !user_exists(&user) => Err(no_such_user(&user)),
+            Response::Removed {
+                user,
+                existed: false,
             } => {
                 println!("{user}: was not enrolled.");
                 Ok(())
@@ -509,29 +629,124 @@ fn print_enrollment_json(e: &Enrollment) -> Result<(), Failure> {
     Ok(())
 }
 
-fn show_enrollment(e: &Enrollment) -> Result<(), Failure> {
-    let drawing =
-        qr::terminal(e.otpauth_uri.expose()).map_err(|e| Failure::Refused(e.to_string()))?;
+fn show_enrollment(e: &Enrollment, qr_file: Option<&std::path::Path>) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    let uri = e.otpauth_uri.expose();
+    if let Some(path) = qr_file {
+        write_private_png(path, uri)?;
+    }
+    // Colour only where it is drawn on a terminal; a pipe or a file gets plain text.
+    let tty = std::io::stdout().is_terminal();
+    let colour = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let style = if colour {
+        qr::Style::Colour
+    } else {
+        qr::Style::Plain
+    };
+    let room = if tty {
+        terminal_room().unwrap_or(qr::Room::CLASSIC)
+    } else {
+        qr::Room::CLASSIC
+    };
+    let drawing = qr::fitted(uri, style, room).map_err(|e| Failure::Refused(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "Scan this QR code with your authenticator app:\n\n{drawing}"
+        "A pending enrolment for {}; it expires at {} unless activated.\n",
+        e.user,
+        fmt_time(e.expires_at)
     );
-    let _ = writeln!(out, "Or enter this key by hand: {}", e.secret.expose());
-    let _ = writeln!(out, "URI: {}\n", e.otpauth_uri.expose());
     let _ = writeln!(
         out,
-        "Recovery codes (each works once; keep them somewhere safe):"
+        "Recovery codes (each works once; keep them somewhere safe, away from the phone):"
     );
     for c in &e.recovery_codes {
         let _ = writeln!(out, "    {}", c.expose());
     }
     let _ = writeln!(
         out,
-        "\nThis enrolment expires at {} unless activated.",
-        fmt_time(e.expires_at)
+        "\nKey, to type into the app by hand: {}",
+        e.secret.expose()
     );
+    let _ = writeln!(out, "URI: {uri}");
+    if let Some(path) = qr_file {
+        let _ = writeln!(
+            out,
+            "QR code PNG: {} (it holds the secret: delete it once scanned)",
+            path.display()
+        );
+    }
+    let png_hint = match qr_file {
+        Some(path) => format!("open the PNG {}", path.display()),
+        None => format!(
+            "run `toopherctl enroll {} --qr-file FILE` for a PNG (it replaces this pending enrolment)",
+            e.user
+        ),
+    };
+    let screen = if tty {
+        format!("this terminal's {}x{}", room.columns, room.lines + 1)
+    } else {
+        "an 80x24 terminal".to_string()
+    };
+    if drawing.columns > room.columns {
+        // Wrapped lines would not scan: say what it needs instead.
+        let _ = writeln!(
+            out,
+            "\nThe QR code needs {} columns and {} lines, more than {screen}: \
+             widen the window and run again, {png_hint}, or type the key.",
+            drawing.columns, drawing.lines
+        );
+        return Ok(());
+    }
+    let _ = writeln!(
+        out,
+        "\nScan this QR code with your authenticator app (or type the key):"
+    );
+    let _ = write!(out, "{}", drawing.text);
+    if !drawing.fits {
+        let _ = writeln!(
+            out,
+            "(The QR code is {} lines high, more than {screen} shows: enlarge the window, \
+             {png_hint}, or type the key.)",
+            drawing.lines
+        );
+    }
     Ok(())
+}
+
+/// The terminal's size less one line for the prompt under the code.
+fn terminal_room() -> Option<qr::Room> {
+    use std::os::fd::AsRawFd;
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize we own; stdout's descriptor is open.
+    let rc = unsafe { libc::ioctl(std::io::stdout().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_row > 1 && ws.ws_col > 0).then(|| qr::Room {
+        columns: usize::from(ws.ws_col),
+        lines: usize::from(ws.ws_row) - 1,
+    })
+}
+
+/// The QR code as a new PNG file only its owner can read.
+fn write_private_png(path: &std::path::Path, uri: &str) -> Result<(), Failure> {
+    use base64::Engine;
+    use std::os::unix::fs::OpenOptionsExt;
+    let b64 = qr::png_base64(uri).map_err(|e| Failure::Refused(e.to_string()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| Failure::Refused(e.to_string()))?;
+    let fail = |e: std::io::Error| Failure::Refused(format!("{}: {e}", path.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    f.write_all(&bytes).map_err(fail)
 }
 
 fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
@@ -564,9 +779,10 @@ fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
             other => return Err(unexpected(&other)),
         }
     }
-    Err(Failure::Refused(
-        "not activated after three tries; the enrolment stays pending".into(),
-    ))
+    Err(Failure::Refused(format!(
+        "not activated after three tries; the enrolment stays pending until it expires \
+         (activate it with `toopherctl activate {user} CODE`)"
+    )))
 }
 
 fn state_word(s: EnrollmentState) -> &'static str {
@@ -579,10 +795,7 @@ fn state_word(s: EnrollmentState) -> &'static str {
 
 fn set_enabled(d: &mut Daemon, user: String, enabled: bool) -> Result<(), Failure> {
     match d.call(&AdminRequest::SetEnabled { user, enabled })? {
-        Response::Status(st) => {
-            print_status(&st);
-            Ok(())
-        }
+        Response::Status(st) => report_status(&st, false),
         other => Err(unexpected(&other)),
     }
 }
@@ -645,6 +858,58 @@ fn pair(
     }
     println!("\r{user}: paired (pairing {}).{:30}", state.pairing_id, "");
     Ok(())
+}
+
+/// Shows an account's state. A name neither the system nor toopherd knows is an error
+/// (a typo, most often), never "not enrolled"; a record of a name the system does not
+/// know is shown, with a note, so it can be found and removed.
+fn report_status(st: &AccountStatus, json: bool) -> Result<(), Failure> {
+    let gone = !user_exists(&st.user);
+    // The Toopher backend's suites and deployments may name Toopher users before toopherd
+    // has a record of them; the local backend's accounts are always system accounts.
+    if gone && !has_record(st) && st.backend == "local" {
+        return Err(no_such_user(&st.user));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(st).unwrap_or_default());
+    } else {
+        print_status(st);
+    }
+    if gone {
+        eprintln!(
+            "toopherctl: note: the system has no user {0}; toopherd keeps this record of it \
+             (`toopherctl remove {0}` deletes it)",
+            st.user
+        );
+    }
+    Ok(())
+}
+
+/// For requests that change an account's record (suspend, resume, unlock): a name that
+/// neither the system nor toopherd knows is refused before toopherd makes a record of it.
+fn known_somewhere(d: &mut Daemon, user: &str) -> Result<(), Failure> {
+    if user_exists(user) {
+        return Ok(());
+    }
+    match d.call(&AdminRequest::Status { user: user.into() })? {
+        Response::Status(st) if has_record(&st) => Ok(()),
+        Response::Status(_) => Err(no_such_user(user)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Whether toopherd holds anything for the account: a status of all defaults is what it
+/// answers for a name it has never seen.
+fn has_record(st: &AccountStatus) -> bool {
+    st.state != EnrollmentState::None
+        || st.pairing_id.is_some()
+        || st.created_at.is_some()
+        || st.last_success_at.is_some()
+        || st.last_failure_at.is_some()
+        || st.locked_until.is_some()
+        || st.lock_level > 0
+        || st.recovery_codes_left > 0
+        || !st.enabled
 }
 
 fn print_status(st: &AccountStatus) {

@@ -27,7 +27,9 @@ struct Args {
     /// The configuration file.
     #[arg(long, default_value = DEFAULT_CONFIG)]
     config: PathBuf,
-    /// Validate the configuration and exit.
+    /// Check the configuration and what it names (state directory, socket directory,
+    /// admin group, Toopher credentials) for the user toopherd runs as, then exit: 0 when
+    /// toopherd can start with it, 78 when not.
     #[arg(long)]
     check_config: bool,
     /// Where log lines go.
@@ -51,26 +53,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        // The Toopher backend's credentials are part of a working configuration.
-        if config.backend == toopherd::config::Backend::Toopher {
-            let path = config.toopher.credentials_path();
-            if let Err(e) = toopherd::backend::toopher::load_credentials(&path) {
-                eprintln!("toopherd: invalid configuration: {e}");
-                return ExitCode::from(EX_CONFIG);
-            }
-        }
-        // A shared store: reachable, the role accepted, the schema current, the key right.
-        if config.store.kind == StoreKind::Postgres {
-            match toopherd::fleet::commands::check(&config.store) {
-                Ok(summary) => println!("{summary}"),
-                Err(e) => {
-                    eprintln!("toopherd: the shared store: {e}");
-                    return ExitCode::from(EX_CONFIG);
-                }
-            }
-        }
-        println!("{}: configuration is valid", args.config.display());
-        return ExitCode::SUCCESS;
+        return check_config(&args.config, &config);
     }
     let log = match Log::open(args.log) {
         Ok(l) => l,
@@ -79,12 +62,83 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let to_syslog = !log.is_stderr();
     match run(config, log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The reason goes to syslog (where the admin looks) and to stderr (the
+            // journal, a terminal), once where they are the same.
+            if to_syslog && let Ok(log) = Log::open(LogTarget::Syslog) {
+                log.err(&e);
+            }
             eprintln!("toopherd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--check-config`: each finding on its own line; fails when any is a problem.
+fn check_config(path: &Path, config: &Config) -> ExitCode {
+    use toopherd::preflight::{self, Level, ServiceUser};
+    let who = ServiceUser::guess();
+    println!(
+        "{}: checking for {} (uid {}), the user toopherd runs as{}",
+        path.display(),
+        who.name,
+        who.uid,
+        if who.name == "toopherd" {
+            " under the packaged unit"
+        } else {
+            ""
+        }
+    );
+    let mut findings = preflight::check(config, &who);
+    // A shared store: reachable, the role accepted, the schema current, the key right.
+    if config.store.kind == StoreKind::Postgres {
+        findings.push(match toopherd::fleet::commands::check(&config.store) {
+            Ok(summary) => preflight::Finding {
+                level: Level::Ok,
+                text: summary,
+            },
+            Err(e) => preflight::Finding {
+                level: Level::Problem,
+                text: format!("the shared store: {e}"),
+            },
+        });
+    }
+    let mut problems = 0;
+    for f in &findings {
+        let tag = match f.level {
+            Level::Ok => "ok",
+            Level::Warning => "warning",
+            Level::Problem => {
+                problems += 1;
+                "PROBLEM"
+            }
+        };
+        println!("  {tag:<8} {}", f.text);
+    }
+    if problems > 0 {
+        println!(
+            "{}: {problems} problem(s) to fix before toopherd can work as configured",
+            path.display()
+        );
+        ExitCode::from(EX_CONFIG)
+    } else {
+        println!(
+            "{}: no problems found; toopherd can start with it",
+            path.display()
+        );
+        ExitCode::SUCCESS
+    }
+}
+
+/// `uid 998 (toopherd)`: who toopherd is, for errors about what it may not do.
+fn whoami() -> String {
+    let uid = nix::unistd::Uid::effective();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => format!("uid {uid} ({})", u.name),
+        _ => format!("uid {uid}"),
     }
 }
 
@@ -92,13 +146,14 @@ fn run(config: Config, log: Log) -> Result<(), String> {
     // Everything toopherd creates is private unless it says otherwise (the socket).
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o077) };
+    let state_dir = config.state_dir.path().to_owned();
     if config.store.kind == StoreKind::Sqlite {
-        prepare_state_dir(config.state_dir.path())?;
+        prepare_state_dir(&state_dir).map_err(with_who)?;
     }
     // Claim the socket path before touching the database: a second toopherd stops here
     // and leaves the running one's socket and state alone.
     let socket = config.socket.path().to_owned();
-    let claim = Claim::take(&socket).map_err(|e| e.to_string())?;
+    let claim = Claim::take(&socket).map_err(with_who)?;
     raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -108,11 +163,11 @@ fn run(config: Config, log: Log) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let log = Arc::new(log);
     let store = match config.store.kind {
-        StoreKind::Sqlite => open_sqlite(&config, &log)?,
+        StoreKind::Sqlite => open_sqlite(&config, &state_dir, &log)?,
         StoreKind::Postgres => open_shared(&config, &runtime, &log)?,
     };
     let daemon = Arc::new(Service::on_store(config, store, log)?);
-    let bound = claim.bind().map_err(|e| e.to_string())?;
+    let bound = claim.bind().map_err(with_who)?;
     if bound.replaced_stale {
         daemon.log.info(&format!(
             "replaced the stale socket {} (no toopherd was listening)",
@@ -126,6 +181,12 @@ fn run(config: Config, log: Log) -> Result<(), String> {
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UnixListener::from_std(std_listener))
             .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        // A typo in a group name would make its rule match nobody: say so at start.
+        for w in toopherd::policy::warnings(&daemon.config.policy, &toopherd::policy::groups::Nss) {
+            daemon.log.warn(&format!("policy: {w}"));
+        }
+        let policy =
+            toopherd::policy::Policy::new(daemon.config.policy.clone(), daemon.config.availability);
         daemon.log.info(&format!(
             "listening on {} (store {}, backend {}, availability {}, failmode {})",
             socket.display(),
@@ -134,7 +195,7 @@ fn run(config: Config, log: Log) -> Result<(), String> {
                 StoreKind::Postgres => "postgres",
             },
             daemon.config.backend.as_str(),
-            daemon.config.availability.as_str(),
+            policy.availability().as_str(),
             daemon.config.failmode.as_str()
         ));
         notify_systemd("READY=1");
@@ -149,19 +210,59 @@ fn run(config: Config, log: Log) -> Result<(), String> {
             socket.display()
         ));
     }
-    daemon.log.info("stopped");
+    // "stopped" only after a run that started: a failure is told by its own error.
+    if result.is_ok() {
+        daemon.log.info("stopped");
+    }
     result
 }
 
+/// Appends who toopherd is to an error about access, which depends on it.
+fn with_who(e: impl std::fmt::Display) -> String {
+    let e = e.to_string();
+    if e.contains("Permission denied")
+        || e.contains("Read-only file system")
+        || e.contains("Operation not permitted")
+    {
+        format!("{e} (toopherd runs as {})", whoami())
+    } else {
+        e
+    }
+}
+
+/// When the state directory belongs to someone else: whose it is and the fix.
+fn ownership_hint(dir: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::Uid::effective();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.uid() != me.as_raw() && !me.is_root() => {
+            let name = nix::unistd::User::from_uid(me)
+                .ok()
+                .flatten()
+                .map_or_else(|| me.to_string(), |u| u.name);
+            format!(
+                "; {} belongs to uid {} (chown -R {name}: {})",
+                dir.display(),
+                m.uid(),
+                dir.display()
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 /// This host's SQLite database in `state_dir`.
-fn open_sqlite(config: &Config, log: &Arc<Log>) -> Result<Shared, String> {
+fn open_sqlite(config: &Config, state_dir: &Path, log: &Arc<Log>) -> Result<Shared, String> {
     let db_path = config.database_path();
     let mut store = Store::open(&db_path).map_err(|e| {
-        let msg = format!("cannot open the database: {e}");
-        log.err(&msg);
-        msg
+        format!(
+            "cannot open the database {} as {}: {e}{}",
+            db_path.display(),
+            whoami(),
+            ownership_hint(state_dir)
+        )
     })?;
-    Store::tighten_permissions(&db_path).map_err(|e| e.to_string())?;
+    Store::tighten_permissions(&db_path).map_err(with_who)?;
     if let Ok(n) = store.expire_pending(toopherd::now())
         && n > 0
     {

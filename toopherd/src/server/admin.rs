@@ -8,7 +8,8 @@ use crate::authz;
 use crate::backend::{CodesError, PhonePairing};
 use crate::logging::field;
 use crate::now;
-use crate::store::{Rejection, StoreError, Verdict};
+use crate::policy::{Enrolment, LoginFacts};
+use crate::store::{LoginState, Rejection, StoreError, Verdict};
 use crate::totp;
 use std::sync::Arc;
 use toopher_ipc::{
@@ -42,6 +43,90 @@ pub async fn handle(conn: &mut Conn, req: AdminRequest) -> Response {
             regenerate_recovery_codes(conn, user).await
         }
         AdminRequest::Unlock { user } => unlock(conn, user).await,
+        AdminRequest::PolicyExplain {
+            user,
+            service,
+            rhost,
+            session,
+        } => policy_explain(conn, user, service, rhost, session).await,
+        AdminRequest::GraceClear { user } => grace_clear(conn, user),
+    }
+}
+
+/// Ends every grace of `user`: a grace never outlives disable, reset or remove.
+fn end_grace(conn: &Conn, user: &str) -> usize {
+    conn.d.policy.clear(user)
+}
+
+fn grace_clear(conn: &mut Conn, user: String) -> Response {
+    let cleared = end_grace(conn, &user);
+    conn.log_admin("grace_clear", &user, &format!("cleared={cleared}"));
+    Response::GraceCleared {
+        user,
+        cleared: u32::try_from(cleared).unwrap_or(u32::MAX),
+    }
+}
+
+/// Which rule would decide a login of `user` now, by the code a login runs, without
+/// performing one (nothing is recorded, no backend is asked).
+async fn policy_explain(
+    conn: &mut Conn,
+    user: String,
+    service: String,
+    rhost: Option<String>,
+    session: Option<u32>,
+) -> Response {
+    let bad = |s: &str| s.is_empty() || s.len() > 256 || s.chars().any(char::is_control);
+    if bad(&service) || service.len() > 64 || rhost.as_deref().is_some_and(bad) {
+        return Response::error(ErrorKind::BadRequest, "invalid service or rhost");
+    }
+    let limits = conn.d.limits();
+    let local = conn.d.config.backend == crate::config::Backend::Local;
+    let name = user.clone();
+    let state = conn
+        .d
+        .store
+        .call(move |s| {
+            let suspended = s.is_suspended(&name)?;
+            // Only the local backend knows enrolment without asking a service.
+            let enrolment = if local {
+                Some(match s.login_state(&name, now(), limits)? {
+                    LoginState::NotEnrolled => Enrolment::NotEnrolled,
+                    _ => Enrolment::Enrolled,
+                })
+            } else {
+                None
+            };
+            Ok((suspended, enrolment))
+        })
+        .await;
+    let (suspended, enrolment) = match state {
+        Ok(s) => s,
+        Err(e) => return conn.internal("policy explain", &e),
+    };
+    let d = Arc::clone(&conn.d);
+    let name = user.clone();
+    let explained = tokio::task::spawn_blocking(move || {
+        d.policy.explain(
+            &LoginFacts {
+                user: &name,
+                service: &service,
+                rhost: rhost.as_deref(),
+                session,
+                suspended,
+                now: now(),
+            },
+            enrolment,
+        )
+    })
+    .await;
+    match explained {
+        Ok(e) => Response::Explanation {
+            user,
+            decision: e.decision,
+            steps: e.steps,
+        },
+        Err(_) => super::conn::internal_error(),
     }
 }
 
@@ -145,6 +230,7 @@ async fn status(conn: &mut Conn, user: String) -> Response {
 }
 
 async fn remove(conn: &mut Conn, user: String) -> Response {
+    end_grace(conn, &user);
     let name = user.clone();
     match conn.d.store.call(move |s| s.remove(&name)).await {
         Ok(existed) => {
@@ -277,6 +363,9 @@ async fn list(conn: &mut Conn) -> Response {
 
 async fn set_enabled(conn: &mut Conn, user: String, enabled: bool) -> Response {
     let what = if enabled { "enable" } else { "disable" };
+    if !enabled {
+        end_grace(conn, &user);
+    }
     let d = Arc::clone(&conn.d);
     if let Err(e) = d.backend.set_enabled(&user, enabled).await {
         return conn.service_failure(what, &user, &e);
@@ -294,6 +383,7 @@ async fn set_enabled(conn: &mut Conn, user: String, enabled: bool) -> Response {
 }
 
 async fn reset(conn: &mut Conn, user: String) -> Response {
+    end_grace(conn, &user);
     let d = Arc::clone(&conn.d);
     if let Err(e) = d.backend.reset(&user).await {
         return conn.service_failure("reset", &user, &e);

@@ -5,8 +5,10 @@ use super::service::Service;
 use super::session::Session;
 use crate::authz::{self, Peer};
 use crate::backend::{Attempting, ServiceError};
-use crate::config::{Availability, Failmode};
+use crate::config::Failmode;
 use crate::logging::{Abuse, field};
+use crate::policy::Decision;
+use crate::policy::rules::Outcome as PolicyOutcome;
 use crate::store::StoreError;
 use std::sync::Arc;
 use toopher_ipc::{
@@ -19,6 +21,17 @@ pub struct Conn {
     /// Who is on the other end; every request is authorised against it.
     pub(super) peer: Peer,
     pub(super) session: Session,
+    /// The kernel audit session of a root peer (the PAM process), for the grace period.
+    pub(super) audit_session: Option<u32>,
+    /// The second factor this connection's login passed, for `GraceToken`.
+    pub(super) granted: Option<Granted>,
+}
+
+/// A passed second factor: whose, and when.
+#[derive(Debug, Clone)]
+pub(super) struct Granted {
+    pub user: String,
+    pub at: u64,
 }
 
 impl Conn {
@@ -27,7 +40,15 @@ impl Conn {
             d,
             peer,
             session: Session::Idle,
+            audit_session: None,
+            granted: None,
         }
+    }
+
+    /// The peer's audit session (see `policy::session`); only a root peer's counts.
+    pub fn with_audit_session(mut self, session: Option<u32>) -> Conn {
+        self.audit_session = session.filter(|_| self.peer.uid == 0);
+        self
     }
 
     pub(super) fn log_auth(&self, ctx: &LoginContext, outcome: &str, extra: &str) {
@@ -51,6 +72,25 @@ impl Conn {
         } else {
             self.d.log.warn(&line);
         }
+    }
+
+    /// A policy decision that hands the login to the backend: `policy user=... service=...
+    /// rhost=... tty=... outcome=challenge rule=...` (the backend's result follows as an
+    /// `auth` line). Decisions that end the login are `auth` lines with their rule.
+    pub(super) fn log_policy(&self, ctx: &LoginContext, decision: &Decision) {
+        let by = if self.peer.uid == 0 {
+            String::new()
+        } else {
+            format!(" by={}", self.peer.describe())
+        };
+        self.d.log.info(&format!(
+            "policy user={} service={} rhost={} tty={} {}{by}",
+            field(Some(&ctx.user)),
+            field(Some(&ctx.service)),
+            field(ctx.rhost.as_deref()),
+            field(ctx.tty.as_deref()),
+            decision.log_fields(),
+        ));
     }
 
     pub(super) fn log_admin(&self, request: &str, user: &str, outcome: &str) {
@@ -98,6 +138,11 @@ impl Conn {
             "denied",
             "reason=user_disabled detail=suspended_by_admin",
         );
+        self.suspended_answer()
+    }
+
+    /// The answer to a login of a suspended account (logged by the caller).
+    pub(super) fn suspended_answer(&self) -> Response {
         Response::Denied {
             reason: DenyReason::UserDisabled,
             message: Some(
@@ -106,23 +151,24 @@ impl Conn {
         }
     }
 
-    /// An account without a second factor: `availability` decides.
-    pub(super) fn not_enrolled(&self, ctx: &LoginContext) -> Response {
-        match self.d.config.availability {
-            Availability::Required => {
-                self.log_auth(ctx, "denied", "reason=not_enrolled");
+    /// An account without a second factor: the policy's decision (its rule named).
+    pub(super) fn not_enrolled(&self, ctx: &LoginContext, decision: &Decision) -> Response {
+        let rule = decision.rule.log_fields();
+        match decision.outcome {
+            PolicyOutcome::Allowed => {
+                self.log_auth(ctx, "allowed", &format!("reason=not_enrolled {rule}"));
+                Response::Allow {
+                    reason: AllowReason::NotEnrolled,
+                }
+            }
+            _ => {
+                self.log_auth(ctx, "denied", &format!("reason=not_enrolled {rule}"));
                 Response::Denied {
                     reason: DenyReason::NotEnrolled,
                     message: Some(
                         "Two-factor authentication is required, but this account is not enrolled."
                             .into(),
                     ),
-                }
-            }
-            Availability::Available => {
-                self.log_auth(ctx, "allowed", "reason=not_enrolled");
-                Response::Allow {
-                    reason: AllowReason::NotEnrolled,
                 }
             }
         }
@@ -182,6 +228,10 @@ impl Conn {
     pub(super) fn authorise(&self, req: &Request) -> Option<Response> {
         let (request, user, admin) = match req {
             Request::Login(LoginRequest::Begin(ctx)) => ("begin", Some(ctx.user.as_str()), false),
+            // The session hook of the module inside sshd (root; checked again there).
+            Request::Login(LoginRequest::BindSession { user, .. }) => {
+                ("bind session", Some(user.as_str()), true)
+            }
             Request::Login(_) => return None,
             Request::Admin(a) => (a.name(), a.target(), a.needs_admin()),
         };

@@ -2,12 +2,17 @@
 //! here its [`Outcome`] becomes the answer and its log line, and the session is ended
 //! where the outcome ends it.
 
-use super::conn::{Conn, internal_error, no_login, told};
+use super::conn::{Conn, Granted, internal_error, no_login, told};
 use super::registration;
 use super::session::{Login, MAX_WAIT_SLICE, PendingPush, Phase};
 use crate::backend::{Attempting, Begin, Outcome};
+use crate::now;
+use crate::policy::rules::Outcome as PolicyOutcome;
+use crate::policy::{Decision, Enrolment, LoginFacts, Rule, Stage};
 use std::time::{Duration, Instant};
-use toopher_ipc::{DenyReason, ErrorKind, LoginContext, LoginRequest, Method, Response, Secret};
+use toopher_ipc::{
+    AllowReason, DenyReason, ErrorKind, LoginContext, LoginRequest, Method, Response, Secret,
+};
 
 /// Answers a login request (authorised by dispatch).
 pub async fn handle(conn: &mut Conn, req: LoginRequest) -> Response {
@@ -37,6 +42,8 @@ pub async fn handle(conn: &mut Conn, req: LoginRequest) -> Response {
             registration::registration_response(conn, code).await
         }
         LoginRequest::PairPhrase { phrase } => registration::pair_in_login(conn, phrase).await,
+        LoginRequest::GraceToken => grace_token(conn),
+        LoginRequest::BindSession { user, token } => bind_session(conn, &user, &token),
     }
 }
 
@@ -76,20 +83,34 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
         ctx.ruser = None;
         ctx.notify = false;
     }
+    // The policy first: an exempt login never reaches the backend.
+    let need = match assess(conn, &ctx).await {
+        Ok(Stage::Decided(decision)) => return decided(conn, &ctx, &decision),
+        Ok(need @ Stage::NeedsFactor { .. }) => need,
+        Err(r) => return *r,
+    };
     let who = Attempting {
         ctx,
         own_failures: Vec::new(),
     };
     let d = std::sync::Arc::clone(&conn.d);
     match d.backend.begin(&who).await {
-        Begin::Settled(Outcome::NotEnrolled) => registration::no_factor(conn, who.ctx).await,
+        Begin::Settled(Outcome::NotEnrolled) => {
+            let decision = need.with_enrolment(Enrolment::NotEnrolled);
+            registration::no_factor(conn, who.ctx, &decision).await
+        }
         Begin::Settled(outcome) => settle(conn, &who.ctx, outcome).await,
         Begin::Challenge { methods, note } => {
+            // The policy's line: the rule that asks for a second factor. The backend's
+            // result gets its own `auth` line, as before.
+            let decision = need.clone().with_enrolment(Enrolment::Enrolled);
+            conn.log_policy(&who.ctx, &decision);
             if let Some(note) = note {
                 conn.log_auth(&who.ctx, "challenge", &note);
             }
-            conn.session
-                .open(Login::new(who.ctx.clone(), Phase::Challenge));
+            let mut login = Login::new(who.ctx.clone(), Phase::Challenge);
+            login.policy = Some(need);
+            conn.session.open(login);
             let push = who.ctx.autopush
                 && methods.contains(&Method::Push)
                 && d.backend.push_timing().is_some();
@@ -106,6 +127,66 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
                 },
                 other => other,
             }
+        }
+    }
+}
+
+/// The policy's answer for a login (suspension from the store, groups through NSS, the
+/// grace book), off the async workers.
+async fn assess(conn: &Conn, ctx: &LoginContext) -> Result<Stage, Box<Response>> {
+    let user = ctx.user.clone();
+    let suspended = match conn.d.store.call(move |s| s.is_suspended(&user)).await {
+        Ok(s) => s,
+        Err(e) => {
+            conn.log_auth(ctx, "error", "reason=internal");
+            return Err(Box::new(conn.internal("begin", &e)));
+        }
+    };
+    let d = std::sync::Arc::clone(&conn.d);
+    let (user, service, rhost) = (ctx.user.clone(), ctx.service.clone(), ctx.rhost.clone());
+    let session = conn.audit_session;
+    let stage = tokio::task::spawn_blocking(move || {
+        d.policy.assess(&LoginFacts {
+            user: &user,
+            service: &service,
+            rhost: rhost.as_deref(),
+            session,
+            suspended,
+            now: now(),
+        })
+    })
+    .await;
+    stage.map_err(|_| {
+        conn.log_auth(ctx, "error", "reason=internal");
+        Box::new(internal_error())
+    })
+}
+
+/// A login the policy decided without the backend: logged with its rule, answered.
+fn decided(conn: &mut Conn, ctx: &LoginContext, decision: &Decision) -> Response {
+    match (decision.outcome, &decision.rule) {
+        (_, Rule::Suspended) => {
+            conn.log_auth(
+                ctx,
+                "denied",
+                &format!(
+                    "reason=user_disabled detail=suspended_by_admin rule={}",
+                    decision.rule.name()
+                ),
+            );
+            conn.suspended_answer()
+        }
+        (PolicyOutcome::Allowed, _) => {
+            conn.log_auth(ctx, "allowed", &decision.details());
+            Response::Allow {
+                reason: AllowReason::Exempt,
+            }
+        }
+        // The policy denies only suspended accounts before the backend; anything else
+        // here is a bug, and a bug denies.
+        (_, _) => {
+            conn.log_auth(ctx, "denied", &decision.details());
+            Response::denied(DenyReason::Policy)
         }
     }
 }
@@ -255,6 +336,7 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
                 &format!("method={name}{automated}{}", told(notice.as_ref())),
             );
             conn.session.end();
+            remember_grant(conn, ctx);
             Response::Granted { method, notice }
         }
         Outcome::Denied {
@@ -286,8 +368,18 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
         }
         Outcome::Pending { .. } => Response::Pending,
         Outcome::NotEnrolled => {
+            // Removed while the login was open: what the policy said for it decides.
+            let need = conn.session.login().and_then(|l| l.policy.clone());
             conn.session.end();
-            conn.not_enrolled(ctx)
+            let decision = match need {
+                Some(need) => need.with_enrolment(Enrolment::NotEnrolled),
+                None => Decision {
+                    rule: Rule::Availability(crate::config::Availability::Required),
+                    outcome: PolicyOutcome::Denied,
+                    reason: Some(crate::policy::rules::Reason::NotEnrolled),
+                },
+            };
+            conn.not_enrolled(ctx, &decision)
         }
         Outcome::OtpRequired => {
             conn.log_auth(ctx, "challenge", "reason=toopher_708_requires_otp");
@@ -307,6 +399,78 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
         Outcome::Internal => {
             conn.log_auth(ctx, "error", "reason=internal");
             internal_error()
+        }
+    }
+}
+
+/// A passed second factor: the grace book learns it, and the connection keeps it for a
+/// `GraceToken` request.
+fn remember_grant(conn: &mut Conn, ctx: &LoginContext) {
+    let at = now();
+    conn.d.policy.granted(&LoginFacts {
+        user: &ctx.user,
+        service: &ctx.service,
+        rhost: ctx.rhost.as_deref(),
+        session: conn.audit_session,
+        suspended: false,
+        now: at,
+    });
+    conn.granted = Some(Granted {
+        user: ctx.user.clone(),
+        at,
+    });
+}
+
+/// `GraceToken`: the bind token for this connection's granted login.
+fn grace_token(conn: &mut Conn) -> Response {
+    // Only the module inside sshd (root) has a session hook to hand a token to; a user's
+    // own process gets none, so it cannot turn a grant of its own into a session's grace.
+    let granted = conn.granted.take().filter(|_| conn.peer.uid == 0);
+    let Some(g) = granted else {
+        return Response::error(
+            ErrorKind::NotFound,
+            "no second factor was passed on this connection",
+        );
+    };
+    match conn.d.policy.token(&g.user, g.at, now()) {
+        Ok(Some(token)) => Response::GraceToken {
+            token: Secret::new(token.as_str()),
+        },
+        Ok(None) => Response::error(ErrorKind::NotFound, "no grace period is configured"),
+        Err(e) => {
+            conn.d.log.err(&format!("grace token: {e}"));
+            internal_error()
+        }
+    }
+}
+
+/// `BindSession`, from the session hook of a login that passed its second factor: the
+/// grant counts in the peer's audit session from now on. Only a root peer (the module
+/// inside sshd) has a session that counts.
+fn bind_session(conn: &mut Conn, user: &str, token: &Secret) -> Response {
+    if conn.peer.uid != 0 {
+        return conn.refuse("bind session", Some(user), true);
+    }
+    let Some(session) = conn.audit_session else {
+        return Response::error(
+            ErrorKind::Conflict,
+            "the session hook runs outside any audit session (is pam_loginuid before it?)",
+        );
+    };
+    match conn.d.policy.bind(token.expose(), user, session, now()) {
+        Ok(place) => {
+            conn.d.log.info(&format!(
+                "grace user={} bound to {place}",
+                crate::logging::field(Some(user))
+            ));
+            Response::Bound { session }
+        }
+        Err(e) => {
+            conn.d.log.warn(&format!(
+                "grace user={} not bound: {e}",
+                crate::logging::field(Some(user))
+            ));
+            Response::error(ErrorKind::NotFound, e.to_string())
         }
     }
 }

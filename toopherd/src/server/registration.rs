@@ -5,9 +5,11 @@
 use super::conn::{Conn, no_login};
 use super::session::{Login, MAX_WAIT_SLICE, Phase};
 use crate::backend::EnrolInLogin;
-use crate::config::{Availability, EnrollMode};
+use crate::config::EnrollMode;
 use crate::logging::field;
 use crate::now;
+use crate::policy::Decision;
+use crate::policy::rules::Outcome as PolicyOutcome;
 use crate::store::{ApproveError, Attempt, RegistrationCheck, StoreError, Verdict};
 use crate::totp;
 use std::sync::Arc;
@@ -21,12 +23,12 @@ use zeroize::Zeroizing;
 /// How long a phone has to confirm a pairing made during a login.
 const PAIRING_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// An account without a factor: two-way registration when configured and required,
-/// else `availability` decides.
-pub(super) async fn no_factor(conn: &mut Conn, ctx: LoginContext) -> Response {
-    let cfg = &conn.d.config;
-    if cfg.enroll != EnrollMode::TwoWay || cfg.availability == Availability::Available {
-        return conn.not_enrolled(&ctx);
+/// An account without a factor: two-way registration when configured and the policy
+/// requires a factor, else the policy's decision.
+pub(super) async fn no_factor(conn: &mut Conn, ctx: LoginContext, decision: &Decision) -> Response {
+    // A login the policy lets through without a factor is not asked to register.
+    if conn.d.config.enroll != EnrollMode::TwoWay || decision.outcome == PolicyOutcome::Allowed {
+        return conn.not_enrolled(&ctx, decision);
     }
     match start_registration(conn, &ctx).await {
         Ok((code, secs)) => {

@@ -5,6 +5,7 @@ use crate::backend::local::LocalBackend;
 use crate::backend::toopher::ToopherBackend;
 use crate::config::{Backend as BackendKind, Config};
 use crate::logging::Log;
+use crate::policy::{Gate, Policy};
 use crate::store::{Limits, Shared, Store};
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ pub struct Service {
     pub(super) backend: Box<dyn Backend>,
     /// The issuer shown in authenticator apps.
     pub(super) issuer: String,
+    /// The policy the login asks before the backend, with the grace book.
+    pub(super) policy: Gate,
 }
 
 fn host_name() -> String {
@@ -77,12 +80,14 @@ impl Service {
             Some(l) => l.0.clone(),
             None => host_name(),
         };
+        let policy = Gate::new(Policy::new(config.policy.clone(), config.availability));
         Service {
             config,
             log,
             store,
             backend,
             issuer,
+            policy,
         }
     }
 

@@ -26,6 +26,9 @@ pub struct Login {
     pub phase: Phase,
     /// Failures recorded in this login: the person saw them, so no notice repeats them.
     pub own_failures: Vec<i64>,
+    /// What the policy said before the backend was asked (the rule, and whether a login
+    /// without a factor passes).
+    pub policy: Option<crate::policy::Stage>,
 }
 
 /// Where an open login stands. Most logins stay in `Challenge`; an account without a
@@ -64,6 +67,7 @@ impl Login {
             push: None,
             phase,
             own_failures: Vec::new(),
+            policy: None,
         }
     }
 }

@@ -249,6 +249,13 @@ fn every_admin_request(user: &str) -> Vec<AdminRequest> {
         },
         AdminRequest::RegenerateRecoveryCodes { user: u() },
         AdminRequest::Unlock { user: u() },
+        AdminRequest::PolicyExplain {
+            user: u(),
+            service: "sshd".into(),
+            rhost: None,
+            session: None,
+        },
+        AdminRequest::GraceClear { user: u() },
     ]
 }
 
@@ -662,4 +669,232 @@ async fn a_backend_without_push_refuses_one_if_asked_anyway() {
             "{outcome:?}"
         );
     }
+}
+
+// The policy in the login: asked before the backend, and the grace book.
+
+/// A root connection whose PAM process runs in audit session `session`.
+fn root_in(s: &Setup, session: Option<u32>) -> Conn {
+    Conn::new(Arc::clone(&s.service), root()).with_audit_session(session)
+}
+
+fn begin_from(user: &str, rhost: Option<&str>) -> LoginRequest {
+    let mut c = ctx(user);
+    c.rhost = rhost.map(str::to_owned);
+    LoginRequest::Begin(c)
+}
+
+#[tokio::test]
+async fn a_trusted_network_allows_without_asking_the_backend() {
+    let s = fake("[policy]\ntrusted_networks = [\"192.0.2.0/24\"]\n");
+    // The fake backend would answer "unreachable" for this user: it is never asked.
+    let r = ask(
+        &mut root_in(&s, None),
+        begin_from("offline", Some("192.0.2.7")),
+    )
+    .await;
+    assert_eq!(
+        r,
+        Response::Allow {
+            reason: AllowReason::Exempt
+        }
+    );
+    let r = ask(
+        &mut root_in(&s, None),
+        begin_from("alice", Some("198.51.100.7")),
+    )
+    .await;
+    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+    // A user's own process cannot claim a remote host: its rhost is dropped.
+    let mut conn = Conn::new(Arc::clone(&s.service), bob());
+    let r = ask(&mut conn, begin_from("bob", Some("192.0.2.7"))).await;
+    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn the_policy_decides_what_an_account_without_a_factor_does() {
+    // [policy] availability overrides the top-level key.
+    let s = fake("availability = \"available\"\n[policy]\navailability = \"required\"\n");
+    let r = ask(&mut root_in(&s, None), begin("nobody")).await;
+    assert!(
+        matches!(
+            r,
+            Response::Denied {
+                reason: DenyReason::NotEnrolled,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    let s = fake("availability = \"available\"\n");
+    let r = ask(&mut root_in(&s, None), begin("nobody")).await;
+    assert_eq!(
+        r,
+        Response::Allow {
+            reason: AllowReason::NotEnrolled
+        }
+    );
+    // A service that is exempt never asks.
+    let s = fake("[policy.services.sshd]\nrequired = false\n");
+    let r = ask(&mut root_in(&s, None), begin("offline")).await;
+    assert_eq!(
+        r,
+        Response::Allow {
+            reason: AllowReason::Exempt
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_grace_by_rhost_is_per_user_and_place_and_grace_clear_ends_it() {
+    let s = fake("[policy]\ngrace_period = 60\n");
+    let mut conn = root_in(&s, None);
+    assert!(matches!(
+        ask(&mut conn, begin("alice")).await,
+        Response::Challenge { .. }
+    ));
+    assert!(matches!(
+        ask(&mut conn, otp(RIGHT)).await,
+        Response::Granted { .. }
+    ));
+    let again = |user: &'static str, rhost: &'static str| {
+        let s = Arc::clone(&s.service);
+        async move {
+            let mut conn = Conn::new(s, root());
+            ask(&mut conn, begin_from(user, Some(rhost))).await
+        }
+    };
+    assert_eq!(
+        again("alice", "192.0.2.7").await,
+        Response::Allow {
+            reason: AllowReason::Exempt
+        }
+    );
+    assert!(matches!(
+        again("alice", "192.0.2.8").await,
+        Response::Challenge { .. }
+    ));
+    assert!(matches!(
+        again("bob", "192.0.2.7").await,
+        Response::Challenge { .. }
+    ));
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::GraceClear {
+            user: "alice".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        r,
+        Response::GraceCleared {
+            user: "alice".into(),
+            cleared: 1
+        }
+    );
+    assert!(matches!(
+        again("alice", "192.0.2.7").await,
+        Response::Challenge { .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
+    let s = fake("[policy]\ngrace_period = 60\n");
+    let mut conn = root_in(&s, None);
+    // Nothing granted yet: no token.
+    assert!(matches!(
+        ask(&mut conn, LoginRequest::GraceToken).await,
+        Response::Error {
+            kind: ErrorKind::NotFound,
+            ..
+        }
+    ));
+    assert!(matches!(
+        ask(&mut conn, begin("alice")).await,
+        Response::Challenge { .. }
+    ));
+    assert!(matches!(
+        ask(&mut conn, otp(RIGHT)).await,
+        Response::Granted { .. }
+    ));
+    let Response::GraceToken { token } = ask(&mut conn, LoginRequest::GraceToken).await else {
+        panic!("a token after a grant");
+    };
+    // A user's own process that passed its own login gets no token.
+    let mut own = Conn::new(Arc::clone(&s.service), bob());
+    assert!(matches!(
+        ask(&mut own, begin("bob")).await,
+        Response::Challenge { .. }
+    ));
+    assert!(matches!(
+        ask(&mut own, otp(RIGHT)).await,
+        Response::Granted { .. }
+    ));
+    assert_eq!(
+        kind(&ask(&mut own, LoginRequest::GraceToken).await),
+        Some(ErrorKind::NotFound)
+    );
+    let bind = |token: &Secret| LoginRequest::BindSession {
+        user: "alice".into(),
+        token: token.clone(),
+    };
+    // Only root's module binds, and only from inside an audit session.
+    let mut users = Conn::new(Arc::clone(&s.service), bob()).with_audit_session(Some(7));
+    assert_eq!(
+        kind(&ask(&mut users, bind(&token)).await),
+        Some(ErrorKind::Forbidden)
+    );
+    assert_eq!(
+        kind(&ask(&mut root_in(&s, None), bind(&token)).await),
+        Some(ErrorKind::Conflict)
+    );
+    assert_eq!(
+        ask(&mut root_in(&s, Some(7)), bind(&token)).await,
+        Response::Bound { session: 7 }
+    );
+    assert_eq!(
+        kind(&ask(&mut root_in(&s, Some(8)), bind(&token)).await),
+        Some(ErrorKind::NotFound),
+        "single use"
+    );
+    // A login without an rhost in session 7 (sudo inside the SSH login) passes; 8 asks.
+    let r = ask(&mut root_in(&s, Some(7)), begin_from("alice", None)).await;
+    assert_eq!(
+        r,
+        Response::Allow {
+            reason: AllowReason::Exempt
+        }
+    );
+    let r = ask(&mut root_in(&s, Some(8)), begin_from("alice", None)).await;
+    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn explain_names_the_rule_a_login_would_meet() {
+    let s = fake("[policy]\ntrusted_networks = [\"192.0.2.0/24\"]\n");
+    let explain = |rhost: Option<&str>| AdminRequest::PolicyExplain {
+        user: "alice".into(),
+        service: "sshd".into(),
+        rhost: rhost.map(str::to_owned),
+        session: None,
+    };
+    let Response::Explanation {
+        decision, steps, ..
+    } = ask(&mut root_in(&s, None), explain(Some("192.0.2.7"))).await
+    else {
+        panic!("an explanation");
+    };
+    assert_eq!(
+        decision,
+        ["outcome=allowed rule=trusted_network network=192.0.2.0/24"]
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|l| l.contains("192.0.2.7 is in 192.0.2.0/24")),
+        "{steps:?}"
+    );
+    let r = ask(&mut root_in(&s, None), explain(Some("bad\nhost"))).await;
+    assert_eq!(kind(&r), Some(ErrorKind::BadRequest));
 }

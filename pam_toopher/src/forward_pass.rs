@@ -1,0 +1,168 @@
+//! `forward_pass`: password and one-time password typed into one prompt, for clients that
+//! cannot do keyboard-interactive (sshd `PasswordAuthentication`, GUI SFTP clients, VPN and
+//! RADIUS front ends). The trailing code is taken off and verified here; the password is
+//! handed to the next module as PAM_AUTHTOK (which then needs `use_first_pass`).
+
+use crate::daemon::Daemon;
+use crate::login::{Level, Login, MAX_CODE_LEN, Outcome};
+use crate::wait::wait_for_answer;
+use std::time::Instant;
+use toopher_ipc::{LoginRequest, Method, Response, Secret};
+
+/// Digits of a one-time password.
+pub const CODE_DIGITS: usize = 6;
+
+/// The prompt when a second factor is needed.
+pub const PROMPT: &str = "Password & one-time password: ";
+/// The prompt when the policy needs no second factor: the answer is all password.
+pub const PASSWORD_PROMPT: &str = "Password: ";
+
+/// One answer, taken apart.
+pub struct Split {
+    pub password: Secret,
+    /// `None`: no code was typed (with a push-capable backend: send a push).
+    pub code: Option<Secret>,
+}
+
+/// The answer does not end in a code and no push can stand in for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoCode;
+
+/// Splits `answer` into password and trailing [`CODE_DIGITS`]-digit code. Without such a
+/// code, the whole answer is the password when `push` is possible (an empty code after the
+/// password means "push"), and [`NoCode`] otherwise. A password that itself ends in six
+/// digits must therefore always be followed by a code.
+pub fn split(answer: &str, push: bool) -> Result<Split, NoCode> {
+    let bytes = answer.as_bytes();
+    let tail = bytes.len().checked_sub(CODE_DIGITS);
+    match tail {
+        // The last six bytes are ASCII digits, so `at` is a char boundary.
+        Some(at) if bytes[at..].iter().all(u8::is_ascii_digit) => Ok(Split {
+            password: Secret::new(&answer[..at]),
+            code: Some(Secret::new(&answer[at..])),
+        }),
+        _ if push => Ok(Split {
+            password: Secret::new(answer),
+            code: None,
+        }),
+        _ => Err(NoCode),
+    }
+}
+
+/// The login after toopherd's answer to `Begin`, with one prompt for password and code:
+/// toopherd's final answer and the password, which the caller hands on only when that
+/// answer lets the login through. `Err` is an outcome already decided here.
+pub(crate) fn run<D: Daemon>(
+    login: &mut Login<'_>,
+    daemon: &mut D,
+    begin: Response,
+) -> Result<(Response, Secret), Outcome> {
+    match begin {
+        // No second factor for this login: the whole answer is the password.
+        Response::Allow { .. } => {
+            let password = ask(login, PASSWORD_PROMPT)?;
+            Ok((begin, password))
+        }
+        Response::Challenge {
+            methods,
+            push_pending,
+        } => {
+            let can_push = methods.contains(&Method::Push);
+            let answer = match ask(login, PROMPT) {
+                Ok(a) => a,
+                Err(o) => {
+                    if push_pending {
+                        let _ = daemon.call(&LoginRequest::Cancel);
+                    }
+                    return Err(o);
+                }
+            };
+            let Ok(split) = split(answer.expose(), can_push) else {
+                login.note(Level::Notice, "outcome=denied reason=no_code forward_pass");
+                login
+                    .conv
+                    .error("Type the one-time password right after the password.");
+                return Err(Outcome::AuthErr);
+            };
+            drop(answer);
+            let verdict = match split.code {
+                Some(code) if code.expose().len() <= MAX_CODE_LEN => {
+                    daemon.call(&LoginRequest::Otp { code })
+                }
+                Some(_) => return Err(Outcome::AuthErr),
+                None => push(login, daemon, push_pending),
+            };
+            match verdict {
+                Ok(answer) => Ok((answer, split.password)),
+                Err(e) => Err(login.failed_mid_login(&e)),
+            }
+        }
+        // Registration needs prompts of its own: not in one line. Denials and the rest
+        // end the login as usual.
+        other => Ok((other, Secret::default())),
+    }
+}
+
+/// An empty code: the push (sent now, or already out with `autopush`) and its answer.
+fn push<D: Daemon>(
+    login: &mut Login<'_>,
+    daemon: &mut D,
+    pending: bool,
+) -> Result<Response, toopher_ipc::FrameError> {
+    if !pending {
+        match daemon.call(&LoginRequest::Push)? {
+            Response::Pending => {}
+            other => return Ok(other),
+        }
+    }
+    let deadline = Instant::now() + login.opts.timeout;
+    match wait_for_answer(login, daemon, deadline) {
+        Ok(answer) => Ok(answer),
+        // Timed out (cancelled and said), or toopherd failed (logged): a denial.
+        Err(_) => Ok(Response::denied(toopher_ipc::DenyReason::PushTimeout)),
+    }
+}
+
+/// The raw answer (a password is not trimmed); a failed conversation ends the login.
+fn ask(login: &mut Login<'_>, prompt: &str) -> Result<Secret, Outcome> {
+    login.conv.prompt_hidden(prompt).map_err(|_| {
+        login.note(Level::Notice, "outcome=aborted conversation failed");
+        Outcome::ConvErr
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trailing_six_digits_are_the_code() {
+        let s = split("correct horse123456", false).unwrap();
+        assert_eq!(s.password.expose(), "correct horse");
+        assert_eq!(s.code.unwrap().expose(), "123456");
+        // A password ending in digits keeps them: only the last six are the code.
+        let s = split("pw2024123456", false).unwrap();
+        assert_eq!(s.password.expose(), "pw2024");
+        // Multi-byte characters before the code are fine.
+        let s = split("pässwört654321", false).unwrap();
+        assert_eq!(s.password.expose(), "pässwört");
+        // Only a code: an empty password, for the next module to refuse.
+        let s = split("654321", false).unwrap();
+        assert_eq!(s.password.expose(), "");
+    }
+
+    #[test]
+    fn without_a_code_push_or_refuse() {
+        assert_eq!(split("password", false).err(), Some(NoCode));
+        assert_eq!(split("pw12345", false).err(), Some(NoCode));
+        assert_eq!(split("", false).err(), Some(NoCode));
+        assert_eq!(
+            split("12345６", false).err(),
+            Some(NoCode),
+            "fullwidth digit"
+        );
+        let s = split("password", true).unwrap();
+        assert_eq!(s.password.expose(), "password");
+        assert!(s.code.is_none());
+    }
+}
