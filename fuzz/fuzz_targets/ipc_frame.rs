@@ -1,11 +1,14 @@
 //! The frame layer as both ends read it: a byte stream split into length-prefixed frames
 //! (`read_frame`, as the module's client does; toopherd checks the same `parse_header`),
-//! each body decoded both as a request (toopherd) and as a response (the module).
+//! each body decoded both as a request (toopherd) and as a response of either family (the
+//! module's and toopherctl's).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use pam_toopher_fuzz::assert_round_trip;
-use toopher_ipc::{FrameError, MAX_FRAME_LEN, Request, Response, decode, read_frame};
+use toopher_ipc::{
+    AdminResponse, FrameError, LoginResponse, MAX_FRAME_LEN, Request, decode, read_frame,
+};
 
 fuzz_target!(|data: &[u8]| {
     let mut stream = data;
@@ -18,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
                 if let Ok(req) = decode::<Request>(&body) {
                     assert_round_trip(&req);
                 }
-                if let Ok(resp) = decode::<Response>(&body) {
+                if let Ok(resp) = decode::<LoginResponse>(&body) {
+                    assert_round_trip(&resp);
+                }
+                if let Ok(resp) = decode::<AdminResponse>(&body) {
                     assert_round_trip(&resp);
                 }
             }

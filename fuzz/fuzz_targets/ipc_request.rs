@@ -19,7 +19,10 @@ fuzz_target!(|body: &[u8]| {
                     assert_eq!(shown, "Login(Otp { code: Secret(<redacted>) })")
                 }
                 Request::Login(LoginRequest::RegistrationResponse { .. }) => {
-                    assert_eq!(shown, "Login(RegistrationResponse { code: Secret(<redacted>) })")
+                    assert_eq!(
+                        shown,
+                        "Login(RegistrationResponse { code: Secret(<redacted>) })"
+                    )
                 }
                 _ => {}
             }

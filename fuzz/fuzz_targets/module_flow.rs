@@ -9,13 +9,15 @@
 use libfuzzer_sys::fuzz_target;
 use pam_toopher::Outcome;
 use pam_toopher::conversation::{ConvError, Conversation};
-use pam_toopher::daemon::Daemon;
+use pam_toopher::daemon::LoginLink;
 use pam_toopher::flow::{Level, Syslog, authenticate};
 use pam_toopher::options::{Failmode, Options};
 use pam_toopher_fuzz::{is_log_safe, is_terminal_safe};
 use std::cell::Cell;
 use std::time::Duration;
-use toopher_ipc::{FrameError, LoginContext, LoginRequest, Response, Secret, decode, read_frame};
+use toopher_ipc::{
+    FrameError, LoginContext, LoginRequest, LoginResponse, Secret, decode, read_frame,
+};
 
 /// A code the person types; it must never appear in a log line.
 const TYPED_OTP: &str = "731982";
@@ -78,13 +80,13 @@ struct Stream<'a, 'b> {
     told: &'b Cell<Told>,
 }
 
-impl Daemon for Stream<'_, '_> {
-    fn call(&mut self, _req: &LoginRequest) -> Result<Response, FrameError> {
+impl LoginLink for Stream<'_, '_> {
+    fn call(&mut self, _req: &LoginRequest) -> Result<LoginResponse, FrameError> {
         self.calls += 1;
-        let answer = read_frame(&mut self.bytes).and_then(|body| decode::<Response>(&body));
+        let answer = read_frame(&mut self.bytes).and_then(|body| decode::<LoginResponse>(&body));
         let mut told = self.told.get();
         match &answer {
-            Ok(Response::Granted { .. } | Response::Allow { .. }) => told.granted = true,
+            Ok(LoginResponse::Granted { .. } | LoginResponse::Allow { .. }) => told.granted = true,
             Err(FrameError::Io(_) | FrameError::Closed) if self.calls == 1 => {
                 told.first_unreachable = true
             }
@@ -93,7 +95,11 @@ impl Daemon for Stream<'_, '_> {
         self.told.set(told);
         answer
     }
-    fn call_within(&mut self, req: &LoginRequest, _wait: Duration) -> Result<Response, FrameError> {
+    fn call_within(
+        &mut self,
+        req: &LoginRequest,
+        _wait: Duration,
+    ) -> Result<LoginResponse, FrameError> {
         self.call(req)
     }
 }

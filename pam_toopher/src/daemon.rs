@@ -2,19 +2,30 @@
 
 use std::path::Path;
 use std::time::Duration;
-use toopher_ipc::{Client, FrameError, LoginRequest, Response, Timeouts};
+use toopher_ipc::{Client, FrameError, LoginRequest, LoginResponse, Timeouts};
 
-pub trait Daemon {
-    fn call(&mut self, req: &LoginRequest) -> Result<Response, FrameError>;
+/// One login's link to toopherd: it carries a login's requests and reads only a login's
+/// answers. An administrative answer (toopherd never sends one to a login) does not
+/// decode: it is a [`FrameError`], which ends the login as an error, never by `failmode`.
+pub trait LoginLink {
+    fn call(&mut self, req: &LoginRequest) -> Result<LoginResponse, FrameError>;
     /// Like `call`, waiting at most `wait` for the answer (for `Wait`).
-    fn call_within(&mut self, req: &LoginRequest, wait: Duration) -> Result<Response, FrameError>;
+    fn call_within(
+        &mut self,
+        req: &LoginRequest,
+        wait: Duration,
+    ) -> Result<LoginResponse, FrameError>;
 }
 
-impl Daemon for Client {
-    fn call(&mut self, req: &LoginRequest) -> Result<Response, FrameError> {
+impl LoginLink for Client {
+    fn call(&mut self, req: &LoginRequest) -> Result<LoginResponse, FrameError> {
         Client::call(self, req)
     }
-    fn call_within(&mut self, req: &LoginRequest, wait: Duration) -> Result<Response, FrameError> {
+    fn call_within(
+        &mut self,
+        req: &LoginRequest,
+        wait: Duration,
+    ) -> Result<LoginResponse, FrameError> {
         Client::call_within(self, req, wait)
     }
 }

@@ -3,7 +3,7 @@
 //! reached at all.
 
 use crate::conversation::Conversation;
-use crate::daemon::Daemon;
+use crate::daemon::LoginLink;
 use crate::handle::{Handle, NoHandle};
 use crate::login::{Echo, Login, MAX_CODE_LEN, describe, with_note};
 use crate::options::{Failmode, Options};
@@ -12,8 +12,8 @@ use crate::text::printable;
 use crate::wait::wait_for_answer;
 use std::time::Instant;
 use toopher_ipc::{
-    AllowReason, DenyReason, FailureNotice, FrameError, LoginContext, LoginRequest, Method,
-    Response,
+    AllowReason, DenyReason, FailureNotice, FrameError, LoginContext, LoginRequest, LoginResponse,
+    Method,
 };
 
 pub use crate::login::{Level, Outcome, Syslog};
@@ -32,7 +32,7 @@ pub const AUTOPUSH_PROMPT: &str =
 
 /// Runs the second factor for `ctx`. `connect` opens the link to toopherd; its failure
 /// (or a failed first exchange) is the "unreachable" case that `failmode` decides.
-pub fn authenticate<D: Daemon>(
+pub fn authenticate<D: LoginLink>(
     ctx: &LoginContext,
     opts: &Options,
     conv: &mut dyn Conversation,
@@ -44,7 +44,7 @@ pub fn authenticate<D: Daemon>(
 
 /// [`authenticate`], leaving what the rest of the stack needs in `handle`: the password
 /// (`forward_pass`) and a grace bind token for the session hook.
-pub fn authenticate_in<D: Daemon>(
+pub fn authenticate_in<D: LoginLink>(
     ctx: &LoginContext,
     opts: &Options,
     conv: &mut dyn Conversation,
@@ -102,7 +102,7 @@ pub fn authenticate_in<D: Daemon>(
         && ctx.rhost.as_deref().is_some_and(|r| !r.is_empty())
     {
         match daemon.call(&LoginRequest::GraceToken) {
-            Ok(Response::GraceToken { token }) => handle.keep_grace_token(&token),
+            Ok(LoginResponse::GraceToken { token }) => handle.keep_grace_token(&token),
             Ok(other) => login.debug(&format!("no grace token: {}", describe(&other))),
             Err(e) => login.debug(&format!("no grace token: {e}")),
         }
@@ -111,17 +111,21 @@ pub fn authenticate_in<D: Daemon>(
 }
 
 /// The answer to `Begin`, through to the outcome.
-fn second_factor<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, answer: Response) -> Outcome {
+fn second_factor<D: LoginLink>(
+    login: &mut Login<'_>,
+    daemon: &mut D,
+    answer: LoginResponse,
+) -> Outcome {
     let (login, daemon) = (login, daemon);
     match answer {
-        Response::Allow { reason } => allowed(login, reason),
+        LoginResponse::Allow { reason } => allowed(login, reason),
         // An automated grant can come back at once with autopush.
-        Response::Granted { method, notice } => granted(login, method, notice.as_ref()),
-        Response::Challenge {
+        LoginResponse::Granted { method, notice } => granted(login, method, notice.as_ref()),
+        LoginResponse::Challenge {
             methods,
             push_pending,
         } => challenge(login, daemon, &methods, push_pending),
-        Response::Register {
+        LoginResponse::Register {
             registration_code,
             expires_in_secs,
         } => register(login, daemon, registration_code, expires_in_secs),
@@ -210,7 +214,7 @@ enum Step {
     Again(String),
 }
 
-fn challenge<D: Daemon>(
+fn challenge<D: LoginLink>(
     login: &mut Login<'_>,
     daemon: &mut D,
     methods: &[Method],
@@ -276,7 +280,7 @@ fn challenge<D: Daemon>(
 
 /// Sends the push if it is not out yet, then waits for the answer in slices (so
 /// toopherd notices if this process goes away), within the module's `timeout`.
-fn push_and_wait<D: Daemon>(
+fn push_and_wait<D: LoginLink>(
     login: &mut Login<'_>,
     daemon: &mut D,
     st: &mut ChallengeState,
@@ -284,7 +288,7 @@ fn push_and_wait<D: Daemon>(
 ) -> Step {
     if !st.push_pending {
         match daemon.call(&LoginRequest::Push) {
-            Ok(Response::Pending) => st.push_pending = true,
+            Ok(LoginResponse::Pending) => st.push_pending = true,
             Ok(answer) => return answer_step(login, st, answer, 0),
             Err(e) => return Step::Done(login.failed_mid_login(&e)),
         }
@@ -302,13 +306,15 @@ fn push_and_wait<D: Daemon>(
 fn answer_step(
     login: &mut Login<'_>,
     st: &mut ChallengeState,
-    answer: Response,
+    answer: LoginResponse,
     attempt: u32,
 ) -> Step {
     match answer {
-        Response::Granted { method, notice } => Step::Done(granted(login, method, notice.as_ref())),
-        Response::Allow { reason } => Step::Done(allowed(login, reason)),
-        Response::Denied {
+        LoginResponse::Granted { method, notice } => {
+            Step::Done(granted(login, method, notice.as_ref()))
+        }
+        LoginResponse::Allow { reason } => Step::Done(allowed(login, reason)),
+        LoginResponse::Denied {
             reason: DenyReason::WrongCode,
             ..
         } => {
@@ -318,7 +324,7 @@ fn answer_step(
             );
             Step::Again("Incorrect code.".into())
         }
-        Response::Denied {
+        LoginResponse::Denied {
             reason: DenyReason::PushDenied,
             message,
         } => {
@@ -329,7 +335,7 @@ fn answer_step(
                 .map_or_else(String::new, |m| format!(": {m}"));
             Step::Again(format!("Denied on your phone{why}."))
         }
-        Response::Denied {
+        LoginResponse::Denied {
             reason: DenyReason::PushTimeout,
             ..
         } => {
@@ -338,7 +344,7 @@ fn answer_step(
             Step::Again("No answer from your phone. Type a one-time password instead.".into())
         }
         // The service requires a typed code for this account (Toopher 708).
-        Response::Challenge { methods, .. } if methods.contains(&Method::Otp) => {
+        LoginResponse::Challenge { methods, .. } if methods.contains(&Method::Otp) => {
             st.otp_only = true;
             Step::Again("A one-time password is required.".into())
         }

@@ -3,11 +3,11 @@
 //! RADIUS front ends). The trailing code is taken off and verified here; the password is
 //! handed to the next module as PAM_AUTHTOK (which then needs `use_first_pass`).
 
-use crate::daemon::Daemon;
+use crate::daemon::LoginLink;
 use crate::login::{Level, Login, MAX_CODE_LEN, Outcome};
 use crate::wait::wait_for_answer;
 use std::time::Instant;
-use toopher_ipc::{LoginRequest, Method, Response, Secret};
+use toopher_ipc::{LoginRequest, LoginResponse, Method, Secret};
 
 /// Digits of a one-time password.
 pub const CODE_DIGITS: usize = 6;
@@ -52,18 +52,18 @@ pub fn split(answer: &str, push: bool) -> Result<Split, NoCode> {
 /// The login after toopherd's answer to `Begin`, with one prompt for password and code:
 /// toopherd's final answer and the password, which the caller hands on only when that
 /// answer lets the login through. `Err` is an outcome already decided here.
-pub(crate) fn run<D: Daemon>(
+pub(crate) fn run<D: LoginLink>(
     login: &mut Login<'_>,
     daemon: &mut D,
-    begin: Response,
-) -> Result<(Response, Secret), Outcome> {
+    begin: LoginResponse,
+) -> Result<(LoginResponse, Secret), Outcome> {
     match begin {
         // No second factor for this login: the whole answer is the password.
-        Response::Allow { .. } => {
+        LoginResponse::Allow { .. } => {
             let password = ask(login, PASSWORD_PROMPT)?;
             Ok((begin, password))
         }
-        Response::Challenge {
+        LoginResponse::Challenge {
             methods,
             push_pending,
         } => {
@@ -104,14 +104,14 @@ pub(crate) fn run<D: Daemon>(
 }
 
 /// An empty code: the push (sent now, or already out with `autopush`) and its answer.
-fn push<D: Daemon>(
+fn push<D: LoginLink>(
     login: &mut Login<'_>,
     daemon: &mut D,
     pending: bool,
-) -> Result<Response, toopher_ipc::FrameError> {
+) -> Result<LoginResponse, toopher_ipc::FrameError> {
     if !pending {
         match daemon.call(&LoginRequest::Push)? {
-            Response::Pending => {}
+            LoginResponse::Pending => {}
             other => return Ok(other),
         }
     }
@@ -119,7 +119,7 @@ fn push<D: Daemon>(
     match wait_for_answer(login, daemon, deadline) {
         Ok(answer) => Ok(answer),
         // Timed out (cancelled and said), or toopherd failed (logged): a denial.
-        Err(_) => Ok(Response::denied(toopher_ipc::DenyReason::PushTimeout)),
+        Err(_) => Ok(LoginResponse::denied(toopher_ipc::DenyReason::PushTimeout)),
     }
 }
 

@@ -5,7 +5,9 @@
 use crate::conversation::{ConvError, Conversation};
 use crate::options::Options;
 use crate::text::printable;
-use toopher_ipc::{DenyReason, ErrorKind, FrameError, LoginContext, Response, Secret};
+use toopher_ipc::{
+    DenyReason, ErrorKind, ErrorReply, FrameError, LoginContext, LoginResponse, Secret,
+};
 
 /// Longest input worth sending: a recovery code with its dashes is 14 characters.
 pub(crate) const MAX_CODE_LEN: usize = 64;
@@ -91,10 +93,10 @@ impl Login<'_> {
     /// The one ending for an answer the current step has no use of its own for: a
     /// denial, an unavailable backend, a refusal by toopherd, or an answer that does not
     /// belong here. Never a success.
-    pub(crate) fn end(&mut self, answer: Response) -> Outcome {
+    pub(crate) fn end(&mut self, answer: LoginResponse) -> Outcome {
         match answer {
-            Response::Denied { reason, message } => self.denied(reason, message.as_deref()),
-            Response::Unavailable { detail } => {
+            LoginResponse::Denied { reason, message } => self.denied(reason, message.as_deref()),
+            LoginResponse::Unavailable { detail } => {
                 self.note(
                     Level::Err,
                     &format!(
@@ -105,7 +107,7 @@ impl Login<'_> {
                 self.conv.error("The second-factor service is unavailable.");
                 Outcome::AuthInfoUnavail
             }
-            Response::Error { kind, message } => self.daemon_error(kind, &message),
+            LoginResponse::Error(ErrorReply { kind, message }) => self.daemon_error(kind, &message),
             other => {
                 self.note(
                     Level::Err,
@@ -166,30 +168,18 @@ pub(crate) fn with_note(note: &mut Option<String>, ask: &str) -> String {
 }
 
 /// The answer's type, for debug lines (never its content, which may hold secrets).
-pub(crate) fn describe(r: &Response) -> &'static str {
+pub(crate) fn describe(r: &LoginResponse) -> &'static str {
     match r {
-        Response::Allow { .. } => "allow",
-        Response::Challenge { .. } => "challenge",
-        Response::Register { .. } => "register",
-        Response::Granted { .. } => "granted",
-        Response::Denied { .. } => "denied",
-        Response::Pending => "pending",
-        Response::Unavailable { .. } => "unavailable",
-        Response::Enrollment(_) => "enrollment",
-        Response::Activated { .. } => "activated",
-        Response::Status(_) => "status",
-        Response::Removed { .. } => "removed",
-        Response::Pairing(_) => "pairing",
-        Response::Accounts { .. } => "accounts",
-        Response::ResetLink { .. } => "reset_link",
-        Response::Terminal(_) => "terminal",
-        Response::RecoveryCodes { .. } => "recovery_codes",
-        Response::RegistrationApproved { .. } => "registration_approved",
-        Response::Registration { .. } => "registration",
-        Response::GraceToken { .. } => "grace_token",
-        Response::Bound { .. } => "bound",
-        Response::Explanation { .. } => "explanation",
-        Response::GraceCleared { .. } => "grace_cleared",
-        Response::Error { .. } => "error",
+        LoginResponse::Allow { .. } => "allow",
+        LoginResponse::Challenge { .. } => "challenge",
+        LoginResponse::Register { .. } => "register",
+        LoginResponse::Granted { .. } => "granted",
+        LoginResponse::Denied { .. } => "denied",
+        LoginResponse::Pending => "pending",
+        LoginResponse::Unavailable { .. } => "unavailable",
+        LoginResponse::Registration { .. } => "registration",
+        LoginResponse::GraceToken { .. } => "grace_token",
+        LoginResponse::Bound { .. } => "bound",
+        LoginResponse::Error(_) => "error",
     }
 }

@@ -16,7 +16,7 @@ use pam::module::{PamHandle, PamHooks};
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use toopher_ipc::{FrameError, LoginContext, LoginRequest, Response, Secret};
+use toopher_ipc::{FrameError, LoginContext, LoginRequest, LoginResponse, Secret};
 use zeroize::Zeroizing;
 
 #[link(name = "pam")]
@@ -234,7 +234,7 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let answer = crate::daemon::connect(&opts.socket)
         .map_err(FrameError::Io)
         .and_then(|mut d| {
-            crate::daemon::Daemon::call(
+            crate::daemon::LoginLink::call(
                 &mut d,
                 &LoginRequest::BindSession {
                     user: user.clone(),
@@ -244,7 +244,7 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         });
     let mut log = PamLog(pamh);
     match answer {
-        Ok(Response::Bound { session }) => {
+        Ok(LoginResponse::Bound { session }) => {
             log.log(
                 Level::Info,
                 &format!(

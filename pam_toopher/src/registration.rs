@@ -3,13 +3,13 @@
 //! Everything the person must read is carried on prompts: OpenSSH shows PAM messages only
 //! with a prompt, and sudo silences them.
 
-use crate::daemon::Daemon;
+use crate::daemon::LoginLink;
 use crate::login::{Echo, Level, Login, MAX_CODE_LEN, Outcome, with_note};
 use crate::text::{printable, printable_lines};
 use crate::wait::wait_for_answer;
 use std::time::Instant;
 use toopher_ipc::{
-    DenyReason, LoginRequest, RegistrationNext, RegistrationStatus, Response, Secret,
+    DenyReason, LoginRequest, LoginResponse, RegistrationNext, RegistrationStatus, Secret,
 };
 
 const FINISH_PROMPT: &str = "Type the code your authenticator app shows to finish enrolment: ";
@@ -17,7 +17,7 @@ const PHRASE_PROMPT: &str = "Type the pairing phrase the Toopher app shows: ";
 
 /// Shows the registration code, takes response codes until one completes registration,
 /// then enrols. Bounded by `prompts` at each stage.
-pub(crate) fn register<D: Daemon>(
+pub(crate) fn register<D: LoginLink>(
     login: &mut Login<'_>,
     daemon: &mut D,
     code: String,
@@ -46,7 +46,7 @@ pub(crate) fn register<D: Daemon>(
             continue;
         }
         match daemon.call(&LoginRequest::RegistrationResponse { code: response }) {
-            Ok(Response::Registration {
+            Ok(LoginResponse::Registration {
                 status,
                 message,
                 next,
@@ -117,7 +117,7 @@ pub(crate) fn register<D: Daemon>(
 }
 
 /// Local backend: show the new TOTP enrolment, then its first code activates it.
-fn enroll_totp<D: Daemon>(
+fn enroll_totp<D: LoginLink>(
     login: &mut Login<'_>,
     daemon: &mut D,
     message: &str,
@@ -148,11 +148,11 @@ fn enroll_totp<D: Daemon>(
             continue;
         }
         match daemon.call(&LoginRequest::Otp { code }) {
-            Ok(Response::Granted { .. }) => {
+            Ok(LoginResponse::Granted { .. }) => {
                 login.note(Level::Info, "outcome=granted method=otp detail=enrolled");
                 return Outcome::Success;
             }
-            Ok(Response::Denied {
+            Ok(LoginResponse::Denied {
                 reason: DenyReason::WrongCode,
                 ..
             }) => shown = Some("Incorrect code.".into()),
@@ -168,7 +168,7 @@ fn enroll_totp<D: Daemon>(
 }
 
 /// Toopher backend: the app's pairing phrase, then wait until the phone confirms.
-fn pair_phone<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, message: &str) -> Outcome {
+fn pair_phone<D: LoginLink>(login: &mut Login<'_>, daemon: &mut D, message: &str) -> Outcome {
     let mut note = Some(message.to_owned());
     let deadline = Instant::now() + login.opts.timeout;
     for _ in 0..login.opts.prompts {
@@ -180,7 +180,7 @@ fn pair_phone<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, message: &str) -
         let answer = match daemon.call(&LoginRequest::PairPhrase {
             phrase: phrase.expose().to_owned(),
         }) {
-            Ok(Response::Pending) => match wait_for_answer(login, daemon, deadline) {
+            Ok(LoginResponse::Pending) => match wait_for_answer(login, daemon, deadline) {
                 Ok(a) => a,
                 Err(o) => return o,
             },
@@ -188,11 +188,11 @@ fn pair_phone<D: Daemon>(login: &mut Login<'_>, daemon: &mut D, message: &str) -
             Err(e) => return login.failed_mid_login(&e),
         };
         match answer {
-            Response::Granted { .. } => {
+            LoginResponse::Granted { .. } => {
                 login.note(Level::Info, "outcome=granted detail=paired");
                 return Outcome::Success;
             }
-            Response::Denied {
+            LoginResponse::Denied {
                 reason: DenyReason::WrongCode,
                 message,
             } => {

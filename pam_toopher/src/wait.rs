@@ -1,10 +1,10 @@
 //! Waiting for toopherd's final answer to something the phone must settle (a push, a
 //! pairing), in slices so that toopherd soon notices a module that went away.
 
-use crate::daemon::Daemon;
+use crate::daemon::LoginLink;
 use crate::login::{Level, Login, Outcome};
 use std::time::{Duration, Instant};
-use toopher_ipc::{LoginRequest, Response};
+use toopher_ipc::{LoginRequest, LoginResponse};
 
 /// Each `Wait` is this long at most, so toopherd soon notices a vanished module.
 const WAIT_SLICE: Duration = Duration::from_secs(5);
@@ -14,11 +14,11 @@ const WAIT_MARGIN: Duration = crate::daemon::TIMEOUTS.io;
 
 /// Waits in slices for toopherd's final answer to a pending push or pairing, within the
 /// module's deadline (then cancels and denies).
-pub(crate) fn wait_for_answer<D: Daemon>(
+pub(crate) fn wait_for_answer<D: LoginLink>(
     login: &mut Login<'_>,
     daemon: &mut D,
     deadline: Instant,
-) -> Result<Response, Outcome> {
+) -> Result<LoginResponse, Outcome> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -32,7 +32,7 @@ pub(crate) fn wait_for_answer<D: Daemon>(
             timeout_ms: u32::try_from(slice.as_millis()).unwrap_or(u32::MAX),
         };
         match daemon.call_within(&wait, slice + WAIT_MARGIN) {
-            Ok(Response::Pending) => continue,
+            Ok(LoginResponse::Pending) => continue,
             Ok(answer) => return Ok(answer),
             Err(e) => return Err(login.failed_mid_login(&e)),
         }

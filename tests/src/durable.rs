@@ -6,16 +6,19 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use toopher_ipc::{AdminRequest, Client, LoginContext, LoginRequest, Response, Secret, Timeouts};
+use toopher_ipc::{
+    AdminRequest, AdminResponse, Client, LoginContext, LoginRequest, LoginResponse, Secret,
+    Timeouts,
+};
 
 /// How long a client keeps trying to reach a toopherd that is being restarted.
 const RECONNECT_DEADLINE: Duration = Duration::from_secs(30);
 
-/// What came of a request that was sent.
+/// What came of a request that was sent (`R`: the answer's family).
 #[derive(Debug)]
-pub enum Ack {
+pub enum Ack<R> {
     /// toopherd answered: what the answer says was done is on disk.
-    Answer(Response),
+    Answer(R),
     /// Sent, but toopherd died before answering: it may or may not have been done.
     Lost,
 }
@@ -42,7 +45,7 @@ fn connect(socket: &Path) -> Client {
 }
 
 /// Sends one request, reconnecting while toopherd is down (nothing was sent then).
-pub fn call(socket: &Path, req: &AdminRequest) -> Ack {
+pub fn call(socket: &Path, req: &AdminRequest) -> Ack<AdminResponse> {
     match connect(socket).call(req) {
         Ok(r) => Ack::Answer(r),
         Err(_) => Ack::Lost,
@@ -52,7 +55,7 @@ pub fn call(socket: &Path, req: &AdminRequest) -> Ack {
 /// A login of `user` that types `code`. A failure before the code was sent is retried
 /// (the code was not used); after, it is `Lost`. An answer to `Begin` other than a
 /// challenge (a rate-limit refusal) is returned as it is.
-pub fn login(socket: &Path, user: &str, code: &str) -> Ack {
+pub fn login(socket: &Path, user: &str, code: &str) -> Ack<LoginResponse> {
     let ctx = LoginContext {
         user: user.into(),
         service: "durability-test".into(),
@@ -65,7 +68,7 @@ pub fn login(socket: &Path, user: &str, code: &str) -> Ack {
     loop {
         let mut c = connect(socket);
         match c.call(&LoginRequest::Begin(ctx.clone())) {
-            Ok(Response::Challenge { .. }) => {}
+            Ok(LoginResponse::Challenge { .. }) => {}
             Ok(other) => return Ack::Answer(other),
             Err(_) => continue,
         }

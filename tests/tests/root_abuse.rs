@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use toopher_ipc::{AdminRequest, Client, Response, Timeouts};
+use toopher_ipc::{AdminRequest, AdminResponse, Client, Timeouts};
 use toopher_tests::daemon::{Enrolled, Toopherd, ctl_as};
 use toopher_tests::pam::{self, Stack};
 use toopher_tests::system::require_root;
@@ -185,7 +185,7 @@ fn a_flood_from_an_unprivileged_user_does_not_keep_root_from_logging_in() {
         c.call(&AdminRequest::Status {
             user: users[0].user.clone()
         }),
-        Ok(Response::Status(_))
+        Ok(AdminResponse::Status(_))
     ));
     let t = pam::login(&stack, &users[0].user, &[&users[0].recovery_codes[0]], None);
     assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());

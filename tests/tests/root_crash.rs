@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use toopher_ipc::{AdminRequest, DenyReason, EnrollmentState, ErrorKind, Response, Secret};
+use toopher_ipc::{
+    AdminRequest, AdminResponse, DenyReason, EnrollmentState, ErrorKind, ErrorReply, LoginResponse,
+    Secret,
+};
 use toopher_tests::daemon::{Enrolled, Toopherd};
 use toopher_tests::durable::{self, Ack, assert_private, call, integrity_check, login};
 use toopher_tests::pam::{self, Stack};
@@ -60,20 +63,20 @@ struct Shared {
 }
 
 impl Shared {
-    fn note(&self, ack: &Ack) {
+    fn note<R>(&self, ack: &Ack<R>) {
         match ack {
             Ack::Lost => self.lost.fetch_add(1, Ordering::SeqCst),
             Ack::Answer(_) => self.answered.fetch_add(1, Ordering::SeqCst),
         };
     }
 
-    fn call(&self, req: &AdminRequest) -> Ack {
+    fn call(&self, req: &AdminRequest) -> Ack<AdminResponse> {
         let ack = call(&self.socket, req);
         self.note(&ack);
         ack
     }
 
-    fn login(&self, user: &str, code: &str) -> Ack {
+    fn login(&self, user: &str, code: &str) -> Ack<LoginResponse> {
         let ack = login(&self.socket, user, code);
         self.note(&ack);
         ack
@@ -90,7 +93,7 @@ fn regenerate(shared: &Shared, user: &str) -> Vec<String> {
     let req = AdminRequest::RegenerateRecoveryCodes { user: user.into() };
     loop {
         match shared.call(&req) {
-            Ack::Answer(Response::RecoveryCodes { codes, .. }) => return secrets(&codes),
+            Ack::Answer(AdminResponse::RecoveryCodes { codes, .. }) => return secrets(&codes),
             Ack::Answer(other) => panic!("{user}: regeneration answered {other:?}"),
             Ack::Lost => {}
         }
@@ -156,7 +159,7 @@ impl Enroller {
             .collect();
         for code in replays {
             match self.shared.login(self.user, &code) {
-                Ack::Answer(Response::Denied { .. }) | Ack::Lost => {}
+                Ack::Answer(LoginResponse::Denied { .. }) | Ack::Lost => {}
                 Ack::Answer(other) => panic!(
                     "{}: a code that was used, or revoked by an acknowledged regeneration, \
                      was answered {other:?}",
@@ -175,8 +178,8 @@ impl Enroller {
         let mut lost = false;
         loop {
             match self.shared.login(self.user, code) {
-                Ack::Answer(Response::Granted { .. }) => break,
-                Ack::Answer(Response::Denied {
+                Ack::Answer(LoginResponse::Granted { .. }) => break,
+                Ack::Answer(LoginResponse::Denied {
                     reason: DenyReason::WrongCode,
                     ..
                 }) if lost => break,
@@ -197,7 +200,7 @@ impl Enroller {
         };
         loop {
             match self.shared.call(&req) {
-                Ack::Answer(Response::Enrollment(e)) => {
+                Ack::Answer(AdminResponse::Enrollment(e)) => {
                     self.secret = Some(e.secret.expose().to_string());
                     self.fresh = secrets(&e.recovery_codes);
                     self.used.clear();
@@ -223,14 +226,14 @@ impl Enroller {
                 code: Secret::new(code.as_str()),
             };
             match self.shared.call(&req) {
-                Ack::Answer(Response::Activated { .. }) => {
+                Ack::Answer(AdminResponse::Activated { .. }) => {
                     self.used.push(code);
                     return step;
                 }
-                Ack::Answer(Response::Error {
+                Ack::Answer(AdminResponse::Error(ErrorReply {
                     kind: ErrorKind::NotFound,
                     ..
-                }) if newest_lost.is_some() => {
+                })) if newest_lost.is_some() => {
                     // A lost try was done; the enrolment must be active, not gone.
                     self.assert_active();
                     return newest_lost.unwrap_or(step);
@@ -250,7 +253,7 @@ impl Enroller {
         };
         loop {
             match self.shared.call(&req) {
-                Ack::Answer(Response::Status(st)) => {
+                Ack::Answer(AdminResponse::Status(st)) => {
                     assert_eq!(st.state, EnrollmentState::Active, "{}: {st:?}", self.user);
                     return;
                 }
@@ -371,7 +374,7 @@ impl Failer {
         let code = otp::wrong_code(&acct.secret);
         let user = acct.user.clone();
         match self.shared.login(&user, &code) {
-            Ack::Answer(Response::Denied {
+            Ack::Answer(LoginResponse::Denied {
                 reason: DenyReason::WrongCode,
                 ..
             }) => {
@@ -389,7 +392,7 @@ impl Failer {
                 );
                 self.counted += 1;
             }
-            Ack::Answer(Response::Denied {
+            Ack::Answer(LoginResponse::Denied {
                 reason: DenyReason::RateLimited,
                 ..
             }) => {
@@ -417,7 +420,7 @@ impl Failer {
         {
             let code = otp::wrong_code(&acct.secret);
             match self.shared.login(&acct.user, &code) {
-                Ack::Answer(Response::Denied {
+                Ack::Answer(LoginResponse::Denied {
                     reason: DenyReason::RateLimited,
                     ..
                 }) => {}

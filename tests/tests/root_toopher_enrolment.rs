@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use toopher_ipc::{AdminRequest, Client, ErrorKind, Response, Timeouts};
+use toopher_ipc::{AdminRequest, AdminResponse, Client, ErrorKind, ErrorReply, Timeouts};
 use toopher_tests::artifact;
 use toopher_tests::daemon::Toopherd;
 use toopher_tests::pam::{self, Stack};
@@ -149,10 +149,10 @@ fn someone_elses_pairing_is_never_recorded() {
     assert!(
         matches!(
             r,
-            Ok(Response::Error {
+            Ok(AdminResponse::Error(ErrorReply {
                 kind: ErrorKind::Forbidden,
                 ..
-            })
+            }))
         ),
         "{r:?}"
     );

@@ -3,7 +3,7 @@
 //! root act for other accounts).
 
 use std::time::{Duration, Instant};
-use toopher_ipc::{Client, LoginContext, LoginRequest, Response, Timeouts};
+use toopher_ipc::{Client, LoginContext, LoginRequest, LoginResponse, Timeouts};
 use toopher_tests::daemon::Toopherd;
 use toopher_tests::otp;
 use toopher_tests::pam::{self, Stack};
@@ -408,7 +408,7 @@ fn a_module_that_goes_away_ends_its_poll() {
     assert!(
         matches!(
             begin,
-            Ok(Response::Challenge {
+            Ok(LoginResponse::Challenge {
                 push_pending: true,
                 ..
             })
@@ -565,7 +565,10 @@ fn open_login(d: &Toopherd, user: &str) -> Client {
         autopush: false,
         notify: false,
     }));
-    assert!(matches!(begin, Ok(Response::Challenge { .. })), "{begin:?}");
+    assert!(
+        matches!(begin, Ok(LoginResponse::Challenge { .. })),
+        "{begin:?}"
+    );
     c
 }
 
@@ -579,7 +582,7 @@ fn parallel_logins_get_no_more_guesses_and_no_more_uses_of_a_code() {
     // max_failures (5) may reach the API; the rest are refused by the rate limit.
     let wrong = otp::wrong_code(&secret);
     let clients: Vec<Client> = (0..30).map(|_| open_login(&d, "par")).collect();
-    let answers: Vec<Response> = std::thread::scope(|s| {
+    let answers: Vec<LoginResponse> = std::thread::scope(|s| {
         let handles: Vec<_> = clients
             .into_iter()
             .map(|mut c| {
@@ -622,7 +625,7 @@ fn parallel_logins_get_no_more_guesses_and_no_more_uses_of_a_code() {
         handles
             .into_iter()
             .map(|h| h.join().unwrap())
-            .filter(|r| matches!(r, Response::Granted { .. }))
+            .filter(|r| matches!(r, LoginResponse::Granted { .. }))
             .count()
     });
     assert_eq!(granted, 1, "{}", d.log());

@@ -6,7 +6,7 @@
 //! not running), no memcheck error, no definite leak, and no descriptor or thread left
 //! behind after pam_end.
 
-use toopher_ipc::{Method, Response};
+use toopher_ipc::{LoginResponse, Method};
 use toopher_tests::daemon::Toopherd;
 use toopher_tests::fake_toopherd::{FakeToopherd, frame};
 use toopher_tests::memcheck::{self, Conv, MEMCHECK_ERROR_EXIT};
@@ -205,7 +205,7 @@ fn wrong_protocol_version_granting() {
 
 #[test]
 fn garbage_after_a_challenge() {
-    let challenge = toopher_ipc::encode(&Response::Challenge {
+    let challenge = toopher_ipc::encode(&LoginResponse::Challenge {
         methods: vec![Method::Otp, Method::RecoveryCode],
         push_pending: false,
     })
@@ -220,16 +220,16 @@ fn garbage_after_a_challenge() {
 /// The push path: Enter sends a push, two waits come back pending, the third granted.
 #[test]
 fn push_approved_after_waiting() {
-    let enc = |r: &Response| toopher_ipc::encode(r).expect("encode").to_vec();
+    let enc = |r: &LoginResponse| toopher_ipc::encode(r).expect("encode").to_vec();
     let replies = vec![
-        enc(&Response::Challenge {
+        enc(&LoginResponse::Challenge {
             methods: vec![Method::Push, Method::Otp],
             push_pending: false,
         }),
-        enc(&Response::Pending),
-        enc(&Response::Pending),
+        enc(&LoginResponse::Pending),
+        enc(&LoginResponse::Pending),
         // With a notice of earlier failures: shown, then an Enter prompt.
-        enc(&Response::Granted {
+        enc(&LoginResponse::Granted {
             method: Method::Push,
             notice: Some(toopher_ipc::FailureNotice {
                 failures: 3,
@@ -248,7 +248,7 @@ fn push_approved_after_waiting() {
 /// Two-way registration: the code is shown, a response typed, and the answer is garbage.
 #[test]
 fn garbage_during_registration() {
-    let register = toopher_ipc::encode(&Response::Register {
+    let register = toopher_ipc::encode(&LoginResponse::Register {
         registration_code: "K7Q2MX".into(),
         expires_in_secs: 600,
     })

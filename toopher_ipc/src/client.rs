@@ -1,7 +1,7 @@
 //! A small blocking client: bounded connect, bounded reads and writes, one call at a time.
 
+use crate::Outgoing;
 use crate::frame::{FrameError, decode, read_frame, write_frame};
-use crate::{Outgoing, Response};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -43,8 +43,10 @@ impl Client {
         })
     }
 
-    /// Sends a request and waits for its answer within the I/O timeout.
-    pub fn call<R: Outgoing>(&mut self, req: &R) -> Result<Response, FrameError> {
+    /// Sends a request and waits for its answer within the I/O timeout. The answer is
+    /// read as the request's family answers ([`Outgoing::Answer`]): anything else is
+    /// [`FrameError::Malformed`].
+    pub fn call<R: Outgoing>(&mut self, req: &R) -> Result<R::Answer, FrameError> {
         self.call_within(req, self.io_timeout)
     }
 
@@ -53,7 +55,7 @@ impl Client {
         &mut self,
         req: &R,
         wait: Duration,
-    ) -> Result<Response, FrameError> {
+    ) -> Result<R::Answer, FrameError> {
         self.stream.set_read_timeout(Some(nonzero(wait)))?;
         write_frame(&mut self.stream, req)?;
         let body = read_frame(&mut self.stream)?;
@@ -126,7 +128,10 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ErrorKind, LoginRequest, Request, frame};
+    use crate::{
+        AdminRequest, AdminResponse, ErrorKind, LoginRequest, LoginResponse, Request, Response,
+        frame,
+    };
     use std::os::unix::net::UnixListener;
 
     #[test]
@@ -171,11 +176,59 @@ mod tests {
             let body = frame::read_frame(&mut s).unwrap();
             let req: Request = frame::decode(&body).unwrap();
             assert_eq!(req, Request::Login(LoginRequest::Cancel));
-            frame::write_frame(&mut s, &Response::error(ErrorKind::Unsupported, "no")).unwrap();
+            frame::write_frame(&mut s, &LoginResponse::error(ErrorKind::Unsupported, "no"))
+                .unwrap();
         });
         let mut c = Client::connect(&path, Timeouts::default()).unwrap();
         let r = c.call(&LoginRequest::Cancel).unwrap();
-        assert_eq!(r, Response::error(ErrorKind::Unsupported, "no"));
+        assert_eq!(r, LoginResponse::error(ErrorKind::Unsupported, "no"));
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Serves one connection: each request read is answered with the next of `answers`.
+    fn serve(
+        name: &str,
+        answers: Vec<Response>,
+    ) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+        let dir = std::env::temp_dir().join(format!("ipc-{name}-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            for answer in answers {
+                let _ = frame::read_frame(&mut s).unwrap();
+                frame::write_frame(&mut s, &answer).unwrap();
+            }
+        });
+        (dir, server)
+    }
+
+    #[test]
+    fn each_family_reads_its_own_answers_and_no_other() {
+        let (dir, server) = serve(
+            "families",
+            vec![
+                AdminResponse::Activated { user: "bob".into() }.into(),
+                AdminResponse::Activated { user: "bob".into() }.into(),
+                LoginResponse::Pending.into(),
+            ],
+        );
+        let mut c = Client::connect(&dir.join("s.sock"), Timeouts::default()).unwrap();
+        let status = AdminRequest::Status { user: "bob".into() };
+        assert_eq!(
+            c.call(&status).unwrap(),
+            AdminResponse::Activated { user: "bob".into() }
+        );
+        // An administrative answer to a login's request is not a login's answer.
+        assert!(matches!(
+            c.call(&LoginRequest::Push),
+            Err(FrameError::Malformed { .. })
+        ));
+        // Nor the other way round.
+        assert!(matches!(c.call(&status), Err(FrameError::Malformed { .. })));
         server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }

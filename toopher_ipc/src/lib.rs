@@ -1,10 +1,12 @@
 //! The toopherd socket protocol.
 //!
 //! Frames are a 4-byte big-endian length followed by a JSON envelope
-//! `{"v": PROTOCOL_VERSION, "msg": ...}`. Messages are typed ([`Request`], which is a
-//! [`LoginRequest`] or an [`AdminRequest`], and [`Response`]); anything that can hold a
-//! code or a secret is a [`Secret`], whose `Debug` form is redacted, so no message can
-//! leak one through a log line.
+//! `{"v": PROTOCOL_VERSION, "msg": ...}`. Messages are typed in two families: a login's
+//! ([`LoginRequest`], answered by a [`LoginResponse`]) and an administrative one
+//! ([`AdminRequest`], [`AdminResponse`]); [`Request`] and [`Response`] hold either, as
+//! toopherd reads and writes them. Anything that can hold a code or a secret is a
+//! [`Secret`], whose `Debug` form is redacted, so no message can leak one through a log
+//! line.
 //!
 //! This crate is used inside the PAM module: no async runtime, no threads,
 //! no panics on input, every wait bounded.

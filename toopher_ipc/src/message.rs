@@ -4,6 +4,7 @@
 //! closing the connection ends it (and any push it left pending).
 
 use crate::Secret;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Where a login comes from, as PAM tells the module.
@@ -240,11 +241,20 @@ impl From<AdminRequest> for Request {
 }
 
 /// The messages a client may send: [`Request`] or one of its families, which are
-/// written to the wire exactly as the [`Request`] holding them.
-pub trait Outgoing: Serialize + private::Sealed {}
-impl Outgoing for Request {}
-impl Outgoing for LoginRequest {}
-impl Outgoing for AdminRequest {}
+/// written to the wire exactly as the [`Request`] holding them, and what answers each:
+/// the module reads only [`LoginResponse`]s, toopherctl only [`AdminResponse`]s.
+pub trait Outgoing: Serialize + private::Sealed {
+    type Answer: DeserializeOwned;
+}
+impl Outgoing for Request {
+    type Answer = Response;
+}
+impl Outgoing for LoginRequest {
+    type Answer = LoginResponse;
+}
+impl Outgoing for AdminRequest {
+    type Answer = AdminResponse;
+}
 
 mod private {
     pub trait Sealed {}
@@ -516,9 +526,60 @@ pub enum ErrorKind {
     Other,
 }
 
+/// toopherd's refusal of a request, or its failure: the one error both families answer
+/// with (`{"type": "error", "kind": ..., "message": ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    /// A plain sentence for the peer's log or its user; never a secret.
+    pub message: String,
+}
+
+impl ErrorReply {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ErrorReply {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Every answer: a login's or an administrative one, each written as the flat JSON
+/// object tagged by `type` of the previous release (the family is not written). Each
+/// peer reads the family of the requests it sends ([`Outgoing::Answer`]); read as a
+/// `Response`, an answer both families have (`denied`, `error`) is the login family's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Response {
+    Login(LoginResponse),
+    Admin(AdminResponse),
+}
+
+impl Response {
+    /// An error answered before the request's family is known (a bad frame, another
+    /// protocol version, a busy toopherd). Both families read it alike.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Response::Login(LoginResponse::error(kind, message))
+    }
+}
+
+impl From<LoginResponse> for Response {
+    fn from(r: LoginResponse) -> Self {
+        Response::Login(r)
+    }
+}
+
+impl From<AdminResponse> for Response {
+    fn from(r: AdminResponse) -> Self {
+        Response::Admin(r)
+    }
+}
+
+/// What answers a [`LoginRequest`]: all the module can be told. An administrative
+/// answer is not one of these, so the module cannot mistake one for a login's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Response {
+pub enum LoginResponse {
     /// No second factor needed for this login.
     Allow {
         reason: AllowReason,
@@ -552,9 +613,72 @@ pub enum Response {
     Unavailable {
         detail: String,
     },
+    /// Two-way registration: the outcome of a response code typed at the login prompt.
+    Registration {
+        status: RegistrationStatus,
+        /// A plain sentence for the person.
+        message: String,
+        #[serde(flatten)]
+        next: RegistrationNext,
+    },
+    /// The token of `LoginRequest::GraceToken`.
+    GraceToken {
+        token: Secret,
+    },
+    /// `LoginRequest::BindSession` done: the grant counts in this audit session.
+    Bound {
+        session: u32,
+    },
+    Error(ErrorReply),
+}
+
+impl LoginResponse {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        LoginResponse::Error(ErrorReply::new(kind, message))
+    }
+
+    pub fn denied(reason: DenyReason) -> Self {
+        LoginResponse::Denied {
+            reason,
+            message: None,
+        }
+    }
+
+    pub fn granted(method: Method) -> Self {
+        LoginResponse::Granted {
+            method,
+            notice: None,
+        }
+    }
+
+    /// The error, when the answer is one.
+    pub fn as_error(&self) -> Option<&ErrorReply> {
+        match self {
+            LoginResponse::Error(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ErrorReply> for LoginResponse {
+    fn from(e: ErrorReply) -> Self {
+        LoginResponse::Error(e)
+    }
+}
+
+/// What answers an [`AdminRequest`]: what toopherctl is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AdminResponse {
     Enrollment(Enrollment),
     Activated {
         user: String,
+    },
+    /// `Activate` with a wrong code, or while the account is locked.
+    Denied {
+        reason: DenyReason,
+        #[serde(default)]
+        message: Option<String>,
     },
     Status(AccountStatus),
     Removed {
@@ -580,22 +704,6 @@ pub enum Response {
         user: String,
         response_code: Secret,
     },
-    /// Two-way registration: the outcome of a response code typed at the login prompt.
-    Registration {
-        status: RegistrationStatus,
-        /// A plain sentence for the person.
-        message: String,
-        #[serde(flatten)]
-        next: RegistrationNext,
-    },
-    /// The token of `LoginRequest::GraceToken`.
-    GraceToken {
-        token: Secret,
-    },
-    /// `LoginRequest::BindSession` done: the grant counts in this audit session.
-    Bound {
-        session: u32,
-    },
     /// `AdminRequest::PolicyExplain`: the decision line(s) toopherd would log
     /// (`outcome=... rule=...`; one per enrolment state when only the backend knows it)
     /// and the reasoning, step by step.
@@ -609,32 +717,33 @@ pub enum Response {
         user: String,
         cleared: u32,
     },
-    Error {
-        kind: ErrorKind,
-        message: String,
-    },
+    Error(ErrorReply),
 }
 
-impl Response {
+impl AdminResponse {
     pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Response::Error {
-            kind,
-            message: message.into(),
-        }
+        AdminResponse::Error(ErrorReply::new(kind, message))
     }
 
     pub fn denied(reason: DenyReason) -> Self {
-        Response::Denied {
+        AdminResponse::Denied {
             reason,
             message: None,
         }
     }
 
-    pub fn granted(method: Method) -> Self {
-        Response::Granted {
-            method,
-            notice: None,
+    /// The error, when the answer is one.
+    pub fn as_error(&self) -> Option<&ErrorReply> {
+        match self {
+            AdminResponse::Error(e) => Some(e),
+            _ => None,
         }
+    }
+}
+
+impl From<ErrorReply> for AdminResponse {
+    fn from(e: ErrorReply) -> Self {
+        AdminResponse::Error(e)
     }
 }
 
@@ -648,7 +757,7 @@ mod tests {
             code: Secret::new("987654"),
         });
         assert!(!format!("{r:?}").contains("987654"));
-        let e = Response::Enrollment(Enrollment {
+        let e = AdminResponse::Enrollment(Enrollment {
             user: "a".into(),
             secret: Secret::new("JBSWY3DPEHPK3PXP"),
             otpauth_uri: Secret::new("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP"),
@@ -662,9 +771,9 @@ mod tests {
 
     #[test]
     fn unknown_reasons_and_methods_stay_denials() {
-        let r: Response =
+        let r: LoginResponse =
             serde_json::from_str(r#"{"type":"denied","reason":"something_new"}"#).unwrap();
-        assert_eq!(r, Response::denied(DenyReason::Other));
+        assert_eq!(r, LoginResponse::denied(DenyReason::Other));
         let m: Vec<Method> = serde_json::from_str(r#"["otp","telepathy"]"#).unwrap();
         assert_eq!(m, vec![Method::Otp, Method::Unknown]);
     }
@@ -686,18 +795,19 @@ mod tests {
     #[test]
     fn a_grant_without_a_notice_is_what_older_peers_send_and_expect() {
         // An older toopherd's grant parses, with no notice.
-        let old: Response = serde_json::from_str(r#"{"type":"granted","method":"otp"}"#).unwrap();
-        assert_eq!(old, Response::granted(Method::Otp));
+        let old: LoginResponse =
+            serde_json::from_str(r#"{"type":"granted","method":"otp"}"#).unwrap();
+        assert_eq!(old, LoginResponse::granted(Method::Otp));
         // A grant without a notice is sent exactly as before.
         assert_eq!(
-            serde_json::to_string(&Response::granted(Method::Otp)).unwrap(),
+            serde_json::to_string(&LoginResponse::granted(Method::Otp)).unwrap(),
             r#"{"type":"granted","method":"otp"}"#
         );
     }
 
     #[test]
     fn a_grant_with_a_notice_round_trips_and_older_peers_ignore_it() {
-        let g = Response::Granted {
+        let g = LoginResponse::Granted {
             method: Method::RecoveryCode,
             notice: Some(FailureNotice {
                 failures: 7,
@@ -707,7 +817,7 @@ mod tests {
             }),
         };
         let frame = crate::encode(&g).unwrap();
-        let back: Response = crate::decode(&frame[4..]).unwrap();
+        let back: LoginResponse = crate::decode(&frame[4..]).unwrap();
         assert_eq!(back, g);
         // What an older module knows of a grant: the method. Unknown fields are ignored.
         #[derive(Deserialize, Debug, PartialEq)]
@@ -724,12 +834,12 @@ mod tests {
             }
         );
         // A notice with only its count still parses.
-        let sparse: Response =
+        let sparse: LoginResponse =
             serde_json::from_str(r#"{"type":"granted","method":"otp","notice":{"failures":2}}"#)
                 .unwrap();
         assert!(matches!(
             sparse,
-            Response::Granted { notice: Some(FailureNotice { failures: 2, ref rhosts, last_at: None, .. }), .. } if rhosts.is_empty()
+            LoginResponse::Granted { notice: Some(FailureNotice { failures: 2, ref rhosts, last_at: None, .. }), .. } if rhosts.is_empty()
         ));
     }
 
@@ -742,29 +852,330 @@ mod tests {
 
     #[test]
     fn every_new_answer_round_trips() {
-        let answers = vec![
-            Response::Pairing(PairingInfo {
+        let answers: Vec<Response> = vec![
+            AdminResponse::Pairing(PairingInfo {
                 user: "bob".into(),
                 pairing_id: "p".into(),
                 enabled: true,
                 pending: false,
                 qr_png_base64: None,
-            }),
-            Response::Registration {
+            })
+            .into(),
+            LoginResponse::Registration {
                 status: RegistrationStatus::Failed,
                 message: "m".into(),
                 next: RegistrationNext::StartOver {
                     registration_code: "123456".into(),
                     expires_in_secs: 600,
                 },
-            },
-            Response::Accounts { accounts: vec![] },
+            }
+            .into(),
+            AdminResponse::Accounts { accounts: vec![] }.into(),
         ];
         for a in answers {
             let frame = crate::encode(&a).unwrap();
             let back: Response = crate::decode(&frame[4..]).unwrap();
             assert_eq!(back, a);
         }
+    }
+
+    fn status() -> AccountStatus {
+        AccountStatus {
+            user: "bob".into(),
+            backend: "local".into(),
+            state: EnrollmentState::Active,
+            created_at: Some(1),
+            activated_at: Some(2),
+            expires_at: None,
+            last_success_at: Some(3),
+            last_failure_at: None,
+            recovery_codes_left: 9,
+            locked_until: None,
+            lock_level: 0,
+            pairing_id: None,
+            enabled: true,
+            hosts: None,
+        }
+    }
+
+    /// Every answer of the previous release, where `Response` was one flat enum, with
+    /// the exact JSON that release wrote for it: each family writes and reads it
+    /// unchanged, so a module or toopherctl and a toopherd of adjacent builds agree.
+    fn answers_of_the_previous_release() -> Vec<(Response, &'static str)> {
+        let status_json = r#"{"type":"status","user":"bob","backend":"local","state":"active","created_at":1,"activated_at":2,"expires_at":null,"last_success_at":3,"last_failure_at":null,"recovery_codes_left":9,"locked_until":null,"lock_level":0,"pairing_id":null,"enabled":true}"#;
+        vec![
+            (
+                LoginResponse::Allow {
+                    reason: AllowReason::Failmode,
+                }
+                .into(),
+                r#"{"type":"allow","reason":"failmode"}"#,
+            ),
+            (
+                LoginResponse::Challenge {
+                    methods: vec![Method::Otp, Method::RecoveryCode, Method::Push],
+                    push_pending: true,
+                }
+                .into(),
+                r#"{"type":"challenge","methods":["otp","recovery_code","push"],"push_pending":true}"#,
+            ),
+            (
+                LoginResponse::Register {
+                    registration_code: "123456".into(),
+                    expires_in_secs: 600,
+                }
+                .into(),
+                r#"{"type":"register","registration_code":"123456","expires_in_secs":600}"#,
+            ),
+            (
+                LoginResponse::granted(Method::Otp).into(),
+                r#"{"type":"granted","method":"otp"}"#,
+            ),
+            (
+                LoginResponse::Granted {
+                    method: Method::Push,
+                    notice: Some(FailureNotice {
+                        failures: 2,
+                        rhosts: vec!["192.0.2.7".into()],
+                        more_rhosts: false,
+                        last_at: Some(5),
+                    }),
+                }
+                .into(),
+                r#"{"type":"granted","method":"push","notice":{"failures":2,"rhosts":["192.0.2.7"],"more_rhosts":false,"last_at":5}}"#,
+            ),
+            (
+                LoginResponse::Denied {
+                    reason: DenyReason::PushDenied,
+                    message: Some("no".into()),
+                }
+                .into(),
+                r#"{"type":"denied","reason":"push_denied","message":"no"}"#,
+            ),
+            (
+                LoginResponse::denied(DenyReason::WrongCode).into(),
+                r#"{"type":"denied","reason":"wrong_code","message":null}"#,
+            ),
+            (LoginResponse::Pending.into(), r#"{"type":"pending"}"#),
+            (
+                LoginResponse::Unavailable {
+                    detail: "down".into(),
+                }
+                .into(),
+                r#"{"type":"unavailable","detail":"down"}"#,
+            ),
+            (
+                LoginResponse::Registration {
+                    status: RegistrationStatus::WrongResponse,
+                    message: "m".into(),
+                    next: RegistrationNext::Retry,
+                }
+                .into(),
+                r#"{"type":"registration","status":"WrongResponse","message":"m","next":"retry"}"#,
+            ),
+            (
+                LoginResponse::Registration {
+                    status: RegistrationStatus::Failed,
+                    message: "m".into(),
+                    next: RegistrationNext::StartOver {
+                        registration_code: "654321".into(),
+                        expires_in_secs: 600,
+                    },
+                }
+                .into(),
+                r#"{"type":"registration","status":"Failed","message":"m","next":"start_over","registration_code":"654321","expires_in_secs":600}"#,
+            ),
+            (
+                LoginResponse::Registration {
+                    status: RegistrationStatus::Registered,
+                    message: "m".into(),
+                    next: RegistrationNext::EnrollTotp {
+                        qr_text: "q".into(),
+                        secret: Secret::new("S"),
+                        otpauth_uri: Secret::new("U"),
+                        recovery_codes: vec![Secret::new("r")],
+                    },
+                }
+                .into(),
+                r#"{"type":"registration","status":"Registered","message":"m","next":"enroll_totp","qr_text":"q","secret":"S","otpauth_uri":"U","recovery_codes":["r"]}"#,
+            ),
+            (
+                LoginResponse::Registration {
+                    status: RegistrationStatus::Registered,
+                    message: "m".into(),
+                    next: RegistrationNext::PairPhrase,
+                }
+                .into(),
+                r#"{"type":"registration","status":"Registered","message":"m","next":"pair_phrase"}"#,
+            ),
+            (
+                LoginResponse::error(ErrorKind::Forbidden, "no").into(),
+                r#"{"type":"error","kind":"forbidden","message":"no"}"#,
+            ),
+            (
+                AdminResponse::Enrollment(Enrollment {
+                    user: "bob".into(),
+                    secret: Secret::new("S"),
+                    otpauth_uri: Secret::new("U"),
+                    recovery_codes: vec![Secret::new("r")],
+                    expires_at: 7,
+                })
+                .into(),
+                r#"{"type":"enrollment","user":"bob","secret":"S","otpauth_uri":"U","recovery_codes":["r"],"expires_at":7}"#,
+            ),
+            (
+                AdminResponse::Activated { user: "bob".into() }.into(),
+                r#"{"type":"activated","user":"bob"}"#,
+            ),
+            (AdminResponse::Status(status()).into(), status_json),
+            (
+                AdminResponse::Removed {
+                    user: "bob".into(),
+                    existed: true,
+                }
+                .into(),
+                r#"{"type":"removed","user":"bob","existed":true}"#,
+            ),
+            (
+                AdminResponse::Pairing(PairingInfo {
+                    user: "bob".into(),
+                    pairing_id: "p".into(),
+                    enabled: true,
+                    pending: false,
+                    qr_png_base64: Some("iVBO".into()),
+                })
+                .into(),
+                r#"{"type":"pairing","user":"bob","pairing_id":"p","enabled":true,"pending":false,"qr_png_base64":"iVBO"}"#,
+            ),
+            (
+                AdminResponse::Accounts {
+                    accounts: vec![status()],
+                }
+                .into(),
+                // The previous release's `accounts` holds each account as `status` does.
+                r#"{"type":"accounts","accounts":[{"user":"bob","backend":"local","state":"active","created_at":1,"activated_at":2,"expires_at":null,"last_success_at":3,"last_failure_at":null,"recovery_codes_left":9,"locked_until":null,"lock_level":0,"pairing_id":null,"enabled":true}]}"#,
+            ),
+            (
+                AdminResponse::ResetLink {
+                    user: "bob".into(),
+                    url: Some("https://x/r".into()),
+                    emailed_to: None,
+                }
+                .into(),
+                r#"{"type":"reset_link","user":"bob","url":"https://x/r","emailed_to":null}"#,
+            ),
+            (
+                AdminResponse::Terminal(TerminalInfo {
+                    id: "t".into(),
+                    name: "n".into(),
+                    requester_specified_id: "r".into(),
+                    user: "bob".into(),
+                })
+                .into(),
+                r#"{"type":"terminal","id":"t","name":"n","requester_specified_id":"r","user":"bob"}"#,
+            ),
+            (
+                AdminResponse::RecoveryCodes {
+                    user: "bob".into(),
+                    codes: vec![Secret::new("a"), Secret::new("b")],
+                }
+                .into(),
+                r#"{"type":"recovery_codes","user":"bob","codes":["a","b"]}"#,
+            ),
+            (
+                AdminResponse::RegistrationApproved {
+                    user: "bob".into(),
+                    response_code: Secret::new("4321"),
+                }
+                .into(),
+                r#"{"type":"registration_approved","user":"bob","response_code":"4321"}"#,
+            ),
+            // Added by the policy work (issue 12) while `Response` was still flat,
+            // written as that flat enum wrote them.
+            (
+                LoginResponse::GraceToken {
+                    token: Secret::new("t"),
+                }
+                .into(),
+                r#"{"type":"grace_token","token":"t"}"#,
+            ),
+            (
+                LoginResponse::Bound { session: 7 }.into(),
+                r#"{"type":"bound","session":7}"#,
+            ),
+            (
+                AdminResponse::Explanation {
+                    user: "bob".into(),
+                    decision: vec!["d".into()],
+                    steps: vec!["s".into()],
+                }
+                .into(),
+                r#"{"type":"explanation","user":"bob","decision":["d"],"steps":["s"]}"#,
+            ),
+            (
+                AdminResponse::GraceCleared {
+                    user: "bob".into(),
+                    cleared: 2,
+                }
+                .into(),
+                r#"{"type":"grace_cleared","user":"bob","cleared":2}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn responses_keep_the_flat_wire_format_of_the_previous_release() {
+        for (answer, json) in answers_of_the_previous_release() {
+            assert_eq!(serde_json::to_string(&answer).unwrap(), json);
+            match &answer {
+                Response::Login(r) => {
+                    assert_eq!(serde_json::to_string(r).unwrap(), json);
+                    let back: LoginResponse = serde_json::from_str(json).unwrap();
+                    assert_eq!(&back, r, "{json}");
+                }
+                Response::Admin(r) => {
+                    assert_eq!(serde_json::to_string(r).unwrap(), json);
+                    let back: AdminResponse = serde_json::from_str(json).unwrap();
+                    assert_eq!(&back, r, "{json}");
+                }
+            }
+            let back: Response = serde_json::from_str(json).unwrap();
+            assert_eq!(back, answer, "{json}");
+        }
+        // The answers both families have are written alike in each.
+        assert_eq!(
+            serde_json::to_string(&AdminResponse::error(ErrorKind::Forbidden, "no")).unwrap(),
+            serde_json::to_string(&LoginResponse::error(ErrorKind::Forbidden, "no")).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&AdminResponse::denied(DenyReason::WrongCode)).unwrap(),
+            serde_json::to_string(&LoginResponse::denied(DenyReason::WrongCode)).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::error(ErrorKind::Busy, "busy")).unwrap(),
+            r#"{"type":"error","kind":"busy","message":"busy"}"#
+        );
+    }
+
+    /// The module reads only a login's answers: an administrative answer (which toopherd
+    /// never sends it) does not decode, so it can only end the login as an error.
+    #[test]
+    fn each_family_reads_only_its_own_answers() {
+        for (answer, json) in answers_of_the_previous_release() {
+            let as_login = serde_json::from_str::<LoginResponse>(json);
+            let as_admin = serde_json::from_str::<AdminResponse>(json);
+            let shared =
+                json.starts_with(r#"{"type":"error""#) || json.starts_with(r#"{"type":"denied""#);
+            match answer {
+                Response::Login(_) => assert_eq!(as_admin.is_ok(), shared, "{json}"),
+                Response::Admin(_) => assert_eq!(as_login.is_ok(), shared, "{json}"),
+            }
+        }
+        let frame = crate::encode(&AdminResponse::Status(status())).unwrap();
+        assert!(matches!(
+            crate::decode::<LoginResponse>(&frame[4..]),
+            Err(crate::FrameError::Malformed { .. })
+        ));
     }
 
     /// The wire format of the previous release, where `Request` was one flat enum: every

@@ -33,7 +33,7 @@ pub fn need(request: &str, _enabling: bool) -> Need {
 /// an NSS lookup (`authz::user_exists`, blocking: call it from `spawn_blocking`).
 ///
 /// Call it after `authorize` (so a non-admin learns nothing about other names) and
-/// before any store access, answering `Response::error(ErrorKind::NotFound, text)`:
+/// before any store access, answering `AdminResponse::error(ErrorKind::NotFound, text)`:
 /// in `Conn::enroll` it replaces the existing `user_exists` check; in `activate` and
 /// `regenerate_recovery_codes` it is new.
 pub fn refusal(request: &str, user: &str, enabling: bool, exists: bool) -> Option<String> {

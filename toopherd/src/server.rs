@@ -238,12 +238,22 @@ async fn connection(
     uid: u32,
     mut stop: watch::Receiver<bool>,
 ) {
-    let admin_group = d.config.admin_group.as_ref().map(|g| g.0.clone());
-    let peer = match tokio::task::spawn_blocking(move || Peer::lookup(uid, admin_group.as_deref()))
-        .await
-    {
-        Ok(p) => p,
-        Err(_) => return,
+    let peer = match d.root_peer.get() {
+        Some(root) if uid == 0 => root.clone(),
+        _ => {
+            let admin_group = d.config.admin_group.as_ref().map(|g| g.0.clone());
+            let lookup =
+                tokio::task::spawn_blocking(move || Peer::lookup(uid, admin_group.as_deref()));
+            match lookup.await {
+                Ok(p) => {
+                    if uid == 0 {
+                        let _ = d.root_peer.set(p.clone());
+                    }
+                    p
+                }
+                Err(_) => return,
+            }
+        }
     };
     // The PAM process's audit session, read while it waits for our answer (root peers
     // only; see policy::session for why a reused pid cannot slip in).
@@ -341,14 +351,14 @@ async fn connection(
 }
 
 /// Answers one request of a connection: authorised once, here, then handled by its
-/// family. The peer is the connection's (`SO_PEERCRED`); tests pass any.
+/// family, which answers in its own family (a refusal too). The peer is the connection's (`SO_PEERCRED`); tests pass any.
 pub async fn dispatch(conn: &mut Conn, req: Request) -> Response {
-    if let Some(refusal) = conn.authorise(&req) {
-        return refusal;
-    }
-    match req {
-        Request::Login(r) => login::handle(conn, r).await,
-        Request::Admin(r) => admin::handle(conn, r).await,
+    let refusal = conn.authorise(&req);
+    match (req, refusal) {
+        (Request::Login(_), Some(refusal)) => Response::Login(refusal.into()),
+        (Request::Admin(_), Some(refusal)) => Response::Admin(refusal.into()),
+        (Request::Login(r), None) => Response::Login(login::handle(conn, r).await),
+        (Request::Admin(r), None) => Response::Admin(admin::handle(conn, r).await),
     }
 }
 

@@ -3,12 +3,12 @@ use super::{
     Syslog, authenticate,
 };
 use crate::conversation::{ConvError, Conversation};
-use crate::daemon::Daemon;
+use crate::daemon::LoginLink;
 use crate::options::{Failmode, Options};
 use std::collections::VecDeque;
 use toopher_ipc::{
-    AllowReason, DenyReason, FrameError, LoginContext, LoginRequest, Method, RegistrationNext,
-    RegistrationStatus, Response, Secret,
+    AdminResponse, AllowReason, DenyReason, FrameError, LoginContext, LoginRequest, LoginResponse,
+    Method, RegistrationNext, RegistrationStatus, Response, Secret,
 };
 
 /// A conversation that answers prompts from a script and records everything shown. Like
@@ -64,19 +64,19 @@ impl Conversation for Script {
 
 /// A daemon that answers from a script and records the requests. A request past the end
 /// of the script, or answers left unused when it is dropped, fail the test (as `Script`).
-struct FakeDaemon {
-    answers: VecDeque<Result<Response, FrameError>>,
+struct FakeLink {
+    answers: VecDeque<Result<LoginResponse, FrameError>>,
     /// After the script, answer every request `Pending` (a phone that never answers).
     then_pending: bool,
     seen: std::rc::Rc<std::cell::RefCell<Vec<LoginRequest>>>,
 }
 
-impl FakeDaemon {
+impl FakeLink {
     fn new(
-        answers: Vec<Result<Response, FrameError>>,
+        answers: Vec<Result<LoginResponse, FrameError>>,
         seen: std::rc::Rc<std::cell::RefCell<Vec<LoginRequest>>>,
-    ) -> FakeDaemon {
-        FakeDaemon {
+    ) -> FakeLink {
+        FakeLink {
             answers: answers.into(),
             then_pending: false,
             seen,
@@ -84,7 +84,7 @@ impl FakeDaemon {
     }
 }
 
-impl Drop for FakeDaemon {
+impl Drop for FakeLink {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             assert!(
@@ -98,12 +98,12 @@ impl Drop for FakeDaemon {
     }
 }
 
-impl Daemon for FakeDaemon {
-    fn call(&mut self, req: &LoginRequest) -> Result<Response, FrameError> {
+impl LoginLink for FakeLink {
+    fn call(&mut self, req: &LoginRequest) -> Result<LoginResponse, FrameError> {
         self.seen.borrow_mut().push(req.clone());
         match self.answers.pop_front() {
             Some(answer) => answer,
-            None if self.then_pending => Ok(Response::Pending),
+            None if self.then_pending => Ok(LoginResponse::Pending),
             None => panic!("unexpected request {req:?}"),
         }
     }
@@ -111,7 +111,7 @@ impl Daemon for FakeDaemon {
         &mut self,
         req: &LoginRequest,
         _: std::time::Duration,
-    ) -> Result<Response, FrameError> {
+    ) -> Result<LoginResponse, FrameError> {
         // A Wait takes time, as toopherd's does.
         std::thread::sleep(std::time::Duration::from_millis(5));
         self.call(req)
@@ -148,7 +148,7 @@ struct Run {
 fn run(
     opts: Options,
     prompts: Vec<Result<&'static str, ConvError>>,
-    daemon: Option<Vec<Result<Response, FrameError>>>,
+    daemon: Option<Vec<Result<LoginResponse, FrameError>>>,
 ) -> Run {
     run_with(opts, prompts, daemon, false)
 }
@@ -157,7 +157,7 @@ fn run(
 fn run_with(
     opts: Options,
     prompts: Vec<Result<&'static str, ConvError>>,
-    daemon: Option<Vec<Result<Response, FrameError>>>,
+    daemon: Option<Vec<Result<LoginResponse, FrameError>>>,
     then_pending: bool,
 ) -> Run {
     let mut conv = Script::new(prompts);
@@ -166,7 +166,7 @@ fn run_with(
     let seen2 = seen.clone();
     let outcome = authenticate(&ctx(), &opts, &mut conv, &mut log, move || match daemon {
         Some(answers) => {
-            let mut daemon = FakeDaemon::new(answers, seen2);
+            let mut daemon = FakeLink::new(answers, seen2);
             daemon.then_pending = then_pending;
             Ok(daemon)
         }
@@ -181,23 +181,23 @@ fn run_with(
     }
 }
 
-fn otp_challenge() -> Result<Response, FrameError> {
-    Ok(Response::Challenge {
+fn otp_challenge() -> Result<LoginResponse, FrameError> {
+    Ok(LoginResponse::Challenge {
         methods: vec![Method::Otp, Method::RecoveryCode],
         push_pending: false,
     })
 }
 
 /// toopherd's answer to `Cancel` (which the module does not read).
-fn cancelled() -> Result<Response, FrameError> {
-    Ok(Response::Denied {
+fn cancelled() -> Result<LoginResponse, FrameError> {
+    Ok(LoginResponse::Denied {
         reason: DenyReason::Other,
         message: Some("cancelled".into()),
     })
 }
 
-fn wrong() -> Result<Response, FrameError> {
-    Ok(Response::denied(DenyReason::WrongCode))
+fn wrong() -> Result<LoginResponse, FrameError> {
+    Ok(LoginResponse::denied(DenyReason::WrongCode))
 }
 
 #[test]
@@ -205,7 +205,10 @@ fn right_code_is_success_and_the_code_is_never_logged() {
     let r = run(
         Options::default(),
         vec![Ok(" 123456 ")],
-        Some(vec![otp_challenge(), Ok(Response::granted(Method::Otp))]),
+        Some(vec![
+            otp_challenge(),
+            Ok(LoginResponse::granted(Method::Otp)),
+        ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
@@ -245,7 +248,7 @@ fn wrong_then_right() {
         Some(vec![
             otp_challenge(),
             wrong(),
-            Ok(Response::granted(Method::RecoveryCode)),
+            Ok(LoginResponse::granted(Method::RecoveryCode)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -304,7 +307,7 @@ fn failmode_safe_never_covers_a_wrong_code_or_a_mid_login_failure() {
     let r = run(
         opts,
         vec![],
-        Some(vec![Ok(Response::denied(DenyReason::NotEnrolled))]),
+        Some(vec![Ok(LoginResponse::denied(DenyReason::NotEnrolled))]),
     );
     assert_eq!(r.outcome, Outcome::AuthErr);
 }
@@ -320,19 +323,19 @@ fn garbage_or_unexpected_answers_deny() {
     let r = run(
         Options::default(),
         vec![],
-        Some(vec![Ok(Response::Pending)]),
+        Some(vec![Ok(LoginResponse::Pending)]),
     );
     assert_eq!(r.outcome, Outcome::AuthErr);
     let r = run(
         Options::default(),
         vec![Ok("123456")],
-        Some(vec![otp_challenge(), Ok(Response::Pending)]),
+        Some(vec![otp_challenge(), Ok(LoginResponse::Pending)]),
     );
     assert_eq!(r.outcome, Outcome::AuthErr);
     let r = run(
         Options::default(),
         vec![],
-        Some(vec![Ok(Response::Challenge {
+        Some(vec![Ok(LoginResponse::Challenge {
             methods: vec![Method::Unknown],
             push_pending: false,
         })]),
@@ -340,12 +343,87 @@ fn garbage_or_unexpected_answers_deny() {
     assert_eq!(r.outcome, Outcome::AuthErr);
 }
 
+/// A toopherd stand-in on a real socket: answers each request it reads with the next
+/// frame of `answers`, which may be of either family (the module reads only a login's).
+fn stand_in(
+    name: &str,
+    answers: Vec<Response>,
+) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+    let dir = std::env::temp_dir().join(format!("pam-toopher-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("s.sock")).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        for answer in answers {
+            toopher_ipc::read_frame(&mut s).unwrap();
+            toopher_ipc::write_frame(&mut s, &answer).unwrap();
+        }
+    });
+    (dir, server)
+}
+
+/// An administrative answer reaching the module (a confused or hostile toopherd) is not
+/// a login's answer: it does not decode, and the login fails closed, under
+/// `failmode = "safe"` too (toopherd was reached).
+#[test]
+fn an_administrative_answer_is_a_decode_error_that_fails_closed() {
+    let opts = Options {
+        failmode: Failmode::Safe,
+        ..Default::default()
+    };
+    let admin: Response = AdminResponse::Activated {
+        user: "alice".into(),
+    }
+    .into();
+    // As the answer to Begin...
+    let (dir, server) = stand_in("admin-begin", vec![admin.clone()]);
+    let mut conv = Script::new(vec![]);
+    let mut log = Lines::default();
+    let outcome = authenticate(&ctx(), &opts, &mut conv, &mut log, || {
+        crate::daemon::connect(&dir.join("s.sock"))
+    });
+    server.join().unwrap();
+    assert_eq!(outcome, Outcome::AuthErr);
+    assert!(
+        log.0
+            .iter()
+            .any(|(_, l)| l.contains("answer unusable: malformed message")),
+        "{:?}",
+        log.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // ...and to a code in the middle of the login.
+    let challenge: Response = LoginResponse::Challenge {
+        methods: vec![Method::Otp],
+        push_pending: false,
+    }
+    .into();
+    let (dir, server) = stand_in("admin-otp", vec![challenge, admin]);
+    let mut conv = Script::new(vec![Ok("123456")]);
+    let mut log = Lines::default();
+    let outcome = authenticate(&ctx(), &opts, &mut conv, &mut log, || {
+        crate::daemon::connect(&dir.join("s.sock"))
+    });
+    server.join().unwrap();
+    assert_eq!(outcome, Outcome::AuthInfoUnavail);
+    assert!(
+        log.0
+            .iter()
+            .any(|(_, l)| l.contains("failed during the login: malformed message")),
+        "{:?}",
+        log.0
+    );
+    assert!(!log.0.iter().any(|(_, l)| l.contains("failmode=safe")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn denial_text_is_stripped_of_control_characters() {
     let r = run(
         Options::default(),
         vec![],
-        Some(vec![Ok(Response::Denied {
+        Some(vec![Ok(LoginResponse::Denied {
             reason: DenyReason::Policy,
             message: Some("no\x1b[31m entry\r\n".into()),
         })]),
@@ -361,7 +439,7 @@ fn rate_limited_stops_at_once() {
         vec![Ok("111111")],
         Some(vec![
             otp_challenge(),
-            Ok(Response::denied(DenyReason::RateLimited)),
+            Ok(LoginResponse::denied(DenyReason::RateLimited)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::AuthErr);
@@ -387,15 +465,15 @@ fn allowed_when_not_enrolled_and_policy_says_so() {
     let r = run(
         Options::default(),
         vec![],
-        Some(vec![Ok(Response::Allow {
+        Some(vec![Ok(LoginResponse::Allow {
             reason: AllowReason::NotEnrolled,
         })]),
     );
     assert_eq!(r.outcome, Outcome::Success);
 }
 
-fn push_challenge(pending: bool) -> Result<Response, FrameError> {
-    Ok(Response::Challenge {
+fn push_challenge(pending: bool) -> Result<LoginResponse, FrameError> {
+    Ok(LoginResponse::Challenge {
         methods: vec![Method::Push, Method::Otp],
         push_pending: pending,
     })
@@ -408,9 +486,9 @@ fn choose_enter_sends_the_push_and_waits_for_the_grant() {
         vec![Ok("")],
         Some(vec![
             push_challenge(false),
-            Ok(Response::Pending),
-            Ok(Response::Pending),
-            Ok(Response::granted(Method::Push)),
+            Ok(LoginResponse::Pending),
+            Ok(LoginResponse::Pending),
+            Ok(LoginResponse::granted(Method::Push)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -431,7 +509,7 @@ fn choose_a_typed_code_is_checked_without_a_push() {
         vec![Ok("123456")],
         Some(vec![
             push_challenge(false),
-            Ok(Response::granted(Method::Otp)),
+            Ok(LoginResponse::granted(Method::Otp)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -445,7 +523,7 @@ fn autopush_a_code_typed_while_waiting_settles_the_push() {
         vec![Ok("654321")],
         Some(vec![
             push_challenge(true),
-            Ok(Response::granted(Method::Otp)),
+            Ok(LoginResponse::granted(Method::Otp)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -465,7 +543,7 @@ fn autopush_enter_waits_for_the_pending_push_without_sending_another() {
         vec![Ok("")],
         Some(vec![
             push_challenge(true),
-            Ok(Response::granted(Method::Push)),
+            Ok(LoginResponse::granted(Method::Push)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -479,9 +557,9 @@ fn no_answer_falls_back_to_a_one_time_password() {
         vec![Ok(""), Ok("111222")],
         Some(vec![
             push_challenge(false),
-            Ok(Response::Pending),
-            Ok(Response::denied(DenyReason::PushTimeout)),
-            Ok(Response::granted(Method::Otp)),
+            Ok(LoginResponse::Pending),
+            Ok(LoginResponse::denied(DenyReason::PushTimeout)),
+            Ok(LoginResponse::granted(Method::Otp)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success, "{:?}", r.shown);
@@ -500,8 +578,8 @@ fn a_denied_push_shows_the_reason_on_the_next_prompt() {
         vec![Ok(""), Err(ConvError)],
         Some(vec![
             push_challenge(false),
-            Ok(Response::Pending),
-            Ok(Response::Denied {
+            Ok(LoginResponse::Pending),
+            Ok(LoginResponse::Denied {
                 reason: DenyReason::PushDenied,
                 message: Some("Not me\x1b[2J".into()),
             }),
@@ -544,11 +622,11 @@ fn otp_required_switches_to_the_code_prompt() {
         vec![Ok(""), Ok("123123")],
         Some(vec![
             push_challenge(false),
-            Ok(Response::Challenge {
+            Ok(LoginResponse::Challenge {
                 methods: vec![Method::Otp],
                 push_pending: false,
             }),
-            Ok(Response::granted(Method::Otp)),
+            Ok(LoginResponse::granted(Method::Otp)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::Success);
@@ -565,7 +643,7 @@ fn failmode_safe_from_the_daemon_mid_push_is_its_decision_and_logged() {
         vec![Ok("")],
         Some(vec![
             push_challenge(false),
-            Ok(Response::Allow {
+            Ok(LoginResponse::Allow {
                 reason: AllowReason::Failmode,
             }),
         ]),
@@ -588,15 +666,15 @@ fn a_broken_link_during_the_wait_denies() {
         vec![Ok("")],
         Some(vec![
             push_challenge(false),
-            Ok(Response::Pending),
+            Ok(LoginResponse::Pending),
             Err(FrameError::Closed),
         ]),
     );
     assert_eq!(r.outcome, Outcome::AuthInfoUnavail);
 }
 
-fn granted_with_notice() -> Result<Response, FrameError> {
-    Ok(Response::Granted {
+fn granted_with_notice() -> Result<LoginResponse, FrameError> {
+    Ok(LoginResponse::Granted {
         method: Method::Otp,
         notice: Some(toopher_ipc::FailureNotice {
             failures: 4,
@@ -645,7 +723,10 @@ fn no_notice_without_news_or_when_the_login_cannot_show_it() {
     let r = run(
         Options::default(),
         vec![Ok("123456")],
-        Some(vec![otp_challenge(), Ok(Response::granted(Method::Otp))]),
+        Some(vec![
+            otp_challenge(),
+            Ok(LoginResponse::granted(Method::Otp)),
+        ]),
     );
     assert_eq!(r.shown, vec![format!("prompt:{OTP_PROMPT}")]);
     // A login under PAM_SILENT says so in Begin (notify = false); toopherd then keeps the
@@ -662,7 +743,7 @@ fn no_notice_without_news_or_when_the_login_cannot_show_it() {
         &mut conv,
         &mut log,
         move || {
-            Ok(FakeDaemon::new(
+            Ok(FakeLink::new(
                 vec![otp_challenge(), granted_with_notice()],
                 seen2,
             ))
@@ -679,11 +760,11 @@ fn a_locked_account_is_asked_for_a_recovery_code_only() {
         Options::default(),
         vec![Ok("123456")],
         Some(vec![
-            Ok(Response::Challenge {
+            Ok(LoginResponse::Challenge {
                 methods: vec![Method::RecoveryCode],
                 push_pending: false,
             }),
-            Ok(Response::denied(DenyReason::RateLimited)),
+            Ok(LoginResponse::denied(DenyReason::RateLimited)),
         ]),
     );
     assert_eq!(r.outcome, Outcome::AuthErr);
@@ -704,7 +785,10 @@ fn an_unused_scripted_answer_fails_the_test() {
     run(
         Options::default(),
         vec![Ok("123456"), Ok("654321")],
-        Some(vec![otp_challenge(), Ok(Response::granted(Method::Otp))]),
+        Some(vec![
+            otp_challenge(),
+            Ok(LoginResponse::granted(Method::Otp)),
+        ]),
     );
 }
 
@@ -716,20 +800,20 @@ fn an_unused_daemon_answer_fails_the_test() {
         vec![Ok("123456")],
         Some(vec![
             otp_challenge(),
-            Ok(Response::granted(Method::Otp)),
-            Ok(Response::Pending),
+            Ok(LoginResponse::granted(Method::Otp)),
+            Ok(LoginResponse::Pending),
         ]),
     );
 }
 
 /// Two-way registration: the code is shown, the response code accepted, then `next`.
-fn registered(next: RegistrationNext) -> Vec<Result<Response, FrameError>> {
+fn registered(next: RegistrationNext) -> Vec<Result<LoginResponse, FrameError>> {
     vec![
-        Ok(Response::Register {
+        Ok(LoginResponse::Register {
             registration_code: "ABCD-EFGH".into(),
             expires_in_secs: 600,
         }),
-        Ok(Response::Registration {
+        Ok(LoginResponse::Registration {
             status: RegistrationStatus::Registered,
             message: "Registered.".into(),
             next,
@@ -745,7 +829,7 @@ fn registration_then_totp_enrolment_grants_with_the_first_code() {
         otpauth_uri: Secret::new("otpauth://totp/x"),
         recovery_codes: vec![Secret::new("qzvb-xk2m-7tnd")],
     });
-    daemon.push(Ok(Response::granted(Method::Otp)));
+    daemon.push(Ok(LoginResponse::granted(Method::Otp)));
     let r = run(
         Options::default(),
         vec![Ok("RESP-1234"), Ok("123456")],
@@ -765,7 +849,7 @@ fn registration_then_totp_enrolment_grants_with_the_first_code() {
 #[test]
 fn an_unavailable_backend_while_pairing_is_logged_like_everywhere_else() {
     let mut daemon = registered(RegistrationNext::PairPhrase);
-    daemon.push(Ok(Response::Unavailable {
+    daemon.push(Ok(LoginResponse::Unavailable {
         detail: "the second-factor service could not be reached".into(),
     }));
     let r = run(
@@ -791,12 +875,12 @@ fn an_unavailable_backend_while_pairing_is_logged_like_everywhere_else() {
 fn a_refused_pairing_phrase_is_asked_again() {
     let mut daemon = registered(RegistrationNext::PairPhrase);
     daemon.extend([
-        Ok(Response::Denied {
+        Ok(LoginResponse::Denied {
             reason: DenyReason::WrongCode,
             message: None,
         }),
-        Ok(Response::Pending),
-        Ok(Response::granted(Method::Push)),
+        Ok(LoginResponse::Pending),
+        Ok(LoginResponse::granted(Method::Push)),
     ]);
     let r = run(
         Options::default(),
@@ -834,7 +918,7 @@ impl crate::handle::Handle for Kept {
 fn run_in(
     opts: Options,
     prompts: Vec<Result<&'static str, ConvError>>,
-    daemon: Vec<Result<Response, FrameError>>,
+    daemon: Vec<Result<LoginResponse, FrameError>>,
     handle: &mut Kept,
 ) -> Run {
     let mut conv = Script::new(prompts);
@@ -842,7 +926,7 @@ fn run_in(
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let seen2 = seen.clone();
     let outcome = super::authenticate_in(&ctx(), &opts, &mut conv, &mut log, handle, move || {
-        Ok(FakeDaemon::new(daemon, seen2))
+        Ok(FakeLink::new(daemon, seen2))
     });
     let requests = seen.borrow().clone();
     Run {
@@ -860,8 +944,8 @@ fn forward() -> Options {
     }
 }
 
-fn no_token() -> Result<Response, FrameError> {
-    Ok(Response::error(
+fn no_token() -> Result<LoginResponse, FrameError> {
+    Ok(LoginResponse::error(
         toopher_ipc::ErrorKind::NotFound,
         "no grace period",
     ))
@@ -875,7 +959,7 @@ fn forward_pass_checks_the_trailing_code_and_hands_on_the_password() {
         vec![Ok("  my pw 2024123456")],
         vec![
             otp_challenge(),
-            Ok(Response::granted(Method::Otp)),
+            Ok(LoginResponse::granted(Method::Otp)),
             no_token(),
         ],
         &mut h,
@@ -929,13 +1013,13 @@ fn forward_pass_without_a_code_pushes_when_the_backend_can() {
         forward(),
         vec![Ok("pw")],
         vec![
-            Ok(Response::Challenge {
+            Ok(LoginResponse::Challenge {
                 methods: vec![Method::Push, Method::Otp],
                 push_pending: false,
             }),
-            Ok(Response::Pending),
-            Ok(Response::granted(Method::Push)),
-            Ok(Response::GraceToken {
+            Ok(LoginResponse::Pending),
+            Ok(LoginResponse::granted(Method::Push)),
+            Ok(LoginResponse::GraceToken {
                 token: Secret::new("t0k"),
             }),
         ],
@@ -956,7 +1040,7 @@ fn forward_pass_when_the_policy_needs_no_code_forwards_everything() {
         forward(),
         vec![Ok("pw123456")],
         vec![
-            Ok(Response::Allow {
+            Ok(LoginResponse::Allow {
                 reason: AllowReason::Exempt,
             }),
             no_token(),

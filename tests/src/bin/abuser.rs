@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use toopher_ipc::{AdminRequest, ErrorKind, Response, decode, encode, parse_header};
+use toopher_ipc::{
+    AdminRequest, AdminResponse, ErrorKind, ErrorReply, decode, encode, parse_header,
+};
 
 const THREADS: usize = 4;
 /// A held-open connection asks again this often.
@@ -162,12 +164,12 @@ fn count_answers(conn: &mut Conn, stats: &Stats) {
             return;
         }
         let body: Vec<u8> = conn.inbuf.drain(..4 + len).skip(4).collect();
-        match decode::<Response>(&body) {
-            Ok(Response::Error {
+        match decode::<AdminResponse>(&body) {
+            Ok(AdminResponse::Error(ErrorReply {
                 kind: ErrorKind::Busy,
                 ..
-            }) => stats.busy.fetch_add(1, Ordering::Relaxed),
-            Ok(Response::Error { .. }) => stats.errors.fetch_add(1, Ordering::Relaxed),
+            })) => stats.busy.fetch_add(1, Ordering::Relaxed),
+            Ok(AdminResponse::Error(_)) => stats.errors.fetch_add(1, Ordering::Relaxed),
             Ok(_) => {
                 conn.next_request = Some(Instant::now() + REPEAT);
                 stats.answers.fetch_add(1, Ordering::Relaxed)

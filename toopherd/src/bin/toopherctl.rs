@@ -8,8 +8,8 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use toopher_ipc::{
-    AccountStatus, AdminRequest, Client, DenyReason, Enrollment, EnrollmentState, PairBy,
-    PairingInfo, Response, Secret, Timeouts,
+    AccountStatus, AdminRequest, AdminResponse, Client, DenyReason, Enrollment, EnrollmentState,
+    ErrorReply, PairBy, PairingInfo, Secret, Timeouts,
 };
 use toopherd::qr;
 
@@ -294,22 +294,23 @@ fn current_user() -> Result<String, Failure> {
         .ok_or_else(|| Failure::Refused("cannot tell who you are; name the user".into()))
 }
 
-struct Daemon {
+/// toopherctl's link to toopherd: administrative requests, and their answers.
+struct AdminLink {
     client: Client,
     socket: PathBuf,
 }
 
-impl Daemon {
-    fn connect(socket: PathBuf) -> Result<Daemon, Failure> {
+impl AdminLink {
+    fn connect(socket: PathBuf) -> Result<AdminLink, Failure> {
         let client = Client::connect(&socket, Timeouts::default())
             .map_err(|e| Failure::Unreachable(unreachable_text(&socket, &e)))?;
-        Ok(Daemon { client, socket })
+        Ok(AdminLink { client, socket })
     }
 
     /// A request's answer; toopherd's error answers become refusals with its message.
-    fn call(&mut self, req: &AdminRequest) -> Result<Response, Failure> {
+    fn call(&mut self, req: &AdminRequest) -> Result<AdminResponse, Failure> {
         match self.client.call(req) {
-            Ok(Response::Error { message, .. }) => Err(Failure::Refused(message)),
+            Ok(AdminResponse::Error(ErrorReply { message, .. })) => Err(Failure::Refused(message)),
             Ok(r) => Ok(r),
             Err(e) => Err(Failure::Unreachable(format!(
                 "toopherd at {} did not answer: {e}",
@@ -338,7 +339,7 @@ fn unreachable_text(socket: &std::path::Path, e: &std::io::Error) -> String {
     format!("cannot reach toopherd at {}: {e}\n{hint}", socket.display())
 }
 
-fn unexpected(r: &Response) -> Failure {
+fn unexpected(r: &AdminResponse) -> Failure {
     Failure::Refused(format!("unexpected answer from toopherd: {r:?}"))
 }
 
@@ -356,7 +357,7 @@ fn run(args: Args) -> Result<(), Failure> {
     if let Command::Store(c) = &args.command {
         return store_command(c);
     }
-    let mut d = Daemon::connect(args.socket)?;
+    let mut d = AdminLink::connect(args.socket)?;
     match args.command {
         Command::Store(c) => store_command(&c),
         Command::Enroll {
@@ -371,7 +372,7 @@ fn run(args: Args) -> Result<(), Failure> {
                 user: user.clone(),
                 force,
             })? {
-                Response::Enrollment(e) => e,
+                AdminResponse::Enrollment(e) => e,
                 other => return Err(unexpected(&other)),
             };
             if json {
@@ -388,18 +389,18 @@ fn run(args: Args) -> Result<(), Failure> {
                 user: user.clone(),
                 code,
             })? {
-                Response::Activated { .. } => {
+                AdminResponse::Activated { .. } => {
                     println!("{user}: two-factor authentication is active.");
                     Ok(())
                 }
-                Response::Denied { reason, .. } => Err(Failure::Refused(denial_text(reason))),
+                AdminResponse::Denied { reason, .. } => Err(Failure::Refused(denial_text(reason))),
                 other => Err(unexpected(&other)),
             }
         }
         Command::Status { user, json } => {
             let user = user.map_or_else(current_user, Ok)?;
             match d.call(&AdminRequest::Status { user })? {
-                Response::Status(st) => report_status(&st, json),
+                AdminResponse::Status(st) => report_status(&st, json),
                 other => Err(unexpected(&other)),
             }
         }
@@ -426,14 +427,14 @@ fn run(args: Args) -> Result<(), Failure> {
             pair(&mut d, &user, by, qr_file, timeout)
         }
         Command::List { json } => match d.call(&AdminRequest::List)? {
-            Response::Accounts { accounts } if json => {
+            AdminResponse::Accounts { accounts } if json => {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&accounts).unwrap_or_default()
                 );
                 Ok(())
             }
-            Response::Accounts { accounts } => {
+            AdminResponse::Accounts { accounts } => {
                 println!(
                     "USER                     BACKEND  STATE    ENABLED   LAST SUCCESS             RECOVERY"
                 );
@@ -464,16 +465,16 @@ fn run(args: Args) -> Result<(), Failure> {
             match known_somewhere(&mut d, &user)
                 .and_then(|()| d.call(&AdminRequest::Unlock { user }))?
             {
-                Response::Status(st) => report_status(&st, false),
+                AdminResponse::Status(st) => report_status(&st, false),
                 other => Err(unexpected(&other)),
             }
         }
         Command::Reset { user } => match d.call(&AdminRequest::Reset { user })? {
-            Response::Removed {
+            AdminResponse::Removed {
                 user,
                 existed: false,
             } if !user_exists(&user) => Err(no_such_user(&user)),
-            Response::Removed { user, existed } => {
+            AdminResponse::Removed { user, existed } => {
                 println!(
                     "{user}: reset{}.",
                     if existed {
@@ -488,11 +489,11 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         Command::ResetLink { user, email } => {
             match d.call(&AdminRequest::ResetLink { user, email })? {
-                Response::ResetLink { url: Some(url), .. } => {
+                AdminResponse::ResetLink { url: Some(url), .. } => {
                     println!("{url}");
                     Ok(())
                 }
-                Response::ResetLink {
+                AdminResponse::ResetLink {
                     user,
                     emailed_to: Some(to),
                     ..
@@ -514,7 +515,7 @@ fn run(args: Args) -> Result<(), Failure> {
             rhost,
             session,
         })? {
-            Response::Explanation {
+            AdminResponse::Explanation {
                 decision, steps, ..
             } => {
                 for line in &decision {
@@ -529,7 +530,7 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         Command::Grace(GraceCommand::Clear { user }) => {
             match d.call(&AdminRequest::GraceClear { user })? {
-                Response::GraceCleared { user, cleared } => {
+                AdminResponse::GraceCleared { user, cleared } => {
                     println!("{user}: {cleared} grace period(s) ended.");
                     Ok(())
                 }
@@ -550,7 +551,7 @@ fn run(args: Args) -> Result<(), Failure> {
                 TerminalCommand::Show { user, id } => AdminRequest::TerminalShow { user, id },
             };
             match d.call(&req)? {
-                Response::Terminal(t) => {
+                AdminResponse::Terminal(t) => {
                     println!(
                         "id:           {}\nname:         {}\nrequester id: {}\nuser:         {}",
                         t.id, t.name, t.requester_specified_id, t.user
@@ -564,7 +565,7 @@ fn run(args: Args) -> Result<(), Failure> {
             let user = user.map_or_else(current_user, Ok)?;
             must_exist(&user)?;
             match d.call(&AdminRequest::RegenerateRecoveryCodes { user })? {
-                Response::RecoveryCodes { user, codes } => {
+                AdminResponse::RecoveryCodes { user, codes } => {
                     println!(
                         "New recovery codes for {user} (the old ones no longer work; each works once):"
                     );
@@ -579,11 +580,11 @@ fn run(args: Args) -> Result<(), Failure> {
         Command::Registration(RegistrationCommand::Approve { user, code }) => {
             let code = Secret::new(code.trim());
             match d.call(&AdminRequest::RegistrationApprove { user, code })? {
-                Response::RegistrationApproved {
+                AdminResponse::RegistrationApproved {
                     user,
                     response_code,
                 } => {
-                    println!("Response code for {user}: {}", response_code.expose());
+                    println!("AdminResponse code for {user}: {}", response_code.expose());
                     println!("Type it at the login prompt that showed the registration code.");
                     Ok(())
                 }
@@ -591,18 +592,18 @@ fn run(args: Args) -> Result<(), Failure> {
             }
         }
         Command::Remove { user } => match d.call(&AdminRequest::Remove { user })? {
-            Response::Removed {
+            AdminResponse::Removed {
                 user,
                 existed: true,
             } => {
                 println!("{user}: enrolment removed.");
                 Ok(())
             }
-            Response::Removed {
+            AdminResponse::Removed {
                 user,
                 existed: false,
             } if !user_exists(&user) => Err(no_such_user(&user)),
-            Response::Removed {
+            AdminResponse::Removed {
                 user,
                 existed: false,
             } => {
@@ -749,7 +750,7 @@ fn write_private_png(path: &std::path::Path, uri: &str) -> Result<(), Failure> {
     f.write_all(&bytes).map_err(fail)
 }
 
-fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
+fn activate_interactively(d: &mut AdminLink, user: &str) -> Result<(), Failure> {
     let stdin = std::io::stdin();
     for _ in 0..3 {
         print!("Enter the 6-digit code from your app to activate (Ctrl-C to leave it pending): ");
@@ -767,15 +768,17 @@ fn activate_interactively(d: &mut Daemon, user: &str) -> Result<(), Failure> {
             user: user.into(),
             code,
         })? {
-            Response::Activated { .. } => {
+            AdminResponse::Activated { .. } => {
                 println!("{user}: two-factor authentication is active.");
                 return Ok(());
             }
-            Response::Denied {
+            AdminResponse::Denied {
                 reason: DenyReason::WrongCode,
                 ..
             } => eprintln!("That code is not right; check the app and try again."),
-            Response::Denied { reason, .. } => return Err(Failure::Refused(denial_text(reason))),
+            AdminResponse::Denied { reason, .. } => {
+                return Err(Failure::Refused(denial_text(reason)));
+            }
             other => return Err(unexpected(&other)),
         }
     }
@@ -793,16 +796,16 @@ fn state_word(s: EnrollmentState) -> &'static str {
     }
 }
 
-fn set_enabled(d: &mut Daemon, user: String, enabled: bool) -> Result<(), Failure> {
+fn set_enabled(d: &mut AdminLink, user: String, enabled: bool) -> Result<(), Failure> {
     match d.call(&AdminRequest::SetEnabled { user, enabled })? {
-        Response::Status(st) => report_status(&st, false),
+        AdminResponse::Status(st) => report_status(&st, false),
         other => Err(unexpected(&other)),
     }
 }
 
 /// Starts a pairing and waits, with a countdown, until the phone confirms it.
 fn pair(
-    d: &mut Daemon,
+    d: &mut AdminLink,
     user: &str,
     by: PairBy,
     qr_file: Option<PathBuf>,
@@ -812,7 +815,7 @@ fn pair(
         user: user.into(),
         by,
     })? {
-        Response::Pairing(p) => p,
+        AdminResponse::Pairing(p) => p,
         other => return Err(unexpected(&other)),
     };
     if let Some(png) = &info.qr_png_base64 {
@@ -852,7 +855,7 @@ fn pair(
             user: user.into(),
             pairing_id: state.pairing_id.clone(),
         })? {
-            Response::Pairing(p) => p,
+            AdminResponse::Pairing(p) => p,
             other => return Err(unexpected(&other)),
         };
     }
@@ -887,13 +890,13 @@ fn report_status(st: &AccountStatus, json: bool) -> Result<(), Failure> {
 
 /// For requests that change an account's record (suspend, resume, unlock): a name that
 /// neither the system nor toopherd knows is refused before toopherd makes a record of it.
-fn known_somewhere(d: &mut Daemon, user: &str) -> Result<(), Failure> {
+fn known_somewhere(d: &mut AdminLink, user: &str) -> Result<(), Failure> {
     if user_exists(user) {
         return Ok(());
     }
     match d.call(&AdminRequest::Status { user: user.into() })? {
-        Response::Status(st) if has_record(&st) => Ok(()),
-        Response::Status(_) => Err(no_such_user(user)),
+        AdminResponse::Status(st) if has_record(&st) => Ok(()),
+        AdminResponse::Status(_) => Err(no_such_user(user)),
         other => Err(unexpected(&other)),
     }
 }

@@ -13,12 +13,12 @@ use crate::store::{LoginState, Rejection, StoreError, Verdict};
 use crate::totp;
 use std::sync::Arc;
 use toopher_ipc::{
-    AdminRequest, DenyReason, Enrollment, ErrorKind, PairBy, PairingInfo, Response, Secret,
+    AdminRequest, AdminResponse, DenyReason, Enrollment, ErrorKind, PairBy, PairingInfo, Secret,
     TerminalInfo,
 };
 
 /// Answers an administrative request (authorised by dispatch).
-pub async fn handle(conn: &mut Conn, req: AdminRequest) -> Response {
+pub async fn handle(conn: &mut Conn, req: AdminRequest) -> AdminResponse {
     match req {
         AdminRequest::RegistrationApprove { user, code } => {
             registration::registration_approve(conn, user, code).await
@@ -58,10 +58,10 @@ fn end_grace(conn: &Conn, user: &str) -> usize {
     conn.d.policy.clear(user)
 }
 
-fn grace_clear(conn: &mut Conn, user: String) -> Response {
+fn grace_clear(conn: &mut Conn, user: String) -> AdminResponse {
     let cleared = end_grace(conn, &user);
     conn.log_admin("grace_clear", &user, &format!("cleared={cleared}"));
-    Response::GraceCleared {
+    AdminResponse::GraceCleared {
         user,
         cleared: u32::try_from(cleared).unwrap_or(u32::MAX),
     }
@@ -75,10 +75,10 @@ async fn policy_explain(
     service: String,
     rhost: Option<String>,
     session: Option<u32>,
-) -> Response {
+) -> AdminResponse {
     let bad = |s: &str| s.is_empty() || s.len() > 256 || s.chars().any(char::is_control);
     if bad(&service) || service.len() > 64 || rhost.as_deref().is_some_and(bad) {
-        return Response::error(ErrorKind::BadRequest, "invalid service or rhost");
+        return AdminResponse::error(ErrorKind::BadRequest, "invalid service or rhost");
     }
     let limits = conn.d.limits();
     let local = conn.d.config.backend == crate::config::Backend::Local;
@@ -121,7 +121,7 @@ async fn policy_explain(
     })
     .await;
     match explained {
-        Ok(e) => Response::Explanation {
+        Ok(e) => AdminResponse::Explanation {
             user,
             decision: e.decision,
             steps: e.steps,
@@ -130,13 +130,13 @@ async fn policy_explain(
     }
 }
 
-async fn enroll(conn: &mut Conn, user: String, force: bool) -> Response {
+async fn enroll(conn: &mut Conn, user: String, force: bool) -> AdminResponse {
     let name = user.clone();
     if !tokio::task::spawn_blocking(move || authz::user_exists(&name))
         .await
         .unwrap_or(false)
     {
-        return Response::error(ErrorKind::NotFound, format!("no such user: {user}"));
+        return AdminResponse::error(ErrorKind::NotFound, format!("no such user: {user}"));
     }
     let ttl = conn.d.config.enrollment_ttl.0;
     let name = user.clone();
@@ -152,7 +152,7 @@ async fn enroll(conn: &mut Conn, user: String, force: bool) -> Response {
                 &user,
                 if force { "replaced_pending" } else { "pending" },
             );
-            Response::Enrollment(Enrollment {
+            AdminResponse::Enrollment(Enrollment {
                 secret: Secret::new(totp::base32(&e.secret).as_str()),
                 otpauth_uri: Secret::new(
                     totp::otpauth_uri(&conn.d.issuer, &user, &e.secret).as_str(),
@@ -166,7 +166,7 @@ async fn enroll(conn: &mut Conn, user: String, force: bool) -> Response {
                 user,
             })
         }
-        Err(StoreError::AlreadyActive) => Response::error(
+        Err(StoreError::AlreadyActive) => AdminResponse::error(
             ErrorKind::Conflict,
             format!("{user} already has an active enrolment; root can replace it with --force"),
         ),
@@ -174,7 +174,7 @@ async fn enroll(conn: &mut Conn, user: String, force: bool) -> Response {
     }
 }
 
-async fn activate(conn: &mut Conn, user: String, code: Secret) -> Response {
+async fn activate(conn: &mut Conn, user: String, code: Secret) -> AdminResponse {
     let limits = conn.d.limits();
     let name = user.clone();
     match conn
@@ -185,7 +185,7 @@ async fn activate(conn: &mut Conn, user: String, code: Secret) -> Response {
     {
         Ok(Verdict::Accepted(_)) => {
             conn.log_admin("activate", &user, "active");
-            Response::Activated { user }
+            AdminResponse::Activated { user }
         }
         Ok(Verdict::Rejected(_)) => {
             conn.log_admin(
@@ -193,7 +193,7 @@ async fn activate(conn: &mut Conn, user: String, code: Secret) -> Response {
                 &user,
                 &format!("denied reason={}", Rejection::Wrong.as_str()),
             );
-            Response::denied(DenyReason::WrongCode)
+            AdminResponse::denied(DenyReason::WrongCode)
         }
         Ok(Verdict::RateLimited { until }) => {
             conn.log_admin(
@@ -201,13 +201,13 @@ async fn activate(conn: &mut Conn, user: String, code: Secret) -> Response {
                 &user,
                 &format!("refused reason=rate_limited until={until}"),
             );
-            Response::denied(DenyReason::RateLimited)
+            AdminResponse::denied(DenyReason::RateLimited)
         }
-        Err(StoreError::NoPendingEnrollment) => Response::error(
+        Err(StoreError::NoPendingEnrollment) => AdminResponse::error(
             ErrorKind::NotFound,
             format!("{user} has no pending enrolment; run `toopherctl enroll {user}` first"),
         ),
-        Err(StoreError::EnrollmentExpired) => Response::error(
+        Err(StoreError::EnrollmentExpired) => AdminResponse::error(
             ErrorKind::Conflict,
             format!("the enrolment of {user} expired; run `toopherctl enroll {user}` again"),
         ),
@@ -215,7 +215,7 @@ async fn activate(conn: &mut Conn, user: String, code: Secret) -> Response {
     }
 }
 
-async fn status(conn: &mut Conn, user: String) -> Response {
+async fn status(conn: &mut Conn, user: String) -> AdminResponse {
     let limits = conn.d.limits();
     let backend = conn.d.backend.name();
     match conn
@@ -224,27 +224,27 @@ async fn status(conn: &mut Conn, user: String) -> Response {
         .call(move |s| s.status(&user, backend, now(), limits))
         .await
     {
-        Ok(st) => Response::Status(st),
+        Ok(st) => AdminResponse::Status(st),
         Err(e) => conn.internal("status", &e),
     }
 }
 
-async fn remove(conn: &mut Conn, user: String) -> Response {
+async fn remove(conn: &mut Conn, user: String) -> AdminResponse {
     end_grace(conn, &user);
     let name = user.clone();
     match conn.d.store.call(move |s| s.remove(&name)).await {
         Ok(existed) => {
             conn.log_admin("remove", &user, if existed { "removed" } else { "absent" });
-            Response::Removed { user, existed }
+            AdminResponse::Removed { user, existed }
         }
         Err(e) => conn.internal("remove", &e),
     }
 }
 
-async fn pair(conn: &mut Conn, user: String, by: PairBy) -> Response {
+async fn pair(conn: &mut Conn, user: String, by: PairBy) -> AdminResponse {
     let d = Arc::clone(&conn.d);
     let Some(phones) = d.backend.phones() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("pair"));
+        return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("pair"));
     };
     // Pairing a new phone over an existing pairing replaces the second factor: like
     // `enroll --force`, only an administrator may (someone with only the user's session
@@ -254,7 +254,9 @@ async fn pair(conn: &mut Conn, user: String, by: PairBy) -> Response {
         match d.store.call(move |s| s.pairing(&name)).await {
             Ok(None) => {}
             Ok(Some(_)) => {
-                return conn.refuse("pair over an existing pairing", Some(&user), true);
+                return conn
+                    .refuse("pair over an existing pairing", Some(&user), true)
+                    .into();
             }
             Err(e) => return conn.internal("pairing", &e),
         }
@@ -264,7 +266,7 @@ async fn pair(conn: &mut Conn, user: String, by: PairBy) -> Response {
             (Some(phrase.trim().to_owned()), None)
         }
         PairBy::Phrase { .. } => {
-            return Response::error(
+            return AdminResponse::error(
                 ErrorKind::BadRequest,
                 "a pairing phrase is a few words, without digits",
             );
@@ -276,7 +278,7 @@ async fn pair(conn: &mut Conn, user: String, by: PairBy) -> Response {
                     .chars()
                     .all(|c| c.is_ascii_digit() || "+-() ".contains(c));
             if !ok {
-                return Response::error(ErrorKind::BadRequest, "not a phone number");
+                return AdminResponse::error(ErrorKind::BadRequest, "not a phone number");
             }
             (Some(phone.clone()), country.clone())
         }
@@ -300,7 +302,12 @@ async fn pair(conn: &mut Conn, user: String, by: PairBy) -> Response {
 }
 
 /// Records a confirmed pairing and answers its state.
-async fn pairing_answer(conn: &Conn, user: &str, p: PhonePairing, qr: Option<String>) -> Response {
+async fn pairing_answer(
+    conn: &Conn,
+    user: &str,
+    p: PhonePairing,
+    qr: Option<String>,
+) -> AdminResponse {
     if p.confirmed() {
         let (u, id) = (user.to_owned(), p.id.clone());
         if let Err(e) = conn
@@ -313,7 +320,7 @@ async fn pairing_answer(conn: &Conn, user: &str, p: PhonePairing, qr: Option<Str
         }
         conn.log_admin("pair", user, "paired");
     }
-    Response::Pairing(PairingInfo {
+    AdminResponse::Pairing(PairingInfo {
         user: user.to_owned(),
         pairing_id: p.id,
         enabled: p.enabled,
@@ -322,16 +329,16 @@ async fn pairing_answer(conn: &Conn, user: &str, p: PhonePairing, qr: Option<Str
     })
 }
 
-async fn pair_status(conn: &mut Conn, user: String, pairing_id: String) -> Response {
+async fn pair_status(conn: &mut Conn, user: String, pairing_id: String) -> AdminResponse {
     let d = Arc::clone(&conn.d);
     let Some(phones) = d.backend.phones() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("pair"));
+        return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("pair"));
     };
     match phones.pairing(&user, &pairing_id).await {
         // A pairing of someone else can never be recorded for this user.
         Ok(p) if !p.of_user => {
             conn.log_admin("pair", &user, "refused reason=pairing_of_another_user");
-            Response::error(
+            AdminResponse::error(
                 ErrorKind::Forbidden,
                 format!("that pairing does not belong to {user}"),
             )
@@ -341,7 +348,7 @@ async fn pair_status(conn: &mut Conn, user: String, pairing_id: String) -> Respo
     }
 }
 
-async fn list(conn: &mut Conn) -> Response {
+async fn list(conn: &mut Conn) -> AdminResponse {
     let limits = conn.d.limits();
     let backend = conn.d.backend.name();
     let all = conn
@@ -356,12 +363,12 @@ async fn list(conn: &mut Conn) -> Response {
         })
         .await;
     match all {
-        Ok(accounts) => Response::Accounts { accounts },
+        Ok(accounts) => AdminResponse::Accounts { accounts },
         Err(e) => conn.internal("list", &e),
     }
 }
 
-async fn set_enabled(conn: &mut Conn, user: String, enabled: bool) -> Response {
+async fn set_enabled(conn: &mut Conn, user: String, enabled: bool) -> AdminResponse {
     let what = if enabled { "enable" } else { "disable" };
     if !enabled {
         end_grace(conn, &user);
@@ -382,7 +389,7 @@ async fn set_enabled(conn: &mut Conn, user: String, enabled: bool) -> Response {
     status(conn, user).await
 }
 
-async fn reset(conn: &mut Conn, user: String) -> Response {
+async fn reset(conn: &mut Conn, user: String) -> AdminResponse {
     end_grace(conn, &user);
     let d = Arc::clone(&conn.d);
     if let Err(e) = d.backend.reset(&user).await {
@@ -392,22 +399,22 @@ async fn reset(conn: &mut Conn, user: String) -> Response {
     match d.store.call(move |s| s.forget(&name)).await {
         Ok(existed) => {
             conn.log_admin("reset", &user, "reset");
-            Response::Removed { user, existed }
+            AdminResponse::Removed { user, existed }
         }
         Err(e) => conn.internal("reset", &e),
     }
 }
 
-async fn reset_link(conn: &mut Conn, user: String, email: Option<String>) -> Response {
+async fn reset_link(conn: &mut Conn, user: String, email: Option<String>) -> AdminResponse {
     let d = Arc::clone(&conn.d);
     let Some(phones) = d.backend.phones() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("reset-link"));
+        return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("reset-link"));
     };
     let name = user.clone();
     let pairing = match d.store.call(move |s| s.pairing(&name)).await {
         Ok(Some(p)) => p,
         Ok(None) => {
-            return Response::error(
+            return AdminResponse::error(
                 ErrorKind::NotFound,
                 format!("{user} has no recorded pairing"),
             );
@@ -419,14 +426,14 @@ async fn reset_link(conn: &mut Conn, user: String, email: Option<String>) -> Res
             && address.contains('@')
             && !address.chars().any(|c| c.is_control() || c.is_whitespace());
         if !ok {
-            return Response::error(ErrorKind::BadRequest, "not an e-mail address");
+            return AdminResponse::error(ErrorKind::BadRequest, "not an e-mail address");
         }
     }
     match phones.reset_link(&pairing, email.as_deref()).await {
         Ok(url) => {
             let shown = if email.is_some() { "emailed" } else { "shown" };
             conn.log_admin("reset_link", &user, shown);
-            Response::ResetLink {
+            AdminResponse::ResetLink {
                 user,
                 url,
                 emailed_to: email,
@@ -441,14 +448,14 @@ async fn terminal_create(
     user: String,
     name: String,
     requester_id: String,
-) -> Response {
+) -> AdminResponse {
     let d = Arc::clone(&conn.d);
     let Some(phones) = d.backend.phones() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("terminals"));
+        return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("terminals"));
     };
     let printable = |s: &str| !s.is_empty() && s.len() <= 120 && !s.chars().any(char::is_control);
     if !printable(&name) || !printable(&requester_id) {
-        return Response::error(
+        return AdminResponse::error(
             ErrorKind::BadRequest,
             "terminal name and id must be 1-120 printable characters",
         );
@@ -456,7 +463,7 @@ async fn terminal_create(
     match phones.create_terminal(&user, &name, &requester_id).await {
         Ok(t) => {
             conn.log_admin("terminal_create", &user, "created");
-            Response::Terminal(TerminalInfo {
+            AdminResponse::Terminal(TerminalInfo {
                 id: t.id,
                 name: t.name,
                 requester_specified_id: t.requester_specified_id,
@@ -467,17 +474,17 @@ async fn terminal_create(
     }
 }
 
-async fn terminal_show(conn: &mut Conn, user: String, id: String) -> Response {
+async fn terminal_show(conn: &mut Conn, user: String, id: String) -> AdminResponse {
     let d = Arc::clone(&conn.d);
     let Some(phones) = d.backend.phones() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("terminals"));
+        return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("terminals"));
     };
     match phones.terminal(&user, &id).await {
-        Ok(t) if !t.of_user => Response::error(
+        Ok(t) if !t.of_user => AdminResponse::error(
             ErrorKind::NotFound,
             format!("terminal {id} is not one of {user}'s"),
         ),
-        Ok(t) => Response::Terminal(TerminalInfo {
+        Ok(t) => AdminResponse::Terminal(TerminalInfo {
             id: t.id,
             name: t.name,
             requester_specified_id: t.requester_specified_id,
@@ -489,18 +496,18 @@ async fn terminal_show(conn: &mut Conn, user: String, id: String) -> Response {
 
 /// Administrators only: new codes are a second factor of their own, so a user's
 /// session (or password) alone must not be able to mint them.
-async fn regenerate_recovery_codes(conn: &mut Conn, user: String) -> Response {
+async fn regenerate_recovery_codes(conn: &mut Conn, user: String) -> AdminResponse {
     let d = Arc::clone(&conn.d);
     match d.backend.regenerate_recovery_codes(&user).await {
-        Err(CodesError::Unsupported(why)) => Response::error(ErrorKind::Unsupported, why),
+        Err(CodesError::Unsupported(why)) => AdminResponse::error(ErrorKind::Unsupported, why),
         Ok(codes) => {
             conn.log_admin("recovery_codes", &user, "regenerated");
-            Response::RecoveryCodes {
+            AdminResponse::RecoveryCodes {
                 user,
                 codes: codes.iter().map(|c| Secret::new(c.as_str())).collect(),
             }
         }
-        Err(CodesError::Store(StoreError::NotEnrolled)) => Response::error(
+        Err(CodesError::Store(StoreError::NotEnrolled)) => AdminResponse::error(
             ErrorKind::NotFound,
             format!("{user} has no active enrolment"),
         ),
@@ -509,7 +516,7 @@ async fn regenerate_recovery_codes(conn: &mut Conn, user: String) -> Response {
 }
 
 /// Lifts a rate-limit lock and its escalation.
-async fn unlock(conn: &mut Conn, user: String) -> Response {
+async fn unlock(conn: &mut Conn, user: String) -> AdminResponse {
     let limits = conn.d.limits();
     let name = user.clone();
     match conn

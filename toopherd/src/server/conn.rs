@@ -12,8 +12,8 @@ use crate::policy::rules::Outcome as PolicyOutcome;
 use crate::store::StoreError;
 use std::sync::Arc;
 use toopher_ipc::{
-    AllowReason, DenyReason, ErrorKind, FailureNotice, LoginContext, LoginRequest, Request,
-    Response,
+    AllowReason, DenyReason, ErrorKind, ErrorReply, FailureNotice, LoginContext, LoginRequest,
+    LoginResponse, Request,
 };
 
 pub struct Conn {
@@ -102,17 +102,22 @@ impl Conn {
     }
 
     /// A failed call to the second-factor service, logged and answered.
-    pub(super) fn service_failure(&self, what: &str, user: &str, e: &ServiceError) -> Response {
+    pub(super) fn service_failure<R: From<ErrorReply>>(
+        &self,
+        what: &str,
+        user: &str,
+        e: &ServiceError,
+    ) -> R {
         self.log_admin(
             what,
             user,
             &format!("failed detail={}", field(Some(&e.message))),
         );
-        Response::error(e.kind, e.message.clone())
+        ErrorReply::new(e.kind, e.message.clone()).into()
     }
 
-    /// A store failure, logged (once while it lasts) and answered.
-    pub(super) fn internal(&self, what: &str, e: &StoreError) -> Response {
+    /// A store failure, logged (once while it lasts) and answered (in either family).
+    pub(super) fn internal<R: From<ErrorReply>>(&self, what: &str, e: &StoreError) -> R {
         self.d.store.log_error(what, e);
         internal_error()
     }
@@ -132,7 +137,7 @@ impl Conn {
         }
     }
 
-    pub(super) fn suspended(&self, ctx: &LoginContext) -> Response {
+    pub(super) fn suspended(&self, ctx: &LoginContext) -> LoginResponse {
         self.log_auth(
             ctx,
             "denied",
@@ -142,8 +147,8 @@ impl Conn {
     }
 
     /// The answer to a login of a suspended account (logged by the caller).
-    pub(super) fn suspended_answer(&self) -> Response {
-        Response::Denied {
+    pub(super) fn suspended_answer(&self) -> LoginResponse {
+        LoginResponse::Denied {
             reason: DenyReason::UserDisabled,
             message: Some(
                 "The second factor of this account is suspended; ask an administrator.".into(),
@@ -152,18 +157,18 @@ impl Conn {
     }
 
     /// An account without a second factor: the policy's decision (its rule named).
-    pub(super) fn not_enrolled(&self, ctx: &LoginContext, decision: &Decision) -> Response {
+    pub(super) fn not_enrolled(&self, ctx: &LoginContext, decision: &Decision) -> LoginResponse {
         let rule = decision.rule.log_fields();
         match decision.outcome {
             PolicyOutcome::Allowed => {
                 self.log_auth(ctx, "allowed", &format!("reason=not_enrolled {rule}"));
-                Response::Allow {
+                LoginResponse::Allow {
                     reason: AllowReason::NotEnrolled,
                 }
             }
             _ => {
                 self.log_auth(ctx, "denied", &format!("reason=not_enrolled {rule}"));
-                Response::Denied {
+                LoginResponse::Denied {
                     reason: DenyReason::NotEnrolled,
                     message: Some(
                         "Two-factor authentication is required, but this account is not enrolled."
@@ -175,7 +180,7 @@ impl Conn {
     }
 
     /// The backend service could not be reached: `failmode` decides (and only here).
-    pub(super) fn unreachable(&self, ctx: &LoginContext, detail: &str) -> Response {
+    pub(super) fn unreachable(&self, ctx: &LoginContext, detail: &str) -> LoginResponse {
         let detail = field(Some(detail));
         match self.d.config.failmode {
             Failmode::Safe => {
@@ -186,7 +191,7 @@ impl Conn {
                         "reason=backend_unreachable failmode=safe NO_SECOND_FACTOR detail={detail}"
                     ),
                 );
-                Response::Allow {
+                LoginResponse::Allow {
                     reason: AllowReason::Failmode,
                 }
             }
@@ -196,7 +201,7 @@ impl Conn {
                     "unavailable",
                     &format!("reason=backend_unreachable failmode=secure detail={detail}"),
                 );
-                Response::Unavailable {
+                LoginResponse::Unavailable {
                     detail: "the second-factor service could not be reached".into(),
                 }
             }
@@ -204,12 +209,13 @@ impl Conn {
     }
 }
 
-pub(super) fn internal_error() -> Response {
-    Response::error(ErrorKind::Internal, "internal error; see toopherd's log")
+/// A failure inside toopherd, answered in either family.
+pub(super) fn internal_error<R: From<ErrorReply>>() -> R {
+    ErrorReply::new(ErrorKind::Internal, "internal error; see toopherd's log").into()
 }
 
-pub(super) fn no_login() -> Response {
-    Response::error(
+pub(super) fn no_login() -> LoginResponse {
+    LoginResponse::error(
         ErrorKind::BadRequest,
         "no login in progress on this connection",
     )
@@ -225,7 +231,7 @@ impl Conn {
     /// the peer. A login names its user in `Begin` only (the rest act on the login it
     /// opened); an administrative request names its account and whether it needs
     /// root or `admin_group`.
-    pub(super) fn authorise(&self, req: &Request) -> Option<Response> {
+    pub(super) fn authorise(&self, req: &Request) -> Option<ErrorReply> {
         let (request, user, admin) = match req {
             Request::Login(LoginRequest::Begin(ctx)) => ("begin", Some(ctx.user.as_str()), false),
             // The session hook of the module inside sshd (root; checked again there).
@@ -238,7 +244,7 @@ impl Conn {
         if let Some(user) = user
             && !authz::valid_user_name(user)
         {
-            return Some(Response::error(ErrorKind::BadRequest, "invalid user name"));
+            return Some(ErrorReply::new(ErrorKind::BadRequest, "invalid user name"));
         }
         let allowed = match user {
             _ if admin => self.peer.is_admin(),
@@ -250,7 +256,7 @@ impl Conn {
 
     /// Refuses `request` for `user` (logged): it needs an administrator (`admin`), or
     /// the peer's own account.
-    pub(super) fn refuse(&self, request: &str, user: Option<&str>, admin: bool) -> Response {
+    pub(super) fn refuse(&self, request: &str, user: Option<&str>, admin: bool) -> ErrorReply {
         self.d.log.abuse(
             self.peer.uid,
             Abuse::BadInput,
@@ -270,6 +276,6 @@ impl Conn {
                 format!("{request} is an administrative request: it needs root or the admin group")
             }
         };
-        Response::error(ErrorKind::Forbidden, why)
+        ErrorReply::new(ErrorKind::Forbidden, why)
     }
 }

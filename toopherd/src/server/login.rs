@@ -11,11 +11,11 @@ use crate::policy::rules::Outcome as PolicyOutcome;
 use crate::policy::{Decision, Enrolment, LoginFacts, Rule, Stage};
 use std::time::{Duration, Instant};
 use toopher_ipc::{
-    AllowReason, DenyReason, ErrorKind, LoginContext, LoginRequest, Method, Response, Secret,
+    AllowReason, DenyReason, ErrorKind, LoginContext, LoginRequest, LoginResponse, Method, Secret,
 };
 
 /// Answers a login request (authorised by dispatch).
-pub async fn handle(conn: &mut Conn, req: LoginRequest) -> Response {
+pub async fn handle(conn: &mut Conn, req: LoginRequest) -> LoginResponse {
     match req {
         LoginRequest::Begin(ctx) => begin(conn, ctx).await,
         LoginRequest::Otp { code } if conn.session.in_phase(&Phase::EnrollingTotp) => {
@@ -33,7 +33,7 @@ pub async fn handle(conn: &mut Conn, req: LoginRequest) -> Response {
         LoginRequest::Push | LoginRequest::Wait { .. } | LoginRequest::Cancel
             if conn.d.backend.push_timing().is_none() =>
         {
-            Response::error(ErrorKind::Unsupported, conn.d.backend.unsupported("push"))
+            LoginResponse::error(ErrorKind::Unsupported, conn.d.backend.unsupported("push"))
         }
         LoginRequest::Push => push(conn).await,
         LoginRequest::Wait { timeout_ms } => wait(conn, timeout_ms).await,
@@ -66,12 +66,12 @@ fn valid_context(ctx: &LoginContext) -> bool {
         .any(|v| v.chars().any(char::is_control)))
 }
 
-async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
+async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> LoginResponse {
     if !conn.session.is_idle() {
-        return Response::error(ErrorKind::BadRequest, "a login is already in progress");
+        return LoginResponse::error(ErrorKind::BadRequest, "a login is already in progress");
     }
     if !valid_context(&ctx) {
-        return Response::error(ErrorKind::BadRequest, "invalid login context");
+        return LoginResponse::error(ErrorKind::BadRequest, "invalid login context");
     }
     // Where a login comes from is known only to the module inside sshd, sudo or login,
     // which run as root. A user's own process could invent remote hosts for the failure
@@ -115,13 +115,13 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
                 && methods.contains(&Method::Push)
                 && d.backend.push_timing().is_some();
             if !push {
-                return Response::Challenge {
+                return LoginResponse::Challenge {
                     methods,
                     push_pending: false,
                 };
             }
             match send_push(conn, &who).await {
-                Response::Pending => Response::Challenge {
+                LoginResponse::Pending => LoginResponse::Challenge {
                     methods,
                     push_pending: true,
                 },
@@ -133,7 +133,7 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> Response {
 
 /// The policy's answer for a login (suspension from the store, groups through NSS, the
 /// grace book), off the async workers.
-async fn assess(conn: &Conn, ctx: &LoginContext) -> Result<Stage, Box<Response>> {
+async fn assess(conn: &Conn, ctx: &LoginContext) -> Result<Stage, Box<LoginResponse>> {
     let user = ctx.user.clone();
     let suspended = match conn.d.store.call(move |s| s.is_suspended(&user)).await {
         Ok(s) => s,
@@ -163,7 +163,7 @@ async fn assess(conn: &Conn, ctx: &LoginContext) -> Result<Stage, Box<Response>>
 }
 
 /// A login the policy decided without the backend: logged with its rule, answered.
-fn decided(conn: &mut Conn, ctx: &LoginContext, decision: &Decision) -> Response {
+fn decided(conn: &mut Conn, ctx: &LoginContext, decision: &Decision) -> LoginResponse {
     match (decision.outcome, &decision.rule) {
         (_, Rule::Suspended) => {
             conn.log_auth(
@@ -178,7 +178,7 @@ fn decided(conn: &mut Conn, ctx: &LoginContext, decision: &Decision) -> Response
         }
         (PolicyOutcome::Allowed, _) => {
             conn.log_auth(ctx, "allowed", &decision.details());
-            Response::Allow {
+            LoginResponse::Allow {
                 reason: AllowReason::Exempt,
             }
         }
@@ -186,18 +186,18 @@ fn decided(conn: &mut Conn, ctx: &LoginContext, decision: &Decision) -> Response
         // here is a bug, and a bug denies.
         (_, _) => {
             conn.log_auth(ctx, "denied", &decision.details());
-            Response::denied(DenyReason::Policy)
+            LoginResponse::denied(DenyReason::Policy)
         }
     }
 }
 
 /// A code typed for the open login (with a push pending, it settles that push).
-async fn otp(conn: &mut Conn, code: Secret) -> Response {
+async fn otp(conn: &mut Conn, code: Secret) -> LoginResponse {
     if conn.session.login().is_none() {
         return no_login();
     }
     if conn.session.count_attempt().is_err() {
-        return Response::denied(DenyReason::RateLimited);
+        return LoginResponse::denied(DenyReason::RateLimited);
     }
     let pending = conn
         .session
@@ -215,12 +215,12 @@ async fn otp(conn: &mut Conn, code: Secret) -> Response {
     settle(conn, &who.ctx, outcome).await
 }
 
-async fn push(conn: &mut Conn) -> Response {
+async fn push(conn: &mut Conn) -> LoginResponse {
     let Some(login) = conn.session.login() else {
         return no_login();
     };
     if login.push.is_some() {
-        return Response::Pending;
+        return LoginResponse::Pending;
     }
     let Some(who) = conn.attempting() else {
         return no_login();
@@ -228,10 +228,10 @@ async fn push(conn: &mut Conn) -> Response {
     send_push(conn, &who).await
 }
 
-async fn send_push(conn: &mut Conn, who: &Attempting) -> Response {
+async fn send_push(conn: &mut Conn, who: &Attempting) -> LoginResponse {
     let d = std::sync::Arc::clone(&conn.d);
     let Some(timing) = d.backend.push_timing() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
+        return LoginResponse::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
     };
     match d.backend.push(who).await {
         Outcome::Pending { request_id } => {
@@ -241,7 +241,7 @@ async fn send_push(conn: &mut Conn, who: &Attempting) -> Response {
                     deadline: Instant::now() + timing.timeout,
                 });
             }
-            Response::Pending
+            LoginResponse::Pending
         }
         other => settle(conn, &who.ctx, other).await,
     }
@@ -250,16 +250,16 @@ async fn send_push(conn: &mut Conn, who: &Attempting) -> Response {
 /// Polls the pending push until it is answered, `timeout_ms` passes (`Pending`), or
 /// the push times out (`Denied{PushTimeout}`, or `failmode` when the service was
 /// unreachable).
-async fn wait(conn: &mut Conn, timeout_ms: u32) -> Response {
+async fn wait(conn: &mut Conn, timeout_ms: u32) -> LoginResponse {
     let d = std::sync::Arc::clone(&conn.d);
     let Some(timing) = d.backend.push_timing() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
+        return LoginResponse::error(ErrorKind::Unsupported, d.backend.unsupported("push"));
     };
     let Some(who) = conn.attempting() else {
         return no_login();
     };
     let Some(push) = conn.session.login().and_then(|l| l.push.clone()) else {
-        return Response::error(ErrorKind::BadRequest, "no push is pending");
+        return LoginResponse::error(ErrorKind::BadRequest, "no push is pending");
     };
     let slice_end =
         Instant::now() + Duration::from_millis(u64::from(timeout_ms)).min(MAX_WAIT_SLICE);
@@ -283,13 +283,13 @@ async fn wait(conn: &mut Conn, timeout_ms: u32) -> Response {
                 Some(e) => conn.unreachable(&who.ctx, &e),
                 None => {
                     conn.log_auth(&who.ctx, "timeout", "reason=push_timeout");
-                    Response::denied(DenyReason::PushTimeout)
+                    LoginResponse::denied(DenyReason::PushTimeout)
                 }
             };
         }
         let next = (now + timing.poll_interval).min(push.deadline);
         if next > slice_end {
-            return Response::Pending;
+            return LoginResponse::Pending;
         }
         tokio::time::sleep_until(next.into()).await;
     }
@@ -301,7 +301,7 @@ fn clear_push(conn: &mut Conn) {
     }
 }
 
-fn cancel(conn: &mut Conn) -> Response {
+fn cancel(conn: &mut Conn) -> LoginResponse {
     let cancelled = conn
         .session
         .login_mut()
@@ -309,7 +309,7 @@ fn cancel(conn: &mut Conn) -> Response {
     if let Some(ctx) = cancelled {
         conn.log_auth(&ctx, "cancelled", "reason=module_cancelled_push");
     }
-    Response::Denied {
+    LoginResponse::Denied {
         reason: DenyReason::Other,
         message: Some("cancelled".into()),
     }
@@ -317,7 +317,7 @@ fn cancel(conn: &mut Conn) -> Response {
 
 /// Turns a backend's outcome into the answer: logs the decision and ends the login
 /// where the outcome ends it.
-pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome) -> Response {
+pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome) -> LoginResponse {
     match outcome {
         Outcome::Granted {
             method,
@@ -337,7 +337,7 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
             );
             conn.session.end();
             remember_grant(conn, ctx);
-            Response::Granted { method, notice }
+            LoginResponse::Granted { method, notice }
         }
         Outcome::Denied {
             reason,
@@ -351,7 +351,7 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
                 // A failure the store did not count ends the login: no more guesses on it.
                 None => conn.session.end(),
             }
-            Response::Denied { reason, message }
+            LoginResponse::Denied { reason, message }
         }
         Outcome::RateLimited { until } => {
             conn.log_auth(
@@ -360,13 +360,13 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
                 &format!("reason=rate_limited until={until}"),
             );
             conn.session.end();
-            Response::denied(DenyReason::RateLimited)
+            LoginResponse::denied(DenyReason::RateLimited)
         }
         Outcome::Suspended => {
             conn.session.end();
             conn.suspended(ctx)
         }
-        Outcome::Pending { .. } => Response::Pending,
+        Outcome::Pending { .. } => LoginResponse::Pending,
         Outcome::NotEnrolled => {
             // Removed while the login was open: what the policy said for it decides.
             let need = conn.session.login().and_then(|l| l.policy.clone());
@@ -383,7 +383,7 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
         }
         Outcome::OtpRequired => {
             conn.log_auth(ctx, "challenge", "reason=toopher_708_requires_otp");
-            Response::Challenge {
+            LoginResponse::Challenge {
                 methods: vec![Method::Otp],
                 push_pending: false,
             }
@@ -394,7 +394,7 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
         }
         Outcome::Busy => {
             conn.log_auth(ctx, "refused", "reason=busy");
-            Response::error(ErrorKind::Busy, "toopherd is busy")
+            LoginResponse::error(ErrorKind::Busy, "toopherd is busy")
         }
         Outcome::Internal => {
             conn.log_auth(ctx, "error", "reason=internal");
@@ -422,21 +422,21 @@ fn remember_grant(conn: &mut Conn, ctx: &LoginContext) {
 }
 
 /// `GraceToken`: the bind token for this connection's granted login.
-fn grace_token(conn: &mut Conn) -> Response {
+fn grace_token(conn: &mut Conn) -> LoginResponse {
     // Only the module inside sshd (root) has a session hook to hand a token to; a user's
     // own process gets none, so it cannot turn a grant of its own into a session's grace.
     let granted = conn.granted.take().filter(|_| conn.peer.uid == 0);
     let Some(g) = granted else {
-        return Response::error(
+        return LoginResponse::error(
             ErrorKind::NotFound,
             "no second factor was passed on this connection",
         );
     };
     match conn.d.policy.token(&g.user, g.at, now()) {
-        Ok(Some(token)) => Response::GraceToken {
+        Ok(Some(token)) => LoginResponse::GraceToken {
             token: Secret::new(token.as_str()),
         },
-        Ok(None) => Response::error(ErrorKind::NotFound, "no grace period is configured"),
+        Ok(None) => LoginResponse::error(ErrorKind::NotFound, "no grace period is configured"),
         Err(e) => {
             conn.d.log.err(&format!("grace token: {e}"));
             internal_error()
@@ -447,12 +447,12 @@ fn grace_token(conn: &mut Conn) -> Response {
 /// `BindSession`, from the session hook of a login that passed its second factor: the
 /// grant counts in the peer's audit session from now on. Only a root peer (the module
 /// inside sshd) has a session that counts.
-fn bind_session(conn: &mut Conn, user: &str, token: &Secret) -> Response {
+fn bind_session(conn: &mut Conn, user: &str, token: &Secret) -> LoginResponse {
     if conn.peer.uid != 0 {
-        return conn.refuse("bind session", Some(user), true);
+        return conn.refuse("bind session", Some(user), true).into();
     }
     let Some(session) = conn.audit_session else {
-        return Response::error(
+        return LoginResponse::error(
             ErrorKind::Conflict,
             "the session hook runs outside any audit session (is pam_loginuid before it?)",
         );
@@ -463,14 +463,14 @@ fn bind_session(conn: &mut Conn, user: &str, token: &Secret) -> Response {
                 "grace user={} bound to {place}",
                 crate::logging::field(Some(user))
             ));
-            Response::Bound { session }
+            LoginResponse::Bound { session }
         }
         Err(e) => {
             conn.d.log.warn(&format!(
                 "grace user={} not bound: {e}",
                 crate::logging::field(Some(user))
             ));
-            Response::error(ErrorKind::NotFound, e.to_string())
+            LoginResponse::error(ErrorKind::NotFound, e.to_string())
         }
     }
 }

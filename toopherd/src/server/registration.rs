@@ -15,8 +15,8 @@ use crate::totp;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use toopher_ipc::{
-    DenyReason, ErrorKind, LoginContext, Method, RegistrationNext, RegistrationStatus, Response,
-    Secret,
+    AdminResponse, DenyReason, ErrorKind, LoginContext, LoginResponse, Method, RegistrationNext,
+    RegistrationStatus, Secret,
 };
 use zeroize::Zeroizing;
 
@@ -25,7 +25,11 @@ const PAIRING_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// An account without a factor: two-way registration when configured and the policy
 /// requires a factor, else the policy's decision.
-pub(super) async fn no_factor(conn: &mut Conn, ctx: LoginContext, decision: &Decision) -> Response {
+pub(super) async fn no_factor(
+    conn: &mut Conn,
+    ctx: LoginContext,
+    decision: &Decision,
+) -> LoginResponse {
     // A login the policy lets through without a factor is not asked to register.
     if conn.d.config.enroll != EnrollMode::TwoWay || decision.outcome == PolicyOutcome::Allowed {
         return conn.not_enrolled(&ctx, decision);
@@ -34,7 +38,7 @@ pub(super) async fn no_factor(conn: &mut Conn, ctx: LoginContext, decision: &Dec
         Ok((code, secs)) => {
             conn.log_auth(&ctx, "registration", "status=started");
             conn.session.open(Login::new(ctx, Phase::Registering));
-            Response::Register {
+            LoginResponse::Register {
                 registration_code: code.to_string(),
                 expires_in_secs: secs,
             }
@@ -46,7 +50,7 @@ pub(super) async fn no_factor(conn: &mut Conn, ctx: LoginContext, decision: &Dec
 async fn start_registration(
     conn: &Conn,
     ctx: &LoginContext,
-) -> Result<(Zeroizing<String>, u32), Box<Response>> {
+) -> Result<(Zeroizing<String>, u32), Box<LoginResponse>> {
     let ttl = conn.d.config.registration_ttl.0;
     let user = ctx.user.clone();
     match conn
@@ -62,14 +66,18 @@ async fn start_registration(
                 "refused",
                 "reason=rate_limited detail=too_many_registrations",
             );
-            Err(Box::new(Response::denied(DenyReason::RateLimited)))
+            Err(Box::new(LoginResponse::denied(DenyReason::RateLimited)))
         }
         Err(e) => Err(Box::new(conn.internal("registration", &e))),
     }
 }
 
-fn registration(status: RegistrationStatus, message: &str, next: RegistrationNext) -> Response {
-    Response::Registration {
+fn registration(
+    status: RegistrationStatus,
+    message: &str,
+    next: RegistrationNext,
+) -> LoginResponse {
+    LoginResponse::Registration {
         status,
         message: message.into(),
         next,
@@ -112,9 +120,9 @@ async fn note_result(conn: &mut Conn, success: bool) {
 }
 
 /// The response code typed at the login prompt.
-pub(super) async fn registration_response(conn: &mut Conn, code: Secret) -> Response {
+pub(super) async fn registration_response(conn: &mut Conn, code: Secret) -> LoginResponse {
     if !conn.session.in_phase(&Phase::Registering) {
-        return Response::error(
+        return LoginResponse::error(
             ErrorKind::BadRequest,
             "no registration in progress on this connection",
         );
@@ -123,7 +131,7 @@ pub(super) async fn registration_response(conn: &mut Conn, code: Secret) -> Resp
         return no_login();
     };
     if conn.session.count_attempt().is_err() {
-        return Response::denied(DenyReason::RateLimited);
+        return LoginResponse::denied(DenyReason::RateLimited);
     }
     let user = ctx.user.clone();
     let check = match conn
@@ -182,7 +190,7 @@ pub(super) async fn registration_response(conn: &mut Conn, code: Secret) -> Resp
 }
 
 /// Registered: the enrolment starts in the same login.
-async fn enrol_in_login(conn: &mut Conn, ctx: &LoginContext) -> Response {
+async fn enrol_in_login(conn: &mut Conn, ctx: &LoginContext) -> LoginResponse {
     let d = Arc::clone(&conn.d);
     let e = match d.backend.enrol_in_login(&ctx.user).await {
         Ok(EnrolInLogin::PairPhrase) => {
@@ -205,7 +213,7 @@ async fn enrol_in_login(conn: &mut Conn, ctx: &LoginContext) -> Response {
         Err(err) => {
             conn.session.end();
             d.log.err(&err.to_string());
-            return Response::error(ErrorKind::Internal, "cannot draw the QR code");
+            return LoginResponse::error(ErrorKind::Internal, "cannot draw the QR code");
         }
     };
     conn.log_admin("enroll", &ctx.user, "pending via=two-way-registration");
@@ -227,7 +235,7 @@ async fn enrol_in_login(conn: &mut Conn, ctx: &LoginContext) -> Response {
 }
 
 /// The first code from the new enrolment: it activates it and grants this login.
-pub(super) async fn activate_in_login(conn: &mut Conn, code: Secret) -> Response {
+pub(super) async fn activate_in_login(conn: &mut Conn, code: Secret) -> LoginResponse {
     let Some(ctx) = conn.session.login().map(|l| l.ctx.clone()) else {
         return no_login();
     };
@@ -243,11 +251,11 @@ pub(super) async fn activate_in_login(conn: &mut Conn, code: Secret) -> Response
             conn.log_admin("activate", &ctx.user, "active via=two-way-registration");
             conn.log_auth(&ctx, "granted", "method=otp detail=enrolled_in_login");
             conn.session.end();
-            Response::granted(method)
+            LoginResponse::granted(method)
         }
         Ok(Verdict::Rejected(_)) => {
             conn.log_auth(&ctx, "denied", "reason=wrong_code detail=enrolment_code");
-            Response::denied(DenyReason::WrongCode)
+            LoginResponse::denied(DenyReason::WrongCode)
         }
         Ok(Verdict::RateLimited { until }) => {
             conn.log_auth(
@@ -256,12 +264,12 @@ pub(super) async fn activate_in_login(conn: &mut Conn, code: Secret) -> Response
                 &format!("reason=rate_limited until={until}"),
             );
             conn.session.end();
-            Response::denied(DenyReason::RateLimited)
+            LoginResponse::denied(DenyReason::RateLimited)
         }
         Err(e @ (StoreError::EnrollmentExpired | StoreError::NoPendingEnrollment)) => {
             conn.log_auth(&ctx, "denied", "reason=enrolment_expired");
             conn.session.end();
-            Response::Denied {
+            LoginResponse::Denied {
                 reason: DenyReason::Other,
                 message: Some(e.to_string()),
             }
@@ -271,13 +279,13 @@ pub(super) async fn activate_in_login(conn: &mut Conn, code: Secret) -> Response
 }
 
 /// The pairing phrase the app shows, typed at the login prompt after registration.
-pub(super) async fn pair_in_login(conn: &mut Conn, phrase: String) -> Response {
+pub(super) async fn pair_in_login(conn: &mut Conn, phrase: String) -> LoginResponse {
     let d = Arc::clone(&conn.d);
     let (Some(phones), true) = (
         d.backend.phones(),
         conn.session.in_phase(&Phase::AwaitingPhrase),
     ) else {
-        return Response::error(
+        return LoginResponse::error(
             ErrorKind::BadRequest,
             "no pairing expected on this connection",
         );
@@ -287,7 +295,7 @@ pub(super) async fn pair_in_login(conn: &mut Conn, phrase: String) -> Response {
     };
     let phrase = phrase.trim().to_owned();
     if !valid_phrase(&phrase) {
-        return Response::Denied {
+        return LoginResponse::Denied {
             reason: DenyReason::WrongCode,
             message: Some("A pairing phrase is a few words, without digits.".into()),
         };
@@ -302,7 +310,7 @@ pub(super) async fn pair_in_login(conn: &mut Conn, phrase: String) -> Response {
                     deadline: Instant::now() + PAIRING_TIMEOUT,
                 },
             );
-            Response::Pending
+            LoginResponse::Pending
         }
         Err(e) if e.unreachable => {
             conn.session.end();
@@ -314,7 +322,7 @@ pub(super) async fn pair_in_login(conn: &mut Conn, phrase: String) -> Response {
                 "denied",
                 &format!("reason=pairing_refused detail={}", field(Some(&e.detail))),
             );
-            Response::Denied {
+            LoginResponse::Denied {
                 reason: DenyReason::WrongCode,
                 message: Some("The Toopher service refused that pairing phrase.".into()),
             }
@@ -322,7 +330,7 @@ pub(super) async fn pair_in_login(conn: &mut Conn, phrase: String) -> Response {
     }
 }
 
-async fn paired(conn: &mut Conn, ctx: &LoginContext, pairing_id: &str) -> Response {
+async fn paired(conn: &mut Conn, ctx: &LoginContext, pairing_id: &str) -> LoginResponse {
     let (user, id) = (ctx.user.clone(), pairing_id.to_owned());
     if let Err(e) = conn
         .d
@@ -337,21 +345,21 @@ async fn paired(conn: &mut Conn, ctx: &LoginContext, pairing_id: &str) -> Respon
     conn.log_auth(ctx, "granted", "method=push detail=paired_in_login");
     note_result(conn, true).await;
     conn.session.end();
-    Response::granted(Method::Push)
+    LoginResponse::granted(Method::Push)
 }
 
 /// Polls the pairing made in this login until the phone confirms it.
-pub(super) async fn wait_for_pairing(conn: &mut Conn, timeout_ms: u32) -> Response {
+pub(super) async fn wait_for_pairing(conn: &mut Conn, timeout_ms: u32) -> LoginResponse {
     let d = Arc::clone(&conn.d);
     let Some(phones) = d.backend.phones() else {
-        return Response::error(ErrorKind::Unsupported, d.backend.unsupported("pairing"));
+        return LoginResponse::error(ErrorKind::Unsupported, d.backend.unsupported("pairing"));
     };
     let Some(ctx) = conn.session.login().map(|l| l.ctx.clone()) else {
         return no_login();
     };
     let Some(Phase::Pairing { id, deadline }) = conn.session.login().map(|l| l.phase.clone())
     else {
-        return Response::error(ErrorKind::BadRequest, "no pairing is pending");
+        return LoginResponse::error(ErrorKind::BadRequest, "no pairing is pending");
     };
     let slice_end =
         Instant::now() + Duration::from_millis(u64::from(timeout_ms)).min(MAX_WAIT_SLICE);
@@ -364,7 +372,7 @@ pub(super) async fn wait_for_pairing(conn: &mut Conn, timeout_ms: u32) -> Respon
                     "denied",
                     "reason=policy detail=pairing_of_another_user",
                 );
-                return Response::denied(DenyReason::Policy);
+                return LoginResponse::denied(DenyReason::Policy);
             }
             Ok(p) if p.confirmed() => return paired(conn, &ctx, &p.id).await,
             Ok(_) => {}
@@ -377,21 +385,21 @@ pub(super) async fn wait_for_pairing(conn: &mut Conn, timeout_ms: u32) -> Respon
                     "denied",
                     &format!("reason=pairing_failed detail={}", field(Some(&e.detail))),
                 );
-                return Response::denied(DenyReason::Policy);
+                return LoginResponse::denied(DenyReason::Policy);
             }
         }
         let now = Instant::now();
         if now >= deadline {
             conn.session.end();
             conn.log_auth(&ctx, "denied", "reason=pairing_not_confirmed");
-            return Response::Denied {
+            return LoginResponse::Denied {
                 reason: DenyReason::PushTimeout,
                 message: Some("The pairing was not confirmed on the phone in time.".into()),
             };
         }
         let next = (now + phones.poll_interval()).min(deadline);
         if next > slice_end {
-            return Response::Pending;
+            return LoginResponse::Pending;
         }
         tokio::time::sleep_until(next.into()).await;
     }
@@ -399,7 +407,11 @@ pub(super) async fn wait_for_pairing(conn: &mut Conn, timeout_ms: u32) -> Respon
 
 /// toopherctl (admin, or the user in a session already logged in): approve the
 /// registration code shown at `user`'s login prompt; answers the response code.
-pub(super) async fn registration_approve(conn: &mut Conn, user: String, code: Secret) -> Response {
+pub(super) async fn registration_approve(
+    conn: &mut Conn,
+    user: String,
+    code: Secret,
+) -> AdminResponse {
     let (name, approver) = (user.clone(), conn.peer.describe());
     let result = conn
         .d
@@ -409,7 +421,7 @@ pub(super) async fn registration_approve(conn: &mut Conn, user: String, code: Se
     match result {
         Ok(Ok(response)) => {
             conn.log_admin("registration_approve", &user, "approved");
-            Response::RegistrationApproved {
+            AdminResponse::RegistrationApproved {
                 user,
                 response_code: Secret::new(response.as_str()),
             }
@@ -420,7 +432,7 @@ pub(super) async fn registration_approve(conn: &mut Conn, user: String, code: Se
                 &user,
                 "refused reason=no_registration",
             );
-            Response::error(
+            AdminResponse::error(
                 ErrorKind::NotFound,
                 format!(
                     "{user} has no registration in progress (it may have expired); log in again to get a new code"
@@ -429,7 +441,7 @@ pub(super) async fn registration_approve(conn: &mut Conn, user: String, code: Se
         }
         Ok(Err(ApproveError::WrongCode)) => {
             conn.log_admin("registration_approve", &user, "refused reason=wrong_code");
-            Response::error(
+            AdminResponse::error(
                 ErrorKind::NotFound,
                 format!("that is not the registration code shown at {user}'s login prompt"),
             )

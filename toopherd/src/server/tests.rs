@@ -17,8 +17,8 @@ use crate::totp::{code_at_step, step_of};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use toopher_ipc::{
-    AdminRequest, AllowReason, DenyReason, ErrorKind, LoginContext, LoginRequest, Method, PairBy,
-    Request, Response, Secret,
+    AdminRequest, AdminResponse, AllowReason, DenyReason, ErrorKind, ErrorReply, LoginContext,
+    LoginRequest, LoginResponse, Method, PairBy, Request, Response, Secret,
 };
 use zeroize::Zeroizing;
 
@@ -178,8 +178,51 @@ fn ctx(user: &str) -> LoginContext {
     }
 }
 
-async fn ask(conn: &mut Conn, req: impl Into<Request>) -> Response {
-    dispatch(conn, req.into()).await
+/// A request of either family, and the answer of its family that dispatch gives it.
+trait Asked: Into<Request> {
+    type Answer: Answer;
+    fn answer(r: Response) -> Self::Answer;
+}
+
+impl Asked for LoginRequest {
+    type Answer = LoginResponse;
+    fn answer(r: Response) -> LoginResponse {
+        match r {
+            Response::Login(r) => r,
+            other => panic!("a login's request answered by {other:?}"),
+        }
+    }
+}
+
+impl Asked for AdminRequest {
+    type Answer = AdminResponse;
+    fn answer(r: Response) -> AdminResponse {
+        match r {
+            Response::Admin(r) => r,
+            other => panic!("an administrative request answered by {other:?}"),
+        }
+    }
+}
+
+/// An answer of either family, as far as the tests look at errors.
+trait Answer: std::fmt::Debug {
+    fn as_error(&self) -> Option<&ErrorReply>;
+}
+
+impl Answer for LoginResponse {
+    fn as_error(&self) -> Option<&ErrorReply> {
+        LoginResponse::as_error(self)
+    }
+}
+
+impl Answer for AdminResponse {
+    fn as_error(&self) -> Option<&ErrorReply> {
+        AdminResponse::as_error(self)
+    }
+}
+
+async fn ask<R: Asked>(conn: &mut Conn, req: R) -> R::Answer {
+    R::answer(dispatch(conn, req.into()).await)
 }
 
 fn begin(user: &str) -> LoginRequest {
@@ -192,11 +235,8 @@ fn otp(code: &str) -> LoginRequest {
     }
 }
 
-fn kind(r: &Response) -> Option<ErrorKind> {
-    match r {
-        Response::Error { kind, .. } => Some(*kind),
-        _ => None,
-    }
+fn kind(r: &impl Answer) -> Option<ErrorKind> {
+    r.as_error().map(|e| e.kind)
 }
 
 /// Every administrative request, for `user`.
@@ -322,9 +362,9 @@ async fn a_user_may_not_begin_another_users_login_but_its_own() {
     let r = ask(&mut conn, otp(RIGHT)).await;
     assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{r:?}");
     let r = ask(&mut conn, begin("bob")).await;
-    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
     let r = ask(&mut conn, otp(RIGHT)).await;
-    assert!(matches!(r, Response::Granted { .. }), "{r:?}");
+    assert!(matches!(r, LoginResponse::Granted { .. }), "{r:?}");
 }
 
 #[tokio::test]
@@ -333,14 +373,14 @@ async fn the_attempt_limit_ends_the_login() {
     let mut conn = Conn::new(Arc::clone(&s.service), root());
     assert!(matches!(
         ask(&mut conn, begin("alice")).await,
-        Response::Challenge { .. }
+        LoginResponse::Challenge { .. }
     ));
     for _ in 0..MAX_ATTEMPTS_PER_LOGIN {
         let r = ask(&mut conn, otp(WRONG)).await;
-        assert_eq!(r, Response::denied(DenyReason::WrongCode));
+        assert_eq!(r, LoginResponse::denied(DenyReason::WrongCode));
     }
     let r = ask(&mut conn, otp(RIGHT)).await;
-    assert_eq!(r, Response::denied(DenyReason::RateLimited));
+    assert_eq!(r, LoginResponse::denied(DenyReason::RateLimited));
     // Ended: even the right code is no longer looked at.
     let r = ask(&mut conn, otp(RIGHT)).await;
     assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{r:?}");
@@ -355,11 +395,11 @@ async fn a_granted_login_is_over_and_the_connection_carries_no_second() {
     ask(&mut conn, begin("alice")).await;
     assert_eq!(
         ask(&mut conn, begin("alice")).await,
-        Response::error(ErrorKind::BadRequest, "a login is already in progress")
+        LoginResponse::error(ErrorKind::BadRequest, "a login is already in progress")
     );
     assert!(matches!(
         ask(&mut conn, otp(RIGHT)).await,
-        Response::Granted {
+        LoginResponse::Granted {
             method: Method::Otp,
             ..
         }
@@ -380,12 +420,12 @@ async fn an_unreachable_backend_is_failmode_s_to_decide() {
         if allowed {
             assert_eq!(
                 r,
-                Response::Allow {
+                LoginResponse::Allow {
                     reason: AllowReason::Failmode
                 }
             );
         } else {
-            assert!(matches!(r, Response::Unavailable { .. }), "{r:?}");
+            assert!(matches!(r, LoginResponse::Unavailable { .. }), "{r:?}");
         }
         // ...and at a code, which ends the login.
         let mut conn = Conn::new(Arc::clone(&s.service), root());
@@ -394,12 +434,12 @@ async fn an_unreachable_backend_is_failmode_s_to_decide() {
         if allowed {
             assert_eq!(
                 r,
-                Response::Allow {
+                LoginResponse::Allow {
                     reason: AllowReason::Failmode
                 }
             );
         } else {
-            assert!(matches!(r, Response::Unavailable { .. }), "{r:?}");
+            assert!(matches!(r, LoginResponse::Unavailable { .. }), "{r:?}");
         }
         let r = ask(&mut conn, otp(RIGHT)).await;
         assert_eq!(kind(&r), Some(ErrorKind::BadRequest), "{failmode}: {r:?}");
@@ -413,7 +453,7 @@ async fn a_wrong_code_under_failmode_safe_is_still_a_denial() {
     ask(&mut conn, begin("alice")).await;
     assert_eq!(
         ask(&mut conn, otp(WRONG)).await,
-        Response::denied(DenyReason::WrongCode)
+        LoginResponse::denied(DenyReason::WrongCode)
     );
 }
 
@@ -426,7 +466,7 @@ async fn an_account_without_a_factor_is_availability_s_to_decide() {
         if allowed {
             assert_eq!(
                 r,
-                Response::Allow {
+                LoginResponse::Allow {
                     reason: AllowReason::NotEnrolled
                 }
             );
@@ -434,7 +474,7 @@ async fn an_account_without_a_factor_is_availability_s_to_decide() {
             assert!(
                 matches!(
                     r,
-                    Response::Denied {
+                    LoginResponse::Denied {
                         reason: DenyReason::NotEnrolled,
                         ..
                     }
@@ -462,21 +502,27 @@ async fn push_is_unsupported_without_a_push_and_pending_with_one() {
     let s = setup("", |_| Box::new(Fake { push: true }));
     let mut conn = Conn::new(Arc::clone(&s.service), root());
     ask(&mut conn, begin("alice")).await;
-    assert_eq!(ask(&mut conn, LoginRequest::Push).await, Response::Pending);
-    assert_eq!(ask(&mut conn, LoginRequest::Push).await, Response::Pending);
+    assert_eq!(
+        ask(&mut conn, LoginRequest::Push).await,
+        LoginResponse::Pending
+    );
+    assert_eq!(
+        ask(&mut conn, LoginRequest::Push).await,
+        LoginResponse::Pending
+    );
     assert_eq!(
         ask(&mut conn, LoginRequest::Wait { timeout_ms: 50 }).await,
-        Response::Pending
+        LoginResponse::Pending
     );
     // Past the push's timeout: a denial the person may answer with a code instead.
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(
         ask(&mut conn, LoginRequest::Wait { timeout_ms: 50 }).await,
-        Response::denied(DenyReason::PushTimeout)
+        LoginResponse::denied(DenyReason::PushTimeout)
     );
     assert!(matches!(
         ask(&mut conn, otp(RIGHT)).await,
-        Response::Granted { .. }
+        LoginResponse::Granted { .. }
     ));
 }
 
@@ -503,7 +549,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     )
     .await
     {
-        Response::Enrollment(e) => e,
+        AdminResponse::Enrollment(e) => e,
         other => panic!("{other:?}"),
     };
     let secret = decode_base32(e.secret.expose());
@@ -519,7 +565,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     .await;
     assert_eq!(
         r,
-        Response::Activated {
+        AdminResponse::Activated {
             user: "root".into()
         }
     );
@@ -527,7 +573,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     let r = ask(&mut login, begin("root")).await;
     assert_eq!(
         r,
-        Response::Challenge {
+        LoginResponse::Challenge {
             methods: vec![Method::Otp, Method::RecoveryCode],
             push_pending: false
         }
@@ -535,12 +581,12 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     // The code that activated the enrolment is used up.
     assert_eq!(
         ask(&mut login, otp(first.as_str())).await,
-        Response::denied(DenyReason::WrongCode)
+        LoginResponse::denied(DenyReason::WrongCode)
     );
     let next = code_at_step(&secret, step + 1).unwrap();
     let r = ask(&mut login, otp(next.as_str())).await;
     match r {
-        Response::Granted {
+        LoginResponse::Granted {
             method: Method::Otp,
             notice,
         } => {
@@ -562,7 +608,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     )
     .await
     {
-        Response::Status(st) => {
+        AdminResponse::Status(st) => {
             assert_eq!(st.backend, "local");
             assert!(st.last_failure_at.is_some());
         }
@@ -577,7 +623,7 @@ async fn the_local_backend_enrols_activates_and_verifies_in_process() {
     .await;
     assert_eq!(
         r,
-        Response::Removed {
+        AdminResponse::Removed {
             user: "root".into(),
             existed: true
         }
@@ -623,11 +669,11 @@ async fn a_peer_of_another_protocol_version_is_refused_with_a_version_mismatch()
     client.read_exact(&mut header).await.unwrap();
     let mut answer = vec![0u8; toopher_ipc::parse_header(header).unwrap()];
     client.read_exact(&mut answer).await.unwrap();
-    match toopher_ipc::decode::<Response>(&answer).unwrap() {
-        Response::Error {
+    match toopher_ipc::decode::<LoginResponse>(&answer).unwrap() {
+        LoginResponse::Error(ErrorReply {
             kind: ErrorKind::Version,
             message,
-        } => assert!(message.contains("version mismatch"), "{message}"),
+        }) => assert!(message.contains("version mismatch"), "{message}"),
         other => panic!("{other:?}"),
     }
     // The connection is closed after the refusal.
@@ -695,7 +741,7 @@ async fn a_trusted_network_allows_without_asking_the_backend() {
     .await;
     assert_eq!(
         r,
-        Response::Allow {
+        LoginResponse::Allow {
             reason: AllowReason::Exempt
         }
     );
@@ -704,11 +750,11 @@ async fn a_trusted_network_allows_without_asking_the_backend() {
         begin_from("alice", Some("198.51.100.7")),
     )
     .await;
-    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
     // A user's own process cannot claim a remote host: its rhost is dropped.
     let mut conn = Conn::new(Arc::clone(&s.service), bob());
     let r = ask(&mut conn, begin_from("bob", Some("192.0.2.7"))).await;
-    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
 }
 
 #[tokio::test]
@@ -719,7 +765,7 @@ async fn the_policy_decides_what_an_account_without_a_factor_does() {
     assert!(
         matches!(
             r,
-            Response::Denied {
+            LoginResponse::Denied {
                 reason: DenyReason::NotEnrolled,
                 ..
             }
@@ -730,7 +776,7 @@ async fn the_policy_decides_what_an_account_without_a_factor_does() {
     let r = ask(&mut root_in(&s, None), begin("nobody")).await;
     assert_eq!(
         r,
-        Response::Allow {
+        LoginResponse::Allow {
             reason: AllowReason::NotEnrolled
         }
     );
@@ -739,7 +785,7 @@ async fn the_policy_decides_what_an_account_without_a_factor_does() {
     let r = ask(&mut root_in(&s, None), begin("offline")).await;
     assert_eq!(
         r,
-        Response::Allow {
+        LoginResponse::Allow {
             reason: AllowReason::Exempt
         }
     );
@@ -751,11 +797,11 @@ async fn a_grace_by_rhost_is_per_user_and_place_and_grace_clear_ends_it() {
     let mut conn = root_in(&s, None);
     assert!(matches!(
         ask(&mut conn, begin("alice")).await,
-        Response::Challenge { .. }
+        LoginResponse::Challenge { .. }
     ));
     assert!(matches!(
         ask(&mut conn, otp(RIGHT)).await,
-        Response::Granted { .. }
+        LoginResponse::Granted { .. }
     ));
     let again = |user: &'static str, rhost: &'static str| {
         let s = Arc::clone(&s.service);
@@ -766,17 +812,17 @@ async fn a_grace_by_rhost_is_per_user_and_place_and_grace_clear_ends_it() {
     };
     assert_eq!(
         again("alice", "192.0.2.7").await,
-        Response::Allow {
+        LoginResponse::Allow {
             reason: AllowReason::Exempt
         }
     );
     assert!(matches!(
         again("alice", "192.0.2.8").await,
-        Response::Challenge { .. }
+        LoginResponse::Challenge { .. }
     ));
     assert!(matches!(
         again("bob", "192.0.2.7").await,
-        Response::Challenge { .. }
+        LoginResponse::Challenge { .. }
     ));
     let r = ask(
         &mut root_in(&s, None),
@@ -787,14 +833,14 @@ async fn a_grace_by_rhost_is_per_user_and_place_and_grace_clear_ends_it() {
     .await;
     assert_eq!(
         r,
-        Response::GraceCleared {
+        AdminResponse::GraceCleared {
             user: "alice".into(),
             cleared: 1
         }
     );
     assert!(matches!(
         again("alice", "192.0.2.7").await,
-        Response::Challenge { .. }
+        LoginResponse::Challenge { .. }
     ));
 }
 
@@ -805,31 +851,31 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
     // Nothing granted yet: no token.
     assert!(matches!(
         ask(&mut conn, LoginRequest::GraceToken).await,
-        Response::Error {
+        LoginResponse::Error(ErrorReply {
             kind: ErrorKind::NotFound,
             ..
-        }
+        })
     ));
     assert!(matches!(
         ask(&mut conn, begin("alice")).await,
-        Response::Challenge { .. }
+        LoginResponse::Challenge { .. }
     ));
     assert!(matches!(
         ask(&mut conn, otp(RIGHT)).await,
-        Response::Granted { .. }
+        LoginResponse::Granted { .. }
     ));
-    let Response::GraceToken { token } = ask(&mut conn, LoginRequest::GraceToken).await else {
+    let LoginResponse::GraceToken { token } = ask(&mut conn, LoginRequest::GraceToken).await else {
         panic!("a token after a grant");
     };
     // A user's own process that passed its own login gets no token.
     let mut own = Conn::new(Arc::clone(&s.service), bob());
     assert!(matches!(
         ask(&mut own, begin("bob")).await,
-        Response::Challenge { .. }
+        LoginResponse::Challenge { .. }
     ));
     assert!(matches!(
         ask(&mut own, otp(RIGHT)).await,
-        Response::Granted { .. }
+        LoginResponse::Granted { .. }
     ));
     assert_eq!(
         kind(&ask(&mut own, LoginRequest::GraceToken).await),
@@ -851,7 +897,7 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
     );
     assert_eq!(
         ask(&mut root_in(&s, Some(7)), bind(&token)).await,
-        Response::Bound { session: 7 }
+        LoginResponse::Bound { session: 7 }
     );
     assert_eq!(
         kind(&ask(&mut root_in(&s, Some(8)), bind(&token)).await),
@@ -862,12 +908,12 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
     let r = ask(&mut root_in(&s, Some(7)), begin_from("alice", None)).await;
     assert_eq!(
         r,
-        Response::Allow {
+        LoginResponse::Allow {
             reason: AllowReason::Exempt
         }
     );
     let r = ask(&mut root_in(&s, Some(8)), begin_from("alice", None)).await;
-    assert!(matches!(r, Response::Challenge { .. }), "{r:?}");
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
 }
 
 #[tokio::test]
@@ -879,7 +925,7 @@ async fn explain_names_the_rule_a_login_would_meet() {
         rhost: rhost.map(str::to_owned),
         session: None,
     };
-    let Response::Explanation {
+    let AdminResponse::Explanation {
         decision, steps, ..
     } = ask(&mut root_in(&s, None), explain(Some("192.0.2.7"))).await
     else {
