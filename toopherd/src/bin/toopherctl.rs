@@ -584,7 +584,7 @@ fn run(args: Args) -> Result<(), Failure> {
                     user,
                     response_code,
                 } => {
-                    println!("AdminResponse code for {user}: {}", response_code.expose());
+                    println!("Response code for {user}: {}", response_code.expose());
                     println!("Type it at the login prompt that showed the registration code.");
                     Ok(())
                 }
