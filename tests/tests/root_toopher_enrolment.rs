@@ -337,3 +337,72 @@ fn a_user_cannot_pair_a_new_phone_over_their_own_pairing() {
     );
     assert_eq!(status(&d, "daemon")["pairing_id"], pairing);
 }
+
+/// The requests that act for an account at the service, and status, under the Toopher
+/// backend: a name neither the system nor toopherd knows is an error, from toopherctl
+/// and from toopherd itself, and the service is never asked.
+#[test]
+fn a_user_that_does_not_exist_is_refused_under_the_toopher_backend() {
+    require_root();
+    let sim = Sim::start();
+    let d = sim.toopherd("enroll = \"two-way\"", "");
+    for args in [
+        &["status", "nosuchuser"][..],
+        &["status", "nosuchuser", "--json"],
+        &[
+            "pair",
+            "nosuchuser",
+            "--phrase",
+            "correct horse",
+            "--timeout",
+            "1",
+        ],
+        &["pair", "nosuchuser", "--qr", "--timeout", "1"],
+        &["reset-link", "nosuchuser"],
+        &["reset-link", "nosuchuser", "--email", "x@example.com"],
+        &["terminals", "create", "nosuchuser", "laptop", "laptop-1"],
+        &["registration", "approve", "nosuchuser", "123456"],
+        &["disable", "nosuchuser"],
+        &["enable", "nosuchuser"],
+    ] {
+        let out = d.ctl(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            stderr.contains("no such user: nosuchuser"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // toopherd refuses on its own, whoever the client is.
+    let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
+    for req in [
+        AdminRequest::Pair {
+            user: "nosuchuser".into(),
+            by: toopher_ipc::PairBy::Qr,
+        },
+        AdminRequest::ResetLink {
+            user: "nosuchuser".into(),
+            email: None,
+        },
+        AdminRequest::TerminalCreate {
+            user: "nosuchuser".into(),
+            name: "laptop".into(),
+            requester_id: "laptop-1".into(),
+        },
+        AdminRequest::RegistrationApprove {
+            user: "nosuchuser".into(),
+            code: toopher_ipc::Secret::new("123456"),
+        },
+    ] {
+        match c.call(&req) {
+            Ok(AdminResponse::Error(ErrorReply {
+                kind: ErrorKind::NotFound,
+                message,
+            })) => assert_eq!(message, "no such user: nosuchuser", "{req:?}"),
+            other => panic!("{req:?}: {other:?}"),
+        }
+    }
+    for path in ["/pairings", "/user_terminals"] {
+        assert!(sim.calls(path).is_empty(), "{path}: {:?}", sim.calls(path));
+    }
+}
