@@ -1,7 +1,7 @@
 //! Links GCC's unwinder (libgcc_eh.a) into the module instead of depending on
 //! libgcc_s.so.1. sshd and sudo do not load libgcc_s, so with the dependency every login
 //! loaded and unloaded it along with the module (about 100 µs each time, see
-//! NOTES-bench.md). The unwinder's symbols stay hidden inside the module, and no panic
+//! doc/benchmark.md). The unwinder's symbols stay hidden inside the module, and no panic
 //! crosses its boundary (the FFI guard catches them), so it never has to cooperate with
 //! another unwinder in the process. libgcc_eh is under the GCC Runtime Library Exception.
 //!
