@@ -233,6 +233,11 @@ impl Connector {
     }
 }
 
+/// How long a statement waits for a lock: half the query timeout, at most a second.
+pub(super) fn lock_timeout(query: Duration) -> Duration {
+    (query / 2).min(Duration::from_secs(1))
+}
+
 pub(super) struct Pool {
     connector: Arc<Connector>,
     idle: Mutex<Vec<Session>>,
@@ -263,8 +268,14 @@ impl Pool {
         }
         let ms = settings.timeouts.query.as_millis();
         // The server gives up too: a query that outlives its client holds no lock for long.
+        // A lock wait gives up well before the client does, so a user's lock held by
+        // someone else (anyone who can connect can take it) is answered with 55P03, which
+        // denies, instead of the client's timeout.
+        let lock_ms = lock_timeout(settings.timeouts.query).as_millis().max(1);
+        // The tables are found in `public` only: a schema someone else created earlier in
+        // the path cannot shadow them.
         let options = format!(
-            "{} -c statement_timeout={ms} -c lock_timeout={ms} \
+            "{} -c search_path=public -c statement_timeout={ms} -c lock_timeout={lock_ms} \
              -c idle_in_transaction_session_timeout={}",
             config.get_options().unwrap_or(""),
             ms.saturating_mul(2)

@@ -76,6 +76,11 @@ impl Session {
         self.reused && self.unanswered && connection_level
     }
 
+    /// Whether the current operation has had no answer yet.
+    pub(super) fn is_unanswered(&self) -> bool {
+        self.unanswered
+    }
+
     /// Replaces the dead connection with a new one (once per operation).
     async fn reconnect(&mut self) -> Result<(), PgError> {
         self.client = self.connector.connect().await?;
