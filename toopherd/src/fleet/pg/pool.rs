@@ -116,6 +116,14 @@ pub fn parse_url(url: &str) -> Result<(Config, Tls), PgError> {
                     "[store] url must not hold the password: put it in the credentials file",
                 ));
             }
+            // The address connected to would not be the host the locality check and
+            // the certificate check look at: `localhost` could reach another machine.
+            "hostaddr" => {
+                return Err(config_error(
+                    "[store] url parameter hostaddr is not supported: give the address as \
+                     the host",
+                ));
+            }
             "sslrootcert" | "sslcert" | "sslkey" | "sslcrl" | "sslpassword" => {
                 return Err(config_error(format!(
                     "[store] url parameter {k} is not supported: give the CA as [store] ca_file"
@@ -435,6 +443,7 @@ mod tests {
         assert!(err("postgresql://t:pw@localhost/db").contains("credentials file"));
         assert!(err("postgresql://t@localhost/db?password=pw").contains("credentials file"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=disable").contains("in clear"));
+        assert!(err("postgresql://t@localhost/db?hostaddr=192.0.2.1").contains("hostaddr"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=require").contains("verify-full"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=prefer").contains("verify-full"));
         assert!(err("postgresql://t@db.example.org/db?sslrootcert=/x").contains("ca_file"));
