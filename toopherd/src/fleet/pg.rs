@@ -163,7 +163,7 @@ fn busy_state(code: &SqlState) -> bool {
 /// Whether a client-side error (no SQLSTATE) means the connection itself failed: closed,
 /// or an I/O error underneath. Anything else the client found (a value that does not
 /// convert, a row count, a protocol surprise) is an answer it did not like: it denies.
-fn connection_failed(e: &tokio_postgres::Error) -> bool {
+pub(super) fn connection_failed(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
