@@ -306,6 +306,26 @@ impl TempPostgres {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Holds `user`'s advisory lock (the one toopherd takes before deciding about the
+    /// user) from another session for `secs` seconds, as anyone with CONNECT on the
+    /// database could; blocks until it lets go.
+    pub fn hold_user_lock(&self, user: &str, secs: u32) {
+        assert!(
+            user.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "a plain user name: {user}"
+        );
+        // toopherd's key: the first 8 bytes (big-endian) of
+        // SHA-256("toopherd user lock\0" || user).
+        let key = format!(
+            "('x' || encode(substring(sha256('toopherd user lock'::bytea || '\\x00'::bytea \
+             || convert_to('{user}', 'UTF8')) from 1 for 8), 'hex'))::bit(64)::bigint"
+        );
+        self.psql_admin_in(
+            DATABASE,
+            &format!("SELECT pg_advisory_lock({key}); SELECT pg_sleep({secs});"),
+        );
+    }
+
     /// psql as the test's own user, for connections the tests make as the role.
     pub fn psql(&self) -> Command {
         let mut c = Command::new(self.bin.join("psql"));

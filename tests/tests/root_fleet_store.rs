@@ -874,30 +874,95 @@ fn every_connection_in_use_is_busy_never_unreachable() {
         .block_on(PgStore::open(&s, keyring(1, 7), T0))
         .expect("open");
     let secret = rt.block_on(enrolled(&store, "yuri"));
+    // Recording yuri's success takes 3 s (a slow statement, not a lock wait, which gives
+    // up after a second): the one connection is busy for that long.
+    pg.psql_admin_in(
+        toopher_tests::postgres::DATABASE,
+        "CREATE FUNCTION slow_yuri() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.user_name = 'yuri' THEN PERFORM pg_sleep(3); END IF;
+         RETURN NEW; END $$;
+         CREATE TRIGGER slow_yuri BEFORE INSERT OR UPDATE ON activity
+         FOR EACH ROW EXECUTE FUNCTION slow_yuri();",
+    );
+    let t = T0 + 30;
+    let code = otp::totp_at(&secret, t);
+    let (first, second) = rt.block_on(async {
+        tokio::join!(store.verify("yuri", &code, t, LIMITS), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            store.verify("yuri", &code, t, LIMITS).await
+        })
+    });
+    match second {
+        Err(e @ PgError::Busy) => assert!(!e.is_unreachable(), "{e}"),
+        other => panic!("a call with no free connection gave {other:?}"),
+    }
+    assert_eq!(
+        first.expect("the first call waits and is answered"),
+        Some(Verdict::Accepted(Method::Otp))
+    );
+}
+
+/// Anyone who can connect can take a user's advisory lock. A verification that waits on
+/// it gives up with the server's lock timeout (55P03), an answer that denies: never the
+/// client's timeout, which would count as "unreachable" and let `failmode = safe` decide.
+#[test]
+fn a_users_lock_held_by_someone_else_denies_and_is_not_unreachable() {
+    let pg = TempPostgres::start();
+    let rt = runtime();
+    let (a, _b) = rt.block_on(two_hosts(&pg));
+    let secret = rt.block_on(enrolled(&a, "ivan"));
     std::thread::scope(|scope| {
-        // Someone holds the table for 3 s: the one connection waits on it.
-        scope.spawn(|| {
-            pg.psql_admin_in(
-                toopher_tests::postgres::DATABASE,
-                "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;",
-            )
-        });
+        scope.spawn(|| pg.hold_user_lock("ivan", 6));
         std::thread::sleep(Duration::from_millis(700));
         let t = T0 + 30;
         let code = otp::totp_at(&secret, t);
-        let (first, second) = rt.block_on(async {
-            tokio::join!(store.verify("yuri", &code, t, LIMITS), async {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                store.verify("yuri", &code, t, LIMITS).await
-            })
-        });
-        match second {
-            Err(e @ PgError::Busy) => assert!(!e.is_unreachable(), "{e}"),
-            other => panic!("a call with no free connection gave {other:?}"),
+        let started = Instant::now();
+        match rt.block_on(a.verify("ivan", &code, t, LIMITS)) {
+            Err(e) => {
+                assert!(!e.is_unreachable(), "{e}");
+                assert!(e.to_string().contains("55P03"), "{e}");
+            }
+            Ok(v) => panic!("a verification while the lock was held gave {v:?}"),
         }
-        assert_eq!(
-            first.expect("the first call waits and is answered"),
-            Some(Verdict::Accepted(Method::Otp))
+        // Within the lock timeout (1 s for a 3 s query timeout), not the query timeout.
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            started.elapsed()
         );
     });
+    // Once the lock is let go, the same code is still good: nothing was used up.
+    let t = T0 + 30;
+    assert_eq!(
+        rt.block_on(verdict(&a, "ivan", &otp::totp_at(&secret, t), t)),
+        Verdict::Accepted(Method::Otp)
+    );
+}
+
+/// A value the client cannot convert (here a column whose type changed under toopherd)
+/// is an answer the client refused, which denies; only a lost connection is unreachable.
+#[test]
+fn a_value_the_client_cannot_read_denies_and_is_not_unreachable() {
+    let pg = TempPostgres::start();
+    let rt = runtime();
+    let (a, _b) = rt.block_on(two_hosts(&pg));
+    rt.block_on(enrolled(&a, "jack"));
+    drop(a);
+    pg.psql_admin_in(
+        toopher_tests::postgres::DATABASE,
+        "ALTER TABLE failures ALTER COLUMN at TYPE numeric",
+    );
+    // New connections, so no statement prepared before the change is in the way.
+    let (c, _d) = rt.block_on(two_hosts(&pg));
+    for result in [
+        rt.block_on(c.login_state("jack", T0 + 30, LIMITS))
+            .map(|_| ()),
+        rt.block_on(c.verify("jack", "123456", T0 + 30, LIMITS))
+            .map(|_| ()),
+    ] {
+        match result {
+            Err(e) => assert!(!e.is_unreachable(), "{e}"),
+            Ok(()) => panic!("a column of the wrong type was read"),
+        }
+    }
 }

@@ -95,9 +95,20 @@ impl LocalBackend {
             },
             Err(e) => {
                 self.store.log_error("verify", &e);
-                store_failed(&e)
+                verify_failed(&e)
             }
         }
+    }
+}
+
+/// A store failure while checking a code denies, whatever it was: the store answered when
+/// the login began, and a failure now is something anyone who can reach the database may
+/// cause (hold the user's lock, break a row). `failmode` never lets a code through unchecked.
+fn verify_failed(e: &StoreError) -> Outcome {
+    if e.is_busy() {
+        Outcome::Busy
+    } else {
+        Outcome::Internal
     }
 }
 

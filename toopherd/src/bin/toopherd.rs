@@ -302,10 +302,13 @@ fn open_shared(
         Err(e) if e.is_unreachable() => {
             log.err(&format!(
                 "the shared store cannot be reached ({e}); serving anyway: logins follow \
-                 failmode until it answers"
+                 failmode until it answers and passes the schema and key check"
             ));
+            // Nothing runs against the database before its schema and key are checked.
+            store.hold_until_prepared();
             let (store, log) = (Arc::clone(&store), Arc::clone(log));
             runtime.spawn(async move {
+                let mut told = String::new();
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                     match store.prepare(toopherd::now()).await {
@@ -314,9 +317,17 @@ fn open_shared(
                             break;
                         }
                         Err(e) if e.is_unreachable() => {}
+                        // A wrong key or a schema too new: every login is denied (the
+                        // store refuses every operation) and said so, until a check passes.
                         Err(e) => {
-                            log.err(&format!("the shared store: {e}"));
-                            break;
+                            let msg = e.to_string();
+                            if msg != told {
+                                log.err(&format!(
+                                    "the shared store: {msg}; every login is denied until \
+                                     this is fixed"
+                                ));
+                                told = msg;
+                            }
                         }
                     }
                 }

@@ -38,8 +38,14 @@ pub use rotate::RotateReport;
 pub enum PgError {
     /// The database could not be reached or went away (connect, network, shutdown).
     Unreachable(String),
-    /// No answer within the bound.
+    /// No answer at all within the bound: the database is not there for us.
     Timeout {
+        what: &'static str,
+    },
+    /// The database answered, then the operation did not finish within the bound (a
+    /// lock held by someone else, a slow query). Denies: anyone who can connect could
+    /// cause it, so it must never reach `failmode`.
+    Stalled {
         what: &'static str,
     },
     /// Every pooled connection stayed in use for the connect timeout: toopherd is
@@ -71,6 +77,9 @@ pub enum PgError {
     },
     /// A stored value out of range.
     Corrupt(String),
+    /// The database came back after toopherd started, and its schema or the fleet key
+    /// did not pass the check toopherd makes first: every operation denies until it does.
+    NotReady(String),
     Random,
     /// An active enrolment exists and replacing it was not asked for.
     AlreadyActive,
@@ -84,6 +93,10 @@ impl std::fmt::Display for PgError {
         match self {
             PgError::Unreachable(e) => write!(f, "the database cannot be reached: {e}"),
             PgError::Timeout { what } => write!(f, "the database did not answer in time ({what})"),
+            PgError::Stalled { what } => write!(
+                f,
+                "the database answered but did not finish in time ({what}); denied"
+            ),
             PgError::Busy => f.write_str(
                 "every connection to the database is in use (toopherd is busy; raise \
                  [store] pool_size if this lasts)",
@@ -118,6 +131,11 @@ impl std::fmt::Display for PgError {
             ),
             PgError::Seal { user, error } => write!(f, "{user}: {error}"),
             PgError::Corrupt(e) => write!(f, "unexpected value in the database: {e}"),
+            PgError::NotReady(e) => write!(
+                f,
+                "the shared store failed toopherd's check ({e}); every login is denied until \
+                 it passes"
+            ),
             PgError::Random => f.write_str("no randomness"),
             PgError::AlreadyActive => f.write_str("the account already has an active enrolment"),
             PgError::NoPendingEnrollment => f.write_str("the account has no pending enrolment"),
@@ -129,11 +147,34 @@ impl std::fmt::Display for PgError {
 
 impl std::error::Error for PgError {}
 
-/// SQLSTATE classes that mean the server is not there for us: connection exceptions,
-/// shutdown and "cannot connect now" (starting, recovering), too many connections.
+/// SQLSTATE classes that mean the server is not there for us: connection exceptions and
+/// a server shutting down. "Too many connections" (53300) and "cannot connect now"
+/// (57P03) are answers, and anyone who can connect can cause the first: they are busy.
 fn unreachable_state(code: &SqlState) -> bool {
     let c = code.code();
-    c.starts_with("08") || c.starts_with("57P") || c == "53300"
+    c.starts_with("08") || (c.starts_with("57P") && c != "57P03")
+}
+
+/// SQLSTATEs that say the server is there but will not take us now: they deny.
+fn busy_state(code: &SqlState) -> bool {
+    *code == SqlState::TOO_MANY_CONNECTIONS || *code == SqlState::CANNOT_CONNECT_NOW
+}
+
+/// Whether a client-side error (no SQLSTATE) means the connection itself failed: closed,
+/// or an I/O error underneath. Anything else the client found (a value that does not
+/// convert, a row count, a protocol surprise) is an answer it did not like: it denies.
+pub(super) fn connection_failed(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The server's message, or the client's description when the server said nothing.
@@ -156,18 +197,20 @@ impl From<tokio_postgres::Error> for PgError {
             {
                 PgError::AuthenticationFailed(server_message(&e))
             }
+            Some(c) if busy_state(c) => PgError::Busy,
             Some(c) if unreachable_state(c) => PgError::Unreachable(server_message(&e)),
             Some(_) => PgError::Db(e),
-            // No answer from the server: I/O, a closed connection, TLS.
-            None if e.is_closed() || e.as_db_error().is_none() => {
-                PgError::Unreachable(server_message(&e))
-            }
+            // No answer from the server: the connection closed or failed underneath.
+            None if connection_failed(&e) => PgError::Unreachable(server_message(&e)),
+            // The client refused what the server sent: an answer, which denies.
             None => PgError::Db(e),
         }
     }
 }
 
 impl PgError {
+    /// A failure while connecting (TLS, the startup exchange) is the server not reached,
+    /// except a refused role or password, or a server that is there but full.
     fn from_connect(e: tokio_postgres::Error) -> PgError {
         match PgError::from(e) {
             PgError::Db(e) => PgError::Unreachable(server_message(&e)),
@@ -269,6 +312,19 @@ pub struct PgStore {
     pool: pool::Pool,
     keyring: Arc<Keyring>,
     host: String,
+    readiness: std::sync::Mutex<Readiness>,
+}
+
+/// Whether the schema and the fleet key were checked ([`PgStore::prepare`]) before the
+/// store is used. A toopherd that started while the database was down has not checked
+/// them yet; nothing runs against the database until it has.
+#[derive(Debug, Clone)]
+enum Readiness {
+    Ready,
+    /// Not checked yet: the database could not be reached when it was tried.
+    Unchecked,
+    /// Checked and refused (a wrong key, a schema too new): every operation denies.
+    Refused(String),
 }
 
 impl std::fmt::Debug for PgStore {
@@ -309,7 +365,37 @@ impl PgStore {
         if result.is_ok() {
             conn.reusable();
         }
+        match &result {
+            Ok(()) => self.set_readiness(Readiness::Ready),
+            Err(e) if e.is_unreachable() => {}
+            Err(e) => self.set_readiness(Readiness::Refused(e.to_string())),
+        }
         result
+    }
+
+    /// Nothing runs against the database until [`PgStore::prepare`] succeeds: for a
+    /// toopherd whose first check could not reach the database.
+    pub fn hold_until_prepared(&self) {
+        self.set_readiness(Readiness::Unchecked);
+    }
+
+    fn set_readiness(&self, r: Readiness) {
+        // A poisoned lock only means a panic elsewhere; the value is still a whole enum.
+        let mut g = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
+        *g = r;
+    }
+
+    fn readiness(&self) -> Result<(), PgError> {
+        let g = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
+        match &*g {
+            Readiness::Ready => Ok(()),
+            Readiness::Unchecked => Err(PgError::Unreachable(
+                "not reached yet since toopherd started (its schema and fleet key are \
+                 checked first)"
+                    .into(),
+            )),
+            Readiness::Refused(e) => Err(PgError::NotReady(e.clone())),
+        }
     }
 
     /// The store without touching the database yet (connections are made on demand).
@@ -318,6 +404,7 @@ impl PgStore {
             pool: pool::Pool::new(settings)?,
             keyring,
             host: settings.host.clone(),
+            readiness: std::sync::Mutex::new(Readiness::Ready),
         })
     }
 
@@ -386,7 +473,9 @@ impl PgStore {
         &self,
         op: impl AsyncFnOnce(&mut Session) -> Result<T, PgError>,
     ) -> Result<T, PgError> {
+        self.readiness()?;
         let mut conn = self.pool.get().await?;
+        let what = "a database transaction";
         let outcome = tokio::time::timeout(self.pool.timeouts.query, async {
             let s = conn.session();
             s.start();
@@ -408,10 +497,11 @@ impl PgStore {
                 }
                 result
             }
-            // The transaction may still be open on the connection: it is dropped.
-            Err(_) => Err(PgError::Timeout {
-                what: "a database transaction",
-            }),
+            // The transaction may still be open on the connection: it is dropped. Only
+            // an operation that had no answer at all is the database not reached; once it
+            // answered, a stall (someone holding the user's lock) denies.
+            Err(_) if conn.session().is_unanswered() => Err(PgError::Timeout { what }),
+            Err(_) => Err(PgError::Stalled { what }),
         }
     }
 
@@ -841,9 +931,94 @@ mod tests {
             },
             PgError::Corrupt("x".into()),
             PgError::Busy,
+            PgError::Stalled { what: "x" },
         ] {
             assert!(!e.is_unreachable(), "{e}");
             assert!(e.is_failure(), "{e}");
+        }
+    }
+
+    /// A server that is there but full or not taking connections yet is busy (denies);
+    /// only a lost connection or a shutdown is "not reached". A lock or statement timeout
+    /// is an answer too.
+    #[test]
+    fn sqlstates_of_a_server_that_answered_are_not_unreachable() {
+        for c in [SqlState::TOO_MANY_CONNECTIONS, SqlState::CANNOT_CONNECT_NOW] {
+            assert!(busy_state(&c), "{}", c.code());
+            assert!(!unreachable_state(&c), "{}", c.code());
+        }
+        for c in [
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::QUERY_CANCELED,
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::DATATYPE_MISMATCH,
+        ] {
+            assert!(!busy_state(&c), "{}", c.code());
+            assert!(!unreachable_state(&c), "{}", c.code());
+        }
+        for c in [
+            SqlState::CONNECTION_FAILURE,
+            SqlState::CONNECTION_EXCEPTION,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+        ] {
+            assert!(unreachable_state(&c), "{}", c.code());
+            assert!(!busy_state(&c), "{}", c.code());
+        }
+    }
+
+    #[test]
+    fn a_lock_wait_gives_up_well_before_the_client() {
+        use std::time::Duration;
+        assert_eq!(
+            pool::lock_timeout(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            pool::lock_timeout(Duration::from_millis(800)),
+            Duration::from_millis(400)
+        );
+    }
+
+    /// A store whose check failed (a wrong key, a schema too new, found when the database
+    /// came back) denies every operation; one not checked yet is not reached.
+    #[test]
+    fn a_store_not_checked_or_refused_runs_nothing() {
+        use std::time::Duration;
+        let settings = PgSettings {
+            url: "postgresql://t@127.0.0.1:1/db".into(),
+            ca_file: None,
+            password: None,
+            timeouts: Timeouts {
+                connect: Duration::from_millis(200),
+                query: Duration::from_millis(200),
+            },
+            pool_size: 1,
+            host: "h".into(),
+        };
+        let key = crate::fleet::seal::FleetKey::new(1, Zeroizing::new([7; 32]));
+        let keyring = Arc::new(Keyring::new(key, vec![]).expect("keyring"));
+        let store = PgStore::connect(&settings, keyring).expect("connect");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let limits = Limits {
+            max_failures: 5,
+            window: 300,
+        };
+        store.hold_until_prepared();
+        match rt.block_on(store.login_state("u", 0, limits)) {
+            Err(e) => assert!(e.is_unreachable(), "{e}"),
+            Ok(_) => panic!("an unchecked store answered"),
+        }
+        store.set_readiness(Readiness::Refused("wrong key".into()));
+        match rt.block_on(store.login_state("u", 0, limits)) {
+            Err(e @ PgError::NotReady(_)) => {
+                assert!(!e.is_unreachable(), "{e}");
+                assert!(e.is_failure(), "{e}");
+            }
+            other => panic!("a refused store gave {other:?}"),
         }
     }
 }

@@ -116,6 +116,14 @@ pub fn parse_url(url: &str) -> Result<(Config, Tls), PgError> {
                     "[store] url must not hold the password: put it in the credentials file",
                 ));
             }
+            // The address connected to would not be the host the locality check and
+            // the certificate check look at: `localhost` could reach another machine.
+            "hostaddr" => {
+                return Err(config_error(
+                    "[store] url parameter hostaddr is not supported: give the address as \
+                     the host",
+                ));
+            }
             "sslrootcert" | "sslcert" | "sslkey" | "sslcrl" | "sslpassword" => {
                 return Err(config_error(format!(
                     "[store] url parameter {k} is not supported: give the CA as [store] ca_file"
@@ -233,6 +241,11 @@ impl Connector {
     }
 }
 
+/// How long a statement waits for a lock: half the query timeout, at most a second.
+pub(super) fn lock_timeout(query: Duration) -> Duration {
+    (query / 2).min(Duration::from_secs(1))
+}
+
 pub(super) struct Pool {
     connector: Arc<Connector>,
     idle: Mutex<Vec<Session>>,
@@ -263,8 +276,14 @@ impl Pool {
         }
         let ms = settings.timeouts.query.as_millis();
         // The server gives up too: a query that outlives its client holds no lock for long.
+        // A lock wait gives up well before the client does, so a user's lock held by
+        // someone else (anyone who can connect can take it) is answered with 55P03, which
+        // denies, instead of the client's timeout.
+        let lock_ms = lock_timeout(settings.timeouts.query).as_millis().max(1);
+        // The tables are found in `public` only: a schema someone else created earlier in
+        // the path cannot shadow them.
         let options = format!(
-            "{} -c statement_timeout={ms} -c lock_timeout={ms} \
+            "{} -c search_path=public -c statement_timeout={ms} -c lock_timeout={lock_ms} \
              -c idle_in_transaction_session_timeout={}",
             config.get_options().unwrap_or(""),
             ms.saturating_mul(2)
@@ -424,6 +443,7 @@ mod tests {
         assert!(err("postgresql://t:pw@localhost/db").contains("credentials file"));
         assert!(err("postgresql://t@localhost/db?password=pw").contains("credentials file"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=disable").contains("in clear"));
+        assert!(err("postgresql://t@localhost/db?hostaddr=192.0.2.1").contains("hostaddr"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=require").contains("verify-full"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=prefer").contains("verify-full"));
         assert!(err("postgresql://t@db.example.org/db?sslrootcert=/x").contains("ca_file"));

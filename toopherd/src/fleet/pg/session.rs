@@ -71,9 +71,16 @@ impl Session {
                 let c = c.code();
                 c.starts_with("08") || c.starts_with("57P")
             }
-            None => e.is_closed() || e.as_db_error().is_none(),
+            // Only a connection that failed: a client-side error (a row count, a value
+            // that does not convert) came with an answer, so the request was run.
+            None => super::connection_failed(e),
         };
         self.reused && self.unanswered && connection_level
+    }
+
+    /// Whether the current operation has had no answer yet.
+    pub(super) fn is_unanswered(&self) -> bool {
+        self.unanswered
     }
 
     /// Replaces the dead connection with a new one (once per operation).
