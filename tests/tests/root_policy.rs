@@ -593,7 +593,7 @@ fn sudo_inside_an_ssh_login_is_within_its_grace_and_another_session_is_not() {
             "{}session  required pam_loginuid.so\n\
              session  optional {m} socket={s}\n\
              password required pam_deny.so\n",
-            password_then_module(&d, ""),
+            password_then_module(&d, "grace_session"),
             m = m.display(),
             s = d.socket.display()
         ),
