@@ -944,3 +944,229 @@ async fn explain_names_the_rule_a_login_would_meet() {
     let r = ask(&mut root_in(&s, None), explain(Some("bad\nhost"))).await;
     assert_eq!(kind(&r), Some(ErrorKind::BadRequest));
 }
+
+// A grace never outlives a replaced second factor (review of issue 12).
+
+#[tokio::test]
+async fn a_grace_does_not_survive_enroll_force() {
+    let s = fake("[policy]\ngrace_period = 60\n");
+    let mut conn = root_in(&s, None);
+    assert!(matches!(
+        ask(&mut conn, begin("root")).await,
+        LoginResponse::Challenge { .. }
+    ));
+    assert!(matches!(
+        ask(&mut conn, otp(RIGHT)).await,
+        LoginResponse::Granted { .. }
+    ));
+    // Within the grace: no code.
+    assert!(matches!(
+        ask(&mut root_in(&s, None), begin("root")).await,
+        LoginResponse::Allow { .. }
+    ));
+    // A plain enroll (a pending enrolment, nothing replaced) leaves it.
+    let enroll = |force| AdminRequest::Enroll {
+        user: "root".into(),
+        force,
+    };
+    let r = ask(&mut root_in(&s, None), enroll(false)).await;
+    assert!(matches!(r, AdminResponse::Enrollment(_)), "{r:?}");
+    assert!(matches!(
+        ask(&mut root_in(&s, None), begin("root")).await,
+        LoginResponse::Allow { .. }
+    ));
+    let r = ask(&mut root_in(&s, None), enroll(true)).await;
+    assert!(matches!(r, AdminResponse::Enrollment(_)), "{r:?}");
+    let r = ask(&mut root_in(&s, None), begin("root")).await;
+    assert!(
+        matches!(r, LoginResponse::Challenge { .. }),
+        "grace survived enroll --force: {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_grace_does_not_survive_new_recovery_codes() {
+    let s = setup("[policy]\ngrace_period = 60\n", |store| {
+        Box::new(LocalBackend::new(
+            store,
+            crate::store::Limits {
+                max_failures: 5,
+                window: 300,
+            },
+            600,
+        ))
+    });
+    let e = match ask(
+        &mut root_in(&s, None),
+        AdminRequest::Enroll {
+            user: "root".into(),
+            force: false,
+        },
+    )
+    .await
+    {
+        AdminResponse::Enrollment(e) => e,
+        other => panic!("{other:?}"),
+    };
+    let secret = decode_base32(e.secret.expose());
+    let step = step_of(crate::now());
+    let first = code_at_step(&secret, step).unwrap();
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::Activate {
+            user: "root".into(),
+            code: Secret::new(first.as_str()),
+        },
+    )
+    .await;
+    assert!(matches!(r, AdminResponse::Activated { .. }), "{r:?}");
+    let mut login = root_in(&s, None);
+    ask(&mut login, begin("root")).await;
+    let next = code_at_step(&secret, step + 1).unwrap();
+    let r = ask(&mut login, otp(next.as_str())).await;
+    assert!(matches!(r, LoginResponse::Granted { .. }), "{r:?}");
+    assert!(matches!(
+        ask(&mut root_in(&s, None), begin("root")).await,
+        LoginResponse::Allow { .. }
+    ));
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::RegenerateRecoveryCodes {
+            user: "root".into(),
+        },
+    )
+    .await;
+    assert!(matches!(r, AdminResponse::RecoveryCodes { .. }), "{r:?}");
+    let r = ask(&mut root_in(&s, None), begin("root")).await;
+    assert!(
+        matches!(r, LoginResponse::Challenge { .. }),
+        "grace survived new recovery codes: {r:?}"
+    );
+}
+
+// Issue 14, the daemon side: a user that does not exist is an error everywhere.
+
+const NO_SUCH: &str = "toopher-nosuchuser-t14";
+
+#[tokio::test]
+async fn requests_that_create_state_refuse_a_user_that_does_not_exist() {
+    let s = fake("");
+    let u = || NO_SUCH.to_string();
+    for req in [
+        AdminRequest::Enroll {
+            user: u(),
+            force: false,
+        },
+        AdminRequest::Enroll {
+            user: u(),
+            force: true,
+        },
+        AdminRequest::Activate {
+            user: u(),
+            code: Secret::new("123456"),
+        },
+        AdminRequest::RegenerateRecoveryCodes { user: u() },
+        AdminRequest::SetEnabled {
+            user: u(),
+            enabled: false,
+        },
+        AdminRequest::SetEnabled {
+            user: u(),
+            enabled: true,
+        },
+    ] {
+        let what = format!("{req:?}");
+        let r = ask(&mut root_in(&s, None), req).await;
+        let e = r.as_error().unwrap_or_else(|| panic!("{what}: {r:?}"));
+        assert_eq!(e.kind, ErrorKind::NotFound, "{what}");
+        assert_eq!(e.message, format!("no such user: {NO_SUCH}"), "{what}");
+    }
+    // Nothing was recorded for the name: a later account of that name inherits nothing.
+    let users = s.service.store.call(|st| st.users()).await.unwrap();
+    assert!(users.is_empty(), "{users:?}");
+    // Cleaning up still goes through.
+    let r = ask(&mut root_in(&s, None), AdminRequest::Remove { user: u() }).await;
+    assert_eq!(
+        r,
+        AdminResponse::Removed {
+            user: u(),
+            existed: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_account_that_toopherd_knows_can_still_be_suspended_and_enabled() {
+    let s = fake("");
+    // A record of a name without an account: as if the account were deleted since.
+    s.service
+        .store
+        .call(|st| st.set_suspended(NO_SUCH, true, crate::now()))
+        .await
+        .unwrap();
+    for enabled in [false, true] {
+        let r = ask(
+            &mut root_in(&s, None),
+            AdminRequest::SetEnabled {
+                user: NO_SUCH.into(),
+                enabled,
+            },
+        )
+        .await;
+        assert!(matches!(r, AdminResponse::Status(_)), "{enabled}: {r:?}");
+    }
+    // Enabled, toopherd holds nothing of it any more: the name is unknown again.
+    let users = s.service.store.call(|st| st.users()).await.unwrap();
+    assert!(users.is_empty(), "{users:?}");
+    // Enrolling it is still refused: a record is no account.
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::Enroll {
+            user: NO_SUCH.into(),
+            force: false,
+        },
+    )
+    .await;
+    assert_eq!(kind(&r), Some(ErrorKind::NotFound));
+}
+
+#[tokio::test]
+async fn an_active_enrolment_says_who_may_replace_it() {
+    let s = setup("", |store| {
+        Box::new(LocalBackend::new(
+            store,
+            crate::store::Limits {
+                max_failures: 5,
+                window: 300,
+            },
+            600,
+        ))
+    });
+    let enroll = || AdminRequest::Enroll {
+        user: "root".into(),
+        force: false,
+    };
+    let e = match ask(&mut root_in(&s, None), enroll()).await {
+        AdminResponse::Enrollment(e) => e,
+        other => panic!("{other:?}"),
+    };
+    let code = code_at_step(&decode_base32(e.secret.expose()), step_of(crate::now())).unwrap();
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::Activate {
+            user: "root".into(),
+            code: Secret::new(code.as_str()),
+        },
+    )
+    .await;
+    assert!(matches!(r, AdminResponse::Activated { .. }), "{r:?}");
+    let r = ask(&mut root_in(&s, None), enroll()).await;
+    let e = r.as_error().unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(
+        e.message
+            .ends_with("root or the admin group can replace it with --force"),
+        "{}",
+        e.message
+    );
+}
