@@ -63,13 +63,12 @@ impl Client {
             // closes without reading: the write then fails, but the answer is there to
             // read. A full daemon must be "busy" (a denial), never "unreachable" (which
             // `failmode=safe` lets through, and a local user could cause on purpose).
-            if matches!(
+            let refused = matches!(
                 e.kind(),
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-            ) {
-                if let Ok(body) = read_frame(&mut self.stream) {
-                    return decode(&body);
-                }
+            );
+            if refused && let Ok(body) = read_frame(&mut self.stream) {
+                return decode(&body);
             }
             return Err(e.into());
         }

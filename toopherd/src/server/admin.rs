@@ -75,7 +75,7 @@ async fn no_such_user(
         match conn
             .d
             .store
-            .call(move |s| Ok(s.users()?.iter().any(|u| *u == name)))
+            .call(move |s| Ok(s.users()?.contains(&name)))
             .await
         {
             Ok(r) => r,
