@@ -8,7 +8,8 @@
 //! 1. `suspended`: the account's second factor was disabled by an administrator: denied.
 //! 2. Who must use a second factor, whatever else applies ("required" wins over "exempt"):
 //!    `service_required` (`[policy.services.NAME] required = true`), then `required_group`
-//!    (`required_groups`); a failed group lookup counts as required (`group_lookup_failed`).
+//!    (`required_groups`); a failed group lookup, or a group of `required_groups` that NSS
+//!    does not find, counts as required (`group_lookup_failed`).
 //! 3. Exemptions, only for logins step 2 did not make required: `service_exempt`
 //!    (`required = false`), `exempt_group`, `trusted_network` (rhost is an IP address in
 //!    the service's trusted networks).
@@ -312,9 +313,13 @@ impl Policy {
         }
 
         // 2. Required rules.
+        // A required group NSS does not find (a directory group while the directory is
+        // down often looks like that) has unknown members, not none: fail closed.
         let lookup_failed = match f.groups {
-            Membership::Unknown(why) if c.uses_groups() => Some(why.as_str()),
-            _ => None,
+            Membership::Unknown(why) if c.uses_groups() => Some(why.clone()),
+            m => m
+                .first_missing(&c.required_groups)
+                .map(|g| format!("required group {g} is not known to this system")),
         };
         let required = if eff.required == Some(true) {
             trace.note(|| {

@@ -508,3 +508,55 @@ fn the_policy_table_lives_in_toopherd_toml() {
     );
     assert_eq!(Config::parse("").unwrap().policy, PolicyConfig::default());
 }
+
+/// A required group NSS answers "no such group" for (a directory group while sssd or LDAP
+/// is down returns NOTFOUND, not an error) must not silently stop requiring, nor let the
+/// user's local exempt group win (review of issue 12).
+#[test]
+fn a_required_group_nss_cannot_find_is_membership_unknown() {
+    let p = policy("required_groups = [\"ldap-admins\"]\nexempt_groups = [\"robots\"]\n");
+    // dave is in robots; "ldap-admins" is not in the database, as if unreachable.
+    let stage = login("dave").stage(&p);
+    assert_eq!(stage, needs(Rule::GroupLookupFailed, Strength::Required));
+    assert_eq!(
+        login("dave").decide(&p, Enrolment::NotEnrolled),
+        (Outcome::Denied, "group_lookup_failed".to_owned())
+    );
+    // Still: being in a required group that is found decides first.
+    let p = policy("required_groups = [\"admins\", \"ldap-admins\"]\n");
+    assert_eq!(
+        login("alice").stage(&p),
+        needs(Rule::RequiredGroup(group("admins")), Strength::Required)
+    );
+    // An exempt or available group NSS cannot find just has no members.
+    let p = policy(
+        "exempt_groups = [\"ldap-robots\"]\navailable_groups = [\"ldap-staff\"]\n\
+         availability = \"available\"\n",
+    );
+    assert_eq!(
+        login("erin").stage(&p),
+        needs(
+            Rule::Availability(Availability::Available),
+            Strength::Available
+        )
+    );
+    let explained = {
+        let p = policy("required_groups = [\"ldap-admins\"]\n");
+        let groups = membership(&db(), "erin", p.config().group_names());
+        p.explain(&Facts {
+            user: "erin",
+            service: "sshd",
+            rhost: None,
+            groups: &groups,
+            suspended: false,
+            grace: None,
+            now: NOW,
+        })
+        .steps
+        .join("\n")
+    };
+    assert!(
+        explained.contains("required group ldap-admins is not known to this system"),
+        "{explained}"
+    );
+}
