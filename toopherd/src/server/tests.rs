@@ -12,6 +12,7 @@ use crate::backend::{
 };
 use crate::config::Config;
 use crate::logging::Log;
+use crate::policy::session::PeerSession;
 use crate::store::{Shared, Store, StoreError};
 use crate::totp::{code_at_step, step_of};
 use std::sync::Arc;
@@ -719,9 +720,16 @@ async fn a_backend_without_push_refuses_one_if_asked_anyway() {
 
 // The policy in the login: asked before the backend, and the grace book.
 
-/// A root connection whose PAM process runs in audit session `session`.
+/// A root connection whose PAM process runs in audit session `session`, really as root
+/// (real uid 0: the session counts for logins of `root`).
 fn root_in(s: &Setup, session: Option<u32>) -> Conn {
-    Conn::new(Arc::clone(&s.service), root()).with_audit_session(session)
+    Conn::new(Arc::clone(&s.service), root())
+        .with_audit_session(session.map(|id| PeerSession { id, real_uid: 0 }))
+}
+
+/// A root connection (a setuid sudo or su) in audit session `id`, run by `real_uid`.
+fn run_by(s: &Setup, id: u32, real_uid: u32) -> Conn {
+    Conn::new(Arc::clone(&s.service), root()).with_audit_session(Some(PeerSession { id, real_uid }))
 }
 
 fn begin_from(user: &str, rhost: Option<&str>) -> LoginRequest {
@@ -856,8 +864,9 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
             ..
         })
     ));
+    // root: the one account every system has, so its uid (0) is known.
     assert!(matches!(
-        ask(&mut conn, begin("alice")).await,
+        ask(&mut conn, begin("root")).await,
         LoginResponse::Challenge { .. }
     ));
     assert!(matches!(
@@ -882,11 +891,15 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
         Some(ErrorKind::NotFound)
     );
     let bind = |token: &Secret| LoginRequest::BindSession {
-        user: "alice".into(),
+        user: "root".into(),
         token: token.clone(),
     };
     // Only root's module binds, and only from inside an audit session.
-    let mut users = Conn::new(Arc::clone(&s.service), bob()).with_audit_session(Some(7));
+    let mut users =
+        Conn::new(Arc::clone(&s.service), bob()).with_audit_session(Some(PeerSession {
+            id: 7,
+            real_uid: 1000,
+        }));
     assert_eq!(
         kind(&ask(&mut users, bind(&token)).await),
         Some(ErrorKind::Forbidden)
@@ -905,14 +918,17 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
         "single use"
     );
     // A login without an rhost in session 7 (sudo inside the SSH login) passes; 8 asks.
-    let r = ask(&mut root_in(&s, Some(7)), begin_from("alice", None)).await;
+    let r = ask(&mut root_in(&s, Some(7)), begin_from("root", None)).await;
     assert_eq!(
         r,
         LoginResponse::Allow {
             reason: AllowReason::Exempt
         }
     );
-    let r = ask(&mut root_in(&s, Some(8)), begin_from("alice", None)).await;
+    let r = ask(&mut root_in(&s, Some(8)), begin_from("root", None)).await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+    // Inside session 7, a su to root run by someone else (real uid 1000) asks.
+    let r = ask(&mut run_by(&s, 7, 1000), begin_from("root", None)).await;
     assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
 }
 
@@ -1168,5 +1184,74 @@ async fn an_active_enrolment_says_who_may_replace_it() {
             .ends_with("root or the admin group can replace it with --force"),
         "{}",
         e.message
+    );
+}
+
+// An audit-session grace never crosses uids inside one session (review of issue 12).
+
+#[tokio::test]
+async fn a_session_grace_counts_only_for_a_peer_really_run_by_the_user() {
+    let s = fake("[policy]\ngrace_period = 60\n");
+    // A sudo by someone (real uid 1000) for root inside session 5 passes its factor:
+    // not root's own session place, so nothing is recorded for it.
+    let mut su = run_by(&s, 5, 1000);
+    assert!(matches!(
+        ask(&mut su, begin_from("root", None)).await,
+        LoginResponse::Challenge { .. }
+    ));
+    assert!(matches!(
+        ask(&mut su, otp(RIGHT)).await,
+        LoginResponse::Granted { .. }
+    ));
+    let r = ask(&mut root_in(&s, Some(5)), begin_from("root", None)).await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+    // root's own login in session 5 (real uid 0) records a grace there ...
+    let mut own = root_in(&s, Some(5));
+    ask(&mut own, begin_from("root", None)).await;
+    assert!(matches!(
+        ask(&mut own, otp(RIGHT)).await,
+        LoginResponse::Granted { .. }
+    ));
+    let r = ask(&mut root_in(&s, Some(5)), begin_from("root", None)).await;
+    assert!(matches!(r, LoginResponse::Allow { .. }), "{r:?}");
+    // ... that a `su root` run by uid 1000 inside the same session does not get.
+    let r = ask(&mut run_by(&s, 5, 1000), begin_from("root", None)).await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+    // A user the system does not know has no uid to match: never a session grace.
+    let r = ask(
+        &mut root_in(&s, Some(5)),
+        begin_from("toopher-nosuchuser-t4", None),
+    )
+    .await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_grant_after_a_clear_leaves_no_grace() {
+    let s = fake("[policy]\ngrace_period = 60\n");
+    // The login begins; an administrator clears the user; then the code is typed.
+    let mut conn = root_in(&s, None);
+    assert!(matches!(
+        ask(&mut conn, begin("root")).await,
+        LoginResponse::Challenge { .. }
+    ));
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::GraceClear {
+            user: "root".into(),
+        },
+    )
+    .await;
+    assert!(matches!(r, AdminResponse::GraceCleared { .. }), "{r:?}");
+    assert!(matches!(
+        ask(&mut conn, otp(RIGHT)).await,
+        LoginResponse::Granted { .. }
+    ));
+    // The login passed, but no grace was recorded, and no token carries one on.
+    let r = ask(&mut root_in(&s, None), begin("root")).await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+    assert_eq!(
+        kind(&ask(&mut conn, LoginRequest::GraceToken).await),
+        Some(ErrorKind::NotFound)
     );
 }
