@@ -15,6 +15,7 @@
 //!    the service's trusted networks).
 //! 4. `grace_period`: the user passed a second factor within the service's grace period
 //!    from the same place (rhost, or audit session): allowed, also for required logins.
+//!    A service with `required = true` has no grace period unless it sets its own.
 //! 5. How strongly, for everyone else: `available_group`, then `availability` (the default).
 //! 6. With the strength known, the enrolment decides: enrolled means a second factor
 //!    (`challenge`); not enrolled is denied when required and allowed when available.
@@ -266,10 +267,13 @@ impl Policy {
             required: over.and_then(|o| o.required),
             trusted,
             trusted_from,
-            grace: over
-                .and_then(|o| o.grace_period)
-                .unwrap_or(self.config.grace_period)
-                .0,
+            // `required = true` means a second factor every time: no inherited grace, only
+            // one the service sets itself.
+            grace: match over {
+                Some(o) if o.grace_period.is_some() => o.grace_period.map_or(0, |g| g.0),
+                Some(o) if o.required == Some(true) => 0,
+                _ => self.config.grace_period.0,
+            },
         }
     }
 

@@ -468,9 +468,10 @@ fn warnings_name_unknown_groups_and_dead_settings() {
     )
     .unwrap();
     let w = warnings(&config, &db());
-    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w.len(), 3, "{w:?}");
     assert_eq!(w[0], "group admnis is not known to this system");
     assert!(w[1].contains("never apply"), "{w:?}");
+    assert!(w[2].contains("sudo-i"), "{w:?}");
     let config: PolicyConfig = toml::from_str(GROUPS).unwrap();
     assert!(warnings(&config, &db()).is_empty());
 }
@@ -559,4 +560,36 @@ fn a_required_group_nss_cannot_find_is_membership_unknown() {
         explained.contains("required group ldap-admins is not known to this system"),
         "{explained}"
     );
+}
+
+/// `required = true` means a second factor every time: a service that says so inherits no
+/// grace period, and has one only when it sets its own (review of issue 12).
+#[test]
+fn a_required_service_has_no_inherited_grace() {
+    let p = policy("grace_period = 300\n[services.sudo]\nrequired = true\n");
+    assert_eq!(p.grace_period("sudo"), 0);
+    assert_eq!(p.grace_period("sshd"), 300);
+    assert_eq!(
+        login("erin")
+            .service("sudo")
+            .grace(10, Place::Session(4))
+            .stage(&p),
+        needs(Rule::ServiceRequired, Strength::Required)
+    );
+    // Its own grace_period still counts.
+    let p = policy("grace_period = 300\n[services.sudo]\nrequired = true\ngrace_period = 60\n");
+    assert_eq!(p.grace_period("sudo"), 60);
+    assert_eq!(
+        login("erin")
+            .service("sudo")
+            .grace(10, Place::Session(4))
+            .stage(&p),
+        allowed(Rule::GracePeriod {
+            age: 10,
+            period: 60
+        })
+    );
+    // required = false (exempt) and other overrides keep the global period.
+    let p = policy("grace_period = 300\n[services.su]\ntrusted_networks = []\n");
+    assert_eq!(p.grace_period("su"), 300);
 }
