@@ -199,6 +199,46 @@ pub fn login(stack: &Stack, user: &str, answers: &[&str], rhost: Option<&str>) -
     login_with(stack, user, rhost, &mut |_, _| answers.pop_front())
 }
 
+/// One transaction as the benchmark times it, and as sshd runs the auth phase: only
+/// `pam_start_confdir`, `pam_authenticate` and `pam_end` (which loads and unloads every
+/// module of the stack), each prompt answered with `answer`. Returns pam_authenticate's
+/// result and the number of prompts shown.
+pub fn authenticate(stack: &Stack, user: &str, answer: &str) -> (i32, usize) {
+    let mut respond = |_: i32, _: &str| Some(answer.to_string());
+    let mut script = Script {
+        respond: &mut respond,
+        messages: Vec::new(),
+    };
+    let conv = PamConv {
+        conv: scripted,
+        appdata_ptr: &mut script as *mut Script<'_> as *mut c_void,
+    };
+    let service = CString::new(stack.service.as_str()).expect("service");
+    let user_c = CString::new(user).expect("user");
+    let confdir = CString::new(stack.dir.path().to_str().expect("utf8 path")).expect("confdir");
+    let mut pamh: *mut c_void = std::ptr::null_mut();
+    // SAFETY: all pointers outlive the transaction, which ends with pam_end below.
+    let rc = unsafe {
+        let rc = pam_start_confdir(
+            service.as_ptr(),
+            user_c.as_ptr(),
+            &conv,
+            confdir.as_ptr(),
+            &mut pamh,
+        );
+        assert_eq!(rc, PAM_SUCCESS, "pam_start_confdir failed");
+        let rc = pam_authenticate(pamh, 0);
+        pam_end(pamh, rc);
+        rc
+    };
+    let prompts = script
+        .messages
+        .iter()
+        .filter(|(s, _)| *s == PROMPT_ECHO_OFF || *s == PROMPT_ECHO_ON)
+        .count();
+    (rc, prompts)
+}
+
 /// Like [`login`], answering each prompt with `respond(style, prompt text)`.
 pub fn login_with<'a>(
     stack: &Stack,

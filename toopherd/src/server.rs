@@ -238,12 +238,22 @@ async fn connection(
     uid: u32,
     mut stop: watch::Receiver<bool>,
 ) {
-    let admin_group = d.config.admin_group.as_ref().map(|g| g.0.clone());
-    let peer = match tokio::task::spawn_blocking(move || Peer::lookup(uid, admin_group.as_deref()))
-        .await
-    {
-        Ok(p) => p,
-        Err(_) => return,
+    let peer = match d.root_peer.get() {
+        Some(root) if uid == 0 => root.clone(),
+        _ => {
+            let admin_group = d.config.admin_group.as_ref().map(|g| g.0.clone());
+            let lookup =
+                tokio::task::spawn_blocking(move || Peer::lookup(uid, admin_group.as_deref()));
+            match lookup.await {
+                Ok(p) => {
+                    if uid == 0 {
+                        let _ = d.root_peer.set(p.clone());
+                    }
+                    p
+                }
+                Err(_) => return,
+            }
+        }
     };
     // The PAM process's audit session, read while it waits for our answer (root peers
     // only; see policy::session for why a reused pid cannot slip in).

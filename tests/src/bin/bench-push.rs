@@ -1,6 +1,6 @@
 //! bench-push: how long a granted push takes to reach PAM success, through the real
 //! module, libpam, toopherd and the simulator (which approves at once). Also prints
-//! toopherd's memory. Run it with `scripts/bench`.
+//! toopherd's memory. Run it after `cargo build --release --workspace`.
 
 use std::time::{Duration, Instant};
 use toopher_tests::pam::{self, Stack};

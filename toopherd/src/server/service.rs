@@ -18,6 +18,9 @@ pub struct Service {
     pub(super) issuer: String,
     /// The policy the login asks before the backend, with the grace book.
     pub(super) policy: Gate,
+    /// Root, looked up once: the module inside sshd, sudo and login connects as root for
+    /// every login, and looking it up each time cost a trip to a blocking thread.
+    pub(super) root_peer: std::sync::OnceLock<crate::authz::Peer>,
 }
 
 fn host_name() -> String {
@@ -82,6 +85,7 @@ impl Service {
             backend,
             issuer,
             policy,
+            root_peer: std::sync::OnceLock::new(),
         }
     }
 

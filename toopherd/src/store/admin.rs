@@ -3,18 +3,15 @@
 
 use super::{Store, StoreError, to_i64};
 use crate::recovery;
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use zeroize::Zeroizing;
 
 impl Store {
     pub fn is_suspended(&self, user: &str) -> Result<bool, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT 1 FROM suspended WHERE user = ?1",
-                params![user],
-                |_| Ok(()),
-            )
+            .prepare_cached("SELECT 1 FROM suspended WHERE user = ?1")?
+            .query_row(params![user], |_| Ok(()))
             .optional()?
             .is_some())
     }
@@ -26,13 +23,13 @@ impl Store {
         now: u64,
     ) -> Result<(), StoreError> {
         if suspended {
-            self.conn.execute(
-                "INSERT OR IGNORE INTO suspended (user, at) VALUES (?1, ?2)",
-                params![user, to_i64(now)],
-            )?;
+            self.conn
+                .prepare_cached("INSERT OR IGNORE INTO suspended (user, at) VALUES (?1, ?2)")?
+                .execute(params![user, to_i64(now)])?;
         } else {
             self.conn
-                .execute("DELETE FROM suspended WHERE user = ?1", params![user])?;
+                .prepare_cached("DELETE FROM suspended WHERE user = ?1")?
+                .execute(params![user])?;
         }
         Ok(())
     }
@@ -40,11 +37,8 @@ impl Store {
     pub fn pairing(&self, user: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT pairing_id FROM pairings WHERE user = ?1",
-                params![user],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT pairing_id FROM pairings WHERE user = ?1")?
+            .query_row(params![user], |r| r.get(0))
             .optional()?)
     }
 
@@ -54,9 +48,8 @@ impl Store {
         pairing_id: &str,
         now: u64,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO pairings (user, pairing_id, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user) DO UPDATE SET pairing_id = excluded.pairing_id, created_at = excluded.created_at",
+        self.conn.prepare_cached("INSERT INTO pairings (user, pairing_id, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user) DO UPDATE SET pairing_id = excluded.pairing_id, created_at = excluded.created_at")?.execute(
             params![user, pairing_id, to_i64(now)],
         )?;
         Ok(())
@@ -65,9 +58,7 @@ impl Store {
     /// Forgets everything about `user`: enrolment, pairing, registration, suspension,
     /// failures, lock and activity. Returns whether anything existed.
     pub fn forget(&mut self, user: &str) -> Result<bool, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let mut n = 0;
         for table in [
             "recovery_codes",
@@ -106,9 +97,7 @@ impl Store {
         &mut self,
         user: &str,
     ) -> Result<Vec<Zeroizing<String>>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let Some(acct) = Self::account(&tx, user)? else {
             return Err(StoreError::NotEnrolled);
         };
@@ -118,13 +107,12 @@ impl Store {
         let codes = (0..recovery::COUNT)
             .map(|_| recovery::generate())
             .collect::<Result<Vec<_>, _>>()?;
-        tx.execute("DELETE FROM recovery_codes WHERE user = ?1", params![user])?;
+        tx.prepare_cached("DELETE FROM recovery_codes WHERE user = ?1")?
+            .execute(params![user])?;
         for code in &codes {
             if let Some(n) = recovery::normalize(code) {
-                tx.execute(
-                    "INSERT INTO recovery_codes (user, hash) VALUES (?1, ?2)",
-                    params![user, &recovery::hash(&acct.salt, &n)[..]],
-                )?;
+                tx.prepare_cached("INSERT INTO recovery_codes (user, hash) VALUES (?1, ?2)")?
+                    .execute(params![user, &recovery::hash(&acct.salt, &n)[..]])?;
             }
         }
         tx.commit()?;

@@ -4,7 +4,7 @@
 
 use super::{Limits, Store, StoreError, to_i64, to_u64};
 use crate::budget;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
 
 /// Version 3: where each failure came from, whether it still counts toward a lock and
@@ -64,17 +64,14 @@ impl Store {
     /// fewer guesses than staying at the cap).
     fn lockout(conn: &Connection, user: &str, now: u64) -> Result<Lockout, StoreError> {
         let mut l: Lockout = conn
-            .query_row(
-                "SELECT level, lock_until, untold FROM lockouts WHERE user = ?1",
-                params![user],
-                |r| {
-                    Ok(Lockout {
-                        level: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
-                        lock_until: to_u64(r.get(1)?),
-                        untold: to_u64(r.get(2)?),
-                    })
-                },
-            )
+            .prepare_cached("SELECT level, lock_until, untold FROM lockouts WHERE user = ?1")?
+            .query_row(params![user], |r| {
+                Ok(Lockout {
+                    level: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+                    lock_until: to_u64(r.get(1)?),
+                    untold: to_u64(r.get(2)?),
+                })
+            })
             .optional()?
             .unwrap_or_default();
         if l.lock_until.saturating_add(budget::LEVEL_RESET_AFTER) <= now {
@@ -84,17 +81,17 @@ impl Store {
     }
 
     fn save_lockout(conn: &Connection, user: &str, l: &Lockout) -> Result<(), StoreError> {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO lockouts (user, level, lock_until, untold) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (user) DO UPDATE SET level = excluded.level,
              lock_until = excluded.lock_until, untold = excluded.untold",
-            params![
-                user,
-                i64::from(l.level),
-                to_i64(l.lock_until),
-                to_i64(l.untold)
-            ],
-        )?;
+        )?
+        .execute(params![
+            user,
+            i64::from(l.level),
+            to_i64(l.lock_until),
+            to_i64(l.untold)
+        ])?;
         Ok(())
     }
 
@@ -185,10 +182,8 @@ impl Store {
     }
 
     fn discount(conn: &Connection, user: &str) -> Result<(), StoreError> {
-        conn.execute(
-            "UPDATE failures SET counts = 0 WHERE user = ?1 AND counts = 1",
-            params![user],
-        )?;
+        conn.prepare_cached("UPDATE failures SET counts = 0 WHERE user = ?1 AND counts = 1")?
+            .execute(params![user])?;
         Ok(())
     }
 
@@ -203,10 +198,10 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut l = Self::lockout(conn, user, now)?;
         let locked = l.lock_until > now;
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO failures (user, at, rhost, counts) VALUES (?1, ?2, ?3, ?4)",
-            params![user, to_i64(now), rhost, i64::from(!locked)],
-        )?;
+        )?
+        .execute(params![user, to_i64(now), rhost, i64::from(!locked)])?;
         let id = conn.last_insert_rowid();
         l.untold = l.untold.saturating_add(1);
         if !locked && let Some(until) = Self::lock_from_round(conn, user, &l, now, limits)? {
@@ -214,15 +209,18 @@ impl Store {
         }
         Self::save_lockout(conn, user, &l)?;
         // Told failures matter only while they can still count toward a lock.
-        conn.execute(
+        conn.prepare_cached(
             "DELETE FROM failures WHERE user = ?1 AND told = 1 AND (at <= ?2 OR counts = 0)",
-            params![user, to_i64(now.saturating_sub(limits.window))],
-        )?;
-        conn.execute(
+        )?
+        .execute(params![user, to_i64(now.saturating_sub(limits.window))])?;
+        conn.prepare_cached(
             "DELETE FROM failures WHERE user = ?1 AND rowid NOT IN
              (SELECT rowid FROM failures WHERE user = ?1 ORDER BY rowid DESC LIMIT ?2)",
-            params![user, to_i64(limits.max_failures.max(KEEP_FAILURES))],
-        )?;
+        )?
+        .execute(params![
+            user,
+            to_i64(limits.max_failures.max(KEEP_FAILURES))
+        ])?;
         Self::note_activity(conn, user, false, now)?;
         Ok(id)
     }
@@ -277,10 +275,8 @@ impl Store {
                     last_at: others.first().map(|(_, at, _)| to_u64(*at)),
                 });
             }
-            conn.execute(
-                "UPDATE failures SET told = 1 WHERE user = ?1 AND told = 0",
-                params![user],
-            )?;
+            conn.prepare_cached("UPDATE failures SET told = 1 WHERE user = ?1 AND told = 0")?
+                .execute(params![user])?;
             l.untold = 0;
         }
         Self::save_lockout(conn, user, &l)?;
@@ -298,9 +294,7 @@ impl Store {
     /// Lifts `user`'s lock and resets its escalation (an administrator's unlock).
     /// Returns whether there was anything to lift.
     pub fn unlock(&mut self, user: &str, now: u64, limits: Limits) -> Result<bool, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let was = Self::locked_until(&tx, user, now, limits)?.is_some()
             || Self::lockout(&tx, user, now)?.level > 0;
         let mut l = Self::lockout(&tx, user, now)?;
@@ -325,9 +319,7 @@ impl Store {
         limits: Limits,
         attempt: &Attempt<'_>,
     ) -> Result<Recorded, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let recorded = if success {
             Recorded {
                 failure: None,

@@ -2,7 +2,7 @@
 //! bound to one user.
 
 use super::{Store, StoreError, to_i64, to_u64};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -64,18 +64,12 @@ impl Store {
         ttl: u64,
         now: u64,
     ) -> Result<Option<(Zeroizing<String>, u64)>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "DELETE FROM registration_starts WHERE at <= ?1",
-            params![to_i64(now.saturating_sub(3600))],
-        )?;
-        let recent: i64 = tx.query_row(
-            "SELECT count(*) FROM registration_starts WHERE user = ?1",
-            params![user],
-            |r| r.get(0),
-        )?;
+        let tx = self.conn.savepoint()?;
+        tx.prepare_cached("DELETE FROM registration_starts WHERE at <= ?1")?
+            .execute(params![to_i64(now.saturating_sub(3600))])?;
+        let recent: i64 = tx
+            .prepare_cached("SELECT count(*) FROM registration_starts WHERE user = ?1")?
+            .query_row(params![user], |r| r.get(0))?;
         if recent >= MAX_STARTS_PER_HOUR {
             return Ok(None);
         }
@@ -83,21 +77,19 @@ impl Store {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt)?;
         let expires_at = now + ttl;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT OR REPLACE INTO registrations (user, salt, code_hash, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                user,
-                &salt[..],
-                &salted(&salt, &code)[..],
-                to_i64(now),
-                to_i64(expires_at)
-            ],
-        )?;
-        tx.execute(
-            "INSERT INTO registration_starts (user, at) VALUES (?1, ?2)",
-            params![user, to_i64(now)],
-        )?;
+        )?
+        .execute(params![
+            user,
+            &salt[..],
+            &salted(&salt, &code)[..],
+            to_i64(now),
+            to_i64(expires_at)
+        ])?;
+        tx.prepare_cached("INSERT INTO registration_starts (user, at) VALUES (?1, ?2)")?
+            .execute(params![user, to_i64(now)])?;
         tx.commit()?;
         Ok(Some((code, expires_at)))
     }
@@ -111,15 +103,14 @@ impl Store {
         approver: &str,
         now: u64,
     ) -> Result<Result<Zeroizing<String>, ApproveError>, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT salt, code_hash, expires_at, tries FROM registrations WHERE user = ?1",
-                params![user],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
+            )?
+            .query_row(params![user], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
         let Some((salt, code_hash, expires_at, tries)) = row else {
             return Ok(Err(ApproveError::NoRegistration));
@@ -129,16 +120,13 @@ impl Store {
         }
         if !same(&salted(&salt, code), &code_hash) {
             // Wrong codes count against the registration, so approvals cannot be guessed.
-            tx.execute(
-                "UPDATE registrations SET tries = tries + 1 WHERE user = ?1",
-                params![user],
-            )?;
+            tx.prepare_cached("UPDATE registrations SET tries = tries + 1 WHERE user = ?1")?
+                .execute(params![user])?;
             tx.commit()?;
             return Ok(Err(ApproveError::WrongCode));
         }
         let response = six_digits()?;
-        tx.execute(
-            "UPDATE registrations SET approved_at = ?2, approved_by = ?3, response_hash = ?4 WHERE user = ?1",
+        tx.prepare_cached("UPDATE registrations SET approved_at = ?2, approved_by = ?3, response_hash = ?4 WHERE user = ?1")?.execute(
             params![user, to_i64(now), approver, &salted(&salt, &response)[..]],
         )?;
         tx.commit()?;
@@ -153,34 +141,35 @@ impl Store {
         response: &str,
         now: u64,
     ) -> Result<RegistrationCheck, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let row: Option<ResponseRow> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT salt, expires_at, tries, response_hash FROM registrations WHERE user = ?1",
-                params![user],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
+            )?
+            .query_row(params![user], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
         let result = match row {
             None => RegistrationCheck::Failed,
             Some((_, expires_at, tries, _))
                 if to_u64(expires_at) <= now || tries >= MAX_RESPONSE_TRIES =>
             {
-                tx.execute("DELETE FROM registrations WHERE user = ?1", params![user])?;
+                tx.prepare_cached("DELETE FROM registrations WHERE user = ?1")?
+                    .execute(params![user])?;
                 RegistrationCheck::Failed
             }
             Some((_, _, _, None)) => RegistrationCheck::NotApproved,
             Some((salt, _, _, Some(expected))) => {
                 if same(&salted(&salt, response), &expected) {
-                    tx.execute("DELETE FROM registrations WHERE user = ?1", params![user])?;
+                    tx.prepare_cached("DELETE FROM registrations WHERE user = ?1")?
+                        .execute(params![user])?;
                     RegistrationCheck::Registered
                 } else {
-                    tx.execute(
+                    tx.prepare_cached(
                         "UPDATE registrations SET tries = tries + 1 WHERE user = ?1",
-                        params![user],
-                    )?;
+                    )?
+                    .execute(params![user])?;
                     RegistrationCheck::WrongResponse
                 }
             }

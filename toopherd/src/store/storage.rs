@@ -106,6 +106,33 @@ pub trait Storage: Send {
     fn take_checkpoint(&self) -> Option<Result<(), String>>;
     /// Ends a transaction an error left open.
     fn end_open_transaction(&mut self) -> Result<(), StoreError>;
+
+    // Group commit ([`super::Shared`]): the calls waiting together run in one group and
+    // are answered only once the group is durable. A store without groups keeps these
+    // defaults, and each of its calls is durable by itself when it returns.
+    /// Opens a group.
+    fn begin_group(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Before one call of the group.
+    fn begin_call(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// After one call: keep its changes in the group, or undo them alone.
+    fn end_call(&mut self, _keep: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Makes every kept change of the group durable.
+    fn commit_group(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Rows changed so far (any count that grows with every change): a call that changed
+    /// nothing, in a group that had changed nothing yet, read only durable state and is
+    /// answered without waiting for the group's commit. Without groups every call is
+    /// durable when it returns, so the default may say "nothing".
+    fn changes(&self) -> u64 {
+        0
+    }
 }
 
 impl Storage for Store {
@@ -230,5 +257,20 @@ impl Storage for Store {
     }
     fn end_open_transaction(&mut self) -> Result<(), StoreError> {
         Store::end_open_transaction(self)
+    }
+    fn begin_group(&mut self) -> Result<(), StoreError> {
+        Store::begin_group(self)
+    }
+    fn begin_call(&mut self) -> Result<(), StoreError> {
+        Store::begin_call(self)
+    }
+    fn end_call(&mut self, keep: bool) -> Result<(), StoreError> {
+        Store::end_call(self, keep)
+    }
+    fn commit_group(&mut self) -> Result<(), StoreError> {
+        Store::commit_group(self)
+    }
+    fn changes(&self) -> u64 {
+        Store::changes(self)
     }
 }

@@ -1,0 +1,354 @@
+//! bench: pam_toopher beside its peers, in one run. Run it with `scripts/bench`, which
+//! builds the release binaries and installs the peers first; it needs root.
+//!
+//! 1. One login in-process through the real libpam per stack, rounds interleaved:
+//!    pam_permit alone, pam_oath, pam_google_authenticator, pam_toopher (local backend,
+//!    a real toopherd on a temporary socket and state directory, durable).
+//! 2. A load generator speaking toopherd's socket protocol: verifications per second
+//!    and latency at several concurrencies, each a valid code of a distinct account.
+//! 3. toopherd's resident memory: idle, with 10,000 enrolled accounts, and with the
+//!    Toopher backend and 10,000 pushes asked for against a simulator that never answers.
+//! 4. The stripped module's size beside pam_oath's.
+//!
+//! The accounts exist only inside this process's own mount namespace (see
+//! `accounts`); every file is in a temporary directory removed at the end.
+
+mod accounts;
+mod load;
+mod memory;
+mod pam_stacks;
+mod pool;
+mod stats;
+mod totp;
+
+use stats::{Sample, ms, us};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use toopher_tests::daemon::Toopherd;
+
+/// Enrolled accounts of the local toopherd (and names for the other parts).
+const USERS: usize = 10_000;
+/// PAM rounds: one login per stack each (the first is a warm-up, not counted).
+const ROUNDS: usize = 401;
+/// The load generator's concurrencies and verifications at each: never more than
+/// USERS, so every verification of a run is for a distinct account.
+const LOAD: &[(usize, usize)] = &[(1, 2_000), (8, 4_000), (32, 8_000), (128, 8_000)];
+/// Pushes asked for at once against the simulator.
+const PUSHES: usize = 10_000;
+
+fn say(what: &str) {
+    eprintln!("==> {what}");
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let os = std::fs::read_to_string("/etc/debian_version")
+        .map(|v| format!("Debian {}", v.trim()))
+        .unwrap_or_else(|_| "Linux".into());
+    format!(
+        "{cores} cores ({cpu}), {os}, kernel {}",
+        command_line("uname", &["-r"])
+    )
+}
+
+/// Lets this process (and the toopherd it starts) hold as many sockets as allowed.
+fn raise_nofile() {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}
+
+/// Size in bytes of `path` stripped of symbols and debug information.
+fn stripped_size(path: &Path, work: &Path) -> u64 {
+    let out = work.join(path.file_name().expect("file name"));
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(path)
+        .status()
+        .expect("strip (binutils)")
+        .success();
+    assert!(ok, "strip {} failed", path.display());
+    std::fs::metadata(&out).expect("stripped module").len()
+}
+
+/// The 1-minute load average: other work on the machine shows in every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Module load + unload (median and p90, µs) per module, by bench-dlcost: a C process
+/// with libpam loaded and libgcc_s not, as sshd and sudo are.
+fn load_costs(modules: &[&Path]) -> Vec<(f64, f64)> {
+    let tool = toopher_tests::artifact("bench-dlcost");
+    let out = Command::new(&tool)
+        .arg("500")
+        .args(modules)
+        .output()
+        .expect("run bench-dlcost");
+    assert!(
+        out.status.success(),
+        "bench-dlcost failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let costs: Vec<(f64, f64)> = text
+        .lines()
+        .map(|l| {
+            let mut f = l.split_whitespace().map(|v| v.parse::<f64>().ok());
+            match (f.next().flatten(), f.next().flatten()) {
+                (Some(median), Some(p90)) => (median, p90),
+                _ => panic!("bench-dlcost printed {l:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(costs.len(), modules.len(), "bench-dlcost printed {text:?}");
+    costs
+}
+
+fn kb(bytes: u64) -> String {
+    format!("{} KB", bytes.div_ceil(1024))
+}
+
+fn main() {
+    assert!(
+        toopher_tests::is_root(),
+        "the benchmark needs root (a mount namespace, toopherd acting for other accounts)"
+    );
+    let _passwd = accounts::enter_namespace(USERS);
+    raise_nofile();
+    let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let machine = machine();
+    let load_before = load_average();
+
+    say("toopherd, local backend, temporary socket and state directory");
+    let d = Toopherd::start();
+    let pid = d.pid().expect("toopherd pid");
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_idle = memory::rss_kib(pid);
+
+    say(&format!("enrolling {USERS} accounts through the socket"));
+    let (pool, enrol_time) = pool::enroll(&d.socket, USERS, 8);
+    assert_eq!(pool.len(), USERS);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_enrolled = memory::rss_kib(pid);
+
+    say(&format!(
+        "{} PAM rounds: pam_permit, pam_oath, pam_google_authenticator, pam_toopher",
+        ROUNDS - 1
+    ));
+    let stacks = pam_stacks::Stacks::new(ROUNDS, &d.socket);
+    let pam = stacks.run(&pool);
+    drop(stacks);
+
+    let mut runs = Vec::new();
+    for &(concurrency, count) in LOAD {
+        pool.wait_usable(count);
+        say(&format!(
+            "load: {count} verifications at concurrency {concurrency}"
+        ));
+        runs.push(load::run(&d.socket, &pool, concurrency, count));
+    }
+    let rss_after_load = memory::rss_kib(pid);
+    let hwm_local = memory::status_kib(pid, "VmHWM:");
+    drop(d);
+
+    say(&format!(
+        "toopher backend: {PUSHES} pushes against a simulator that never answers"
+    ));
+    let pushes = memory::pending_pushes(PUSHES);
+
+    let work = tempfile::Builder::new()
+        .prefix("bench-size-")
+        .tempdir()
+        .expect("tempdir");
+    let module_path = toopher_tests::module_path();
+    let security = Path::new("/lib/x86_64-linux-gnu/security");
+    let (permit_path, oath_path, google_path) = (
+        security.join("pam_permit.so"),
+        security.join("pam_oath.so"),
+        security.join("pam_google_authenticator.so"),
+    );
+    let module = stripped_size(&module_path, work.path());
+    let oath = stripped_size(&oath_path, work.path());
+    let google = stripped_size(&google_path, work.path());
+    say("module load + unload in a process with libpam and without libgcc_s");
+    let loads = load_costs(&[&permit_path, &oath_path, &google_path, &module_path]);
+
+    report(&Report {
+        load: format!("{load_before} before, {} after", load_average()),
+        date,
+        machine,
+        pam,
+        runs,
+        rss_idle,
+        rss_enrolled,
+        rss_after_load,
+        hwm_local,
+        enrol_time,
+        pushes,
+        module,
+        oath,
+        google,
+        loads,
+    });
+}
+
+struct Report {
+    /// The machine's 1-minute load average before and after the run.
+    load: String,
+    date: String,
+    machine: String,
+    pam: Vec<(pam_stacks::Kind, Sample)>,
+    runs: Vec<load::Run>,
+    rss_idle: u64,
+    rss_enrolled: u64,
+    rss_after_load: u64,
+    hwm_local: u64,
+    enrol_time: Duration,
+    pushes: memory::Pushes,
+    module: u64,
+    oath: u64,
+    google: u64,
+    /// Load + unload (median, p90 µs): pam_permit, pam_oath, pam_google_authenticator, pam_toopher.
+    loads: Vec<(f64, f64)>,
+}
+
+fn report(r: &Report) {
+    use pam_stacks::Kind;
+    let median = |k: Kind| {
+        r.pam
+            .iter()
+            .find(|(kind, _)| *kind == k)
+            .map(|(_, s)| us(s.median()))
+            .expect("every stack ran")
+    };
+    let floor = median(Kind::Permit);
+    let oath_cost = median(Kind::Oath) - floor;
+    println!(
+        "Measured {} on {} (1-minute load average {}), with `scripts/bench`.",
+        r.date, r.machine, r.load
+    );
+    println!();
+    println!(
+        "One login in-process through libpam (`pam_start_confdir`, `pam_authenticate`, \
+         `pam_end`; every module loaded each time; a fresh account and code each login; \
+         {} rounds, stacks interleaved):",
+        r.pam[0].1.len()
+    );
+    println!();
+    println!("| stack | median | p99 | over pam_permit | ÷ pam_oath's over pam_permit |");
+    println!("|---|---:|---:|---:|---:|");
+    for (kind, s) in &r.pam {
+        let over = us(s.median()) - floor;
+        let ratio = if *kind == Kind::Permit {
+            "-".to_string()
+        } else {
+            format!("{:.2}", over / oath_cost)
+        };
+        println!(
+            "| {} | {:.0} µs | {:.0} µs | {:.0} µs | {ratio} |",
+            kind.label(),
+            us(s.median()),
+            us(s.percentile(0.99)),
+            over
+        );
+    }
+    println!();
+    println!(
+        "toopherd, local backend, throughput (a Rust client speaking the socket protocol: \
+         connect, `Begin`, `Otp`, close; every verification a valid code of a distinct \
+         enrolled account, on disk before its answer):"
+    );
+    println!();
+    println!("| concurrency | verifications | per second | p50 | p99 |");
+    println!("|---:|---:|---:|---:|---:|");
+    for run in &r.runs {
+        println!(
+            "| {} | {} | {:.0} | {} | {} |",
+            run.concurrency,
+            run.latencies.len(),
+            run.per_second(),
+            ms(run.latencies.median()),
+            ms(run.latencies.percentile(0.99))
+        );
+    }
+    println!();
+    println!("| memory and size | |");
+    println!("|---|---:|");
+    println!(
+        "| toopherd resident, idle, no accounts | {} |",
+        memory::mib(r.rss_idle)
+    );
+    println!(
+        "| toopherd resident, {USERS} enrolled accounts (enrolled in {:.1} s) | {} |",
+        r.enrol_time.as_secs_f64(),
+        memory::mib(r.rss_enrolled)
+    );
+    println!(
+        "| toopherd resident after the load runs (peak) | {} ({}) |",
+        memory::mib(r.rss_after_load),
+        memory::mib(r.hwm_local)
+    );
+    println!(
+        "| toopherd resident, Toopher backend, idle | {} |",
+        memory::mib(r.pushes.rss_idle_kib)
+    );
+    println!(
+        "| toopherd resident, Toopher backend, {} of {} pushes pending ({} refused at the connection limit) | {} |",
+        r.pushes.pending,
+        r.pushes.asked,
+        r.pushes.busy,
+        memory::mib(r.pushes.rss_kib)
+    );
+    println!("| pam_toopher.so, stripped | {} |", kb(r.module));
+    println!("| pam_oath.so (Debian), stripped | {} |", kb(r.oath));
+    println!(
+        "| pam_google_authenticator.so (Debian), stripped | {} |",
+        kb(r.google)
+    );
+    println!();
+    println!(
+        "Loading and unloading each module (`dlopen` + `dlclose`, as libpam does every \
+         transaction) in a process that has libpam loaded and not libgcc_s, as sshd and sudo:"
+    );
+    println!();
+    println!("| module | median | p90 |");
+    println!("|---|---:|---:|");
+    let names = [
+        "pam_permit.so",
+        "pam_oath.so",
+        "pam_google_authenticator.so",
+        "pam_toopher.so",
+    ];
+    for (name, (median, p90)) in names.iter().zip(&r.loads) {
+        println!("| {name} | {median:.0} µs | {p90:.0} µs |");
+    }
+}
