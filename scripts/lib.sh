@@ -33,6 +33,7 @@ PACKAGES=(
   sudo              # the real sudo of the root suites
   valgrind          # memcheck over the module in root_valgrind
   sqlite3           # inspecting toopherd's database by hand
+  postgresql        # the temporary PostgreSQL clusters of the fleet tests (initdb, pg_ctl)
   ca-certificates
   pkg-config
   gcc

@@ -8,6 +8,7 @@ pub mod fake_toopherd;
 pub mod memcheck;
 pub mod otp;
 pub mod pam;
+pub mod postgres;
 pub mod sim;
 pub mod system;
 

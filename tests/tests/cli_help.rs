@@ -16,6 +16,7 @@ const SCRIPTS: &[&str] = &[
     "scripts/test",
     "scripts/demo",
     "scripts/bench",
+    "scripts/bench-fleet",
     "scripts/fuzz",
     "packaging/build",
     "packaging/check",

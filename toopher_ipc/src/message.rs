@@ -395,6 +395,19 @@ pub struct AccountStatus {
     /// False while an administrator has suspended the second factor (logins are denied).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Which host's toopherd made the last success and the last failure (a fleet on a
+    /// shared store; `None` for a host's own store). Boxed: most answers carry none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Box<DecisionHosts>>,
+}
+
+/// The hosts of an account's last decisions, in a fleet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionHosts {
+    #[serde(default)]
+    pub last_success: Option<String>,
+    #[serde(default)]
+    pub last_failure: Option<String>,
 }
 
 fn yes() -> bool {
@@ -881,6 +894,7 @@ mod tests {
             lock_level: 0,
             pairing_id: None,
             enabled: true,
+            hosts: None,
         }
     }
 

@@ -48,6 +48,10 @@ pub struct Config {
     /// (`crate::policy`). Its `availability` overrides the top-level key above.
     #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
+    /// Where enrolments and the replay and rate-limit state live: this host's SQLite
+    /// database in `state_dir` (the default) or the fleet's shared PostgreSQL.
+    #[serde(default)]
+    pub store: crate::fleet::settings::StoreConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -483,7 +487,10 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| plain_words(&e.to_string()))
+        let config: Config = toml::from_str(text).map_err(|e| plain_words(&e.to_string()))?;
+        // Keys of [store] that only make sense together.
+        config.store.validate().map_err(|e| e.to_string())?;
+        Ok(config)
     }
 
     pub fn database_path(&self) -> PathBuf {

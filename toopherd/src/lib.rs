@@ -9,6 +9,7 @@ pub mod authz;
 pub mod backend;
 pub mod budget;
 pub mod config;
+pub mod fleet;
 pub mod log_limit;
 pub mod logging;
 pub mod policy;

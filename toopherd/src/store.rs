@@ -38,6 +38,8 @@ pub enum StoreError {
     EnrollmentExpired,
     /// The account has no active enrolment.
     NotEnrolled,
+    /// The fleet's shared PostgreSQL store failed (`[store] kind = "postgres"`).
+    Fleet(crate::fleet::pg::PgError),
 }
 
 impl std::fmt::Display for StoreError {
@@ -67,6 +69,7 @@ impl std::fmt::Display for StoreError {
                 f.write_str("the pending enrolment expired; enrol again")
             }
             StoreError::NotEnrolled => f.write_str("the account has no active enrolment"),
+            StoreError::Fleet(e) => write!(f, "shared store: {e}"),
         }
     }
 }
@@ -84,6 +87,17 @@ impl StoreError {
                 | StoreError::EnrollmentExpired
                 | StoreError::NotEnrolled
         )
+    }
+
+    /// The store could not be reached in time (the shared database is down or did not
+    /// answer): the one store failure `failmode` decides. Every other failure denies.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Fleet(e) if e.is_unreachable())
+    }
+
+    /// Every connection to the shared store is in use: toopherd is overloaded (denies).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Fleet(crate::fleet::pg::PgError::Busy))
     }
 }
 
@@ -629,6 +643,7 @@ impl Store {
             lock_level: self.lock_level(user, now)?,
             pairing_id: pairing,
             enabled: !self.is_suspended(user)?,
+            hosts: None,
         };
         if let Some((state, created, activated, expires)) = row {
             let expired = expires.is_some_and(|t| to_u64(t) <= now);
@@ -698,7 +713,7 @@ mod storage;
 mod watch;
 pub use failures::{Attempt, Recorded};
 pub use registration::{ApproveError, RegistrationCheck};
-pub use shared::Shared;
+pub use shared::{Shared, StorageFactory};
 pub use storage::Storage;
 
 #[cfg(test)]

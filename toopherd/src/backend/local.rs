@@ -46,7 +46,7 @@ impl LocalBackend {
             Ok(LoginState::NotEnrolled) => Begin::Settled(Outcome::NotEnrolled),
             Err(e) => {
                 self.store.log_error("begin", &e);
-                Begin::Settled(Outcome::Internal)
+                Begin::Settled(store_failed(&e))
             }
         }
     }
@@ -95,9 +95,22 @@ impl LocalBackend {
             },
             Err(e) => {
                 self.store.log_error("verify", &e);
-                Outcome::Internal
+                store_failed(&e)
             }
         }
+    }
+}
+
+/// A store that could not be reached (the fleet's database down) is the service not
+/// reached, which `failmode` decides; any other store failure denies (a store with every
+/// connection in use answers "busy", so a flood of logins never reaches `failmode`).
+fn store_failed(e: &StoreError) -> Outcome {
+    if e.is_unreachable() {
+        Outcome::Unreachable(format!("the store could not be reached: {e}"))
+    } else if e.is_busy() {
+        Outcome::Busy
+    } else {
+        Outcome::Internal
     }
 }
 

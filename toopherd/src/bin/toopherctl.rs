@@ -1,5 +1,7 @@
 //! toopherctl: enrol and manage second factors through toopherd. It never reads the
 //! database or any credential itself; toopherd authorises each request by the caller's uid.
+//! The one exception is `toopherctl store`, the fleet's shared store's upkeep, which
+//! works on the shared database with toopherd.toml and the credentials file (so as root).
 
 use clap::{Parser, Subcommand};
 use std::io::{BufRead, Write};
@@ -117,6 +119,10 @@ enum Command {
     /// Grace periods (admin).
     #[command(subcommand)]
     Grace(GraceCommand),
+    /// The fleet's shared store (`[store] kind = "postgres"`): worked on directly with
+    /// toopherd.toml and the credentials file, not through toopherd (root).
+    #[command(subcommand)]
+    Store(StoreCommand),
 }
 
 #[derive(Subcommand)]
@@ -141,6 +147,39 @@ enum PolicyCommand {
 enum GraceCommand {
     /// End every grace period of USER at once.
     Clear { user: String },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Print a new credentials file with a fresh fleet key; every host gets the same file
+    /// (0600, owned by toopherd's user or root).
+    Keygen {
+        /// The new key's id (a rotation takes the next one).
+        #[arg(long, default_value_t = 1)]
+        key_id: u32,
+    },
+    /// Connect to the shared database and say what is wrong, if anything.
+    Check {
+        #[arg(long, default_value = toopherd::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Seal every secret again with the credentials file's current key (afterwards the
+    /// older keys can be removed from the credentials files).
+    RotateKey {
+        #[arg(long, default_value = toopherd::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Copy a host's SQLite enrolments into the shared store (run it on that host).
+    Import {
+        /// The host's toopherd database (state_dir/toopherd.sqlite3).
+        #[arg(long = "from-sqlite")]
+        from_sqlite: PathBuf,
+        /// Replace a user the fleet already has with another enrolment.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = toopherd::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -178,6 +217,49 @@ fn main() -> ExitCode {
         Err(Failure::Unreachable(msg)) => {
             eprintln!("toopherctl: {msg}");
             ExitCode::from(EXIT_UNREACHABLE)
+        }
+    }
+}
+
+/// `toopherctl store ...`.
+fn store_command(c: &StoreCommand) -> Result<(), Failure> {
+    use toopherd::fleet::commands;
+    let store = |config: &PathBuf| {
+        toopherd::config::Config::load(config)
+            .map(|c| c.store)
+            .map_err(|e| Failure::Refused(format!("invalid configuration: {e}")))
+    };
+    let failed = |e: commands::CommandError| Failure::Refused(e.to_string());
+    match c {
+        StoreCommand::Keygen { key_id } => {
+            let text = commands::keygen(*key_id).map_err(failed)?;
+            print!("{}", text.as_str());
+            Ok(())
+        }
+        StoreCommand::Check { config } => {
+            println!("{}", commands::check(&store(config)?).map_err(failed)?);
+            Ok(())
+        }
+        StoreCommand::RotateKey { config } => {
+            let report = commands::rotate_key(&store(config)?).map_err(failed)?;
+            print!("{}", commands::describe_rotation(&report));
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Refused(format!(
+                    "{} secret(s) could not be sealed again",
+                    report.failed.len()
+                )))
+            }
+        }
+        StoreCommand::Import {
+            from_sqlite,
+            force,
+            config,
+        } => {
+            let report = commands::import(&store(config)?, from_sqlite, *force).map_err(failed)?;
+            print!("{}", commands::describe_import(&report));
+            Ok(())
         }
     }
 }
@@ -272,8 +354,12 @@ fn denial_text(reason: DenyReason) -> String {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
+    if let Command::Store(c) = &args.command {
+        return store_command(c);
+    }
     let mut d = AdminLink::connect(args.socket)?;
     match args.command {
+        Command::Store(c) => store_command(&c),
         Command::Enroll {
             user,
             json,
@@ -856,8 +942,18 @@ fn print_status(st: &AccountStatus) {
     if st.state == EnrollmentState::Pending {
         println!("expires:             {}", opt(st.expires_at));
     }
-    println!("last success:        {}", opt(st.last_success_at));
-    println!("last failure:        {}", opt(st.last_failure_at));
+    let hosts = st.hosts.as_deref().cloned().unwrap_or_default();
+    let on = |host: Option<String>| host.map_or_else(String::new, |h| format!(" on {h}"));
+    println!(
+        "last success:        {}{}",
+        opt(st.last_success_at),
+        on(hosts.last_success)
+    );
+    println!(
+        "last failure:        {}{}",
+        opt(st.last_failure_at),
+        on(hosts.last_failure)
+    );
     println!("recovery codes left: {}", st.recovery_codes_left);
     if let Some(t) = st.locked_until {
         println!("rate-limited until:  {}", fmt_time(t));

@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use toopherd::config::{Config, DEFAULT_CONFIG};
+use toopherd::fleet::blocking::PgBlocking;
+use toopherd::fleet::pg::PgStore;
+use toopherd::fleet::settings::{StoreKind, host_name};
 use toopherd::logging::{Log, LogTarget};
 use toopherd::server::admission::Limits;
 use toopherd::server::{Service, serve};
 use toopherd::socket::Claim;
-use toopherd::store::Store;
+use toopherd::store::{Shared, Storage, Store};
 
 /// sysexits.h: configuration error.
 const EX_CONFIG: u8 = 78;
@@ -89,7 +92,20 @@ fn check_config(path: &Path, config: &Config) -> ExitCode {
             ""
         }
     );
-    let findings = preflight::check(config, &who);
+    let mut findings = preflight::check(config, &who);
+    // A shared store: reachable, the role accepted, the schema current, the key right.
+    if config.store.kind == StoreKind::Postgres {
+        findings.push(match toopherd::fleet::commands::check(&config.store) {
+            Ok(summary) => preflight::Finding {
+                level: Level::Ok,
+                text: summary,
+            },
+            Err(e) => preflight::Finding {
+                level: Level::Problem,
+                text: format!("the shared store: {e}"),
+            },
+        });
+    }
     let mut problems = 0;
     for f in &findings {
         let tag = match f.level {
@@ -131,37 +147,26 @@ fn run(config: Config, log: Log) -> Result<(), String> {
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(0o077) };
     let state_dir = config.state_dir.path().to_owned();
-    prepare_state_dir(&state_dir).map_err(with_who)?;
+    if config.store.kind == StoreKind::Sqlite {
+        prepare_state_dir(&state_dir).map_err(with_who)?;
+    }
     // Claim the socket path before touching the database: a second toopherd stops here
     // and leaves the running one's socket and state alone.
     let socket = config.socket.path().to_owned();
     let claim = Claim::take(&socket).map_err(with_who)?;
     raise_open_file_limit();
-    let db_path = config.database_path();
-    let mut store = Store::open(&db_path).map_err(|e| {
-        format!(
-            "cannot open the database {} as {}: {e}{}",
-            db_path.display(),
-            whoami(),
-            ownership_hint(&state_dir)
-        )
-    })?;
-    Store::tighten_permissions(&db_path).map_err(with_who)?;
-    if let Ok(n) = store.expire_pending(toopherd::now())
-        && n > 0
-    {
-        log.info(&format!("dropped {n} expired pending enrolment(s)"));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let daemon = match Service::new(config, store, log) {
-        Ok(d) => Arc::new(d),
-        Err(e) => return Err(e),
+    let log = Arc::new(log);
+    let store = match config.store.kind {
+        StoreKind::Sqlite => open_sqlite(&config, &state_dir, &log)?,
+        StoreKind::Postgres => open_shared(&config, &runtime, &log)?,
     };
+    let daemon = Arc::new(Service::on_store(config, store, log)?);
     let bound = claim.bind().map_err(with_who)?;
     if bound.replaced_stale {
         daemon.log.info(&format!(
@@ -183,8 +188,12 @@ fn run(config: Config, log: Log) -> Result<(), String> {
         let policy =
             toopherd::policy::Policy::new(daemon.config.policy.clone(), daemon.config.availability);
         daemon.log.info(&format!(
-            "listening on {} (backend {}, availability {}, failmode {})",
+            "listening on {} (store {}, backend {}, availability {}, failmode {})",
             socket.display(),
+            match daemon.config.store.kind {
+                StoreKind::Sqlite => "sqlite",
+                StoreKind::Postgres => "postgres",
+            },
             daemon.config.backend.as_str(),
             policy.availability().as_str(),
             daemon.config.failmode.as_str()
@@ -240,6 +249,86 @@ fn ownership_hint(dir: &Path) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// This host's SQLite database in `state_dir`.
+fn open_sqlite(config: &Config, state_dir: &Path, log: &Arc<Log>) -> Result<Shared, String> {
+    let db_path = config.database_path();
+    let mut store = Store::open(&db_path).map_err(|e| {
+        format!(
+            "cannot open the database {} as {}: {e}{}",
+            db_path.display(),
+            whoami(),
+            ownership_hint(state_dir)
+        )
+    })?;
+    Store::tighten_permissions(&db_path).map_err(with_who)?;
+    if let Ok(n) = store.expire_pending(toopherd::now())
+        && n > 0
+    {
+        log.info(&format!("dropped {n} expired pending enrolment(s)"));
+    }
+    Ok(Shared::new(Box::new(store), Arc::clone(log)))
+}
+
+/// The fleet's shared PostgreSQL store. A wrong key, role or schema stops toopherd
+/// here; a database that cannot be reached does not: toopherd serves (logins follow
+/// `failmode` until the database answers) and prepares the store once it does.
+fn open_shared(
+    config: &Config,
+    runtime: &tokio::runtime::Runtime,
+    log: &Arc<Log>,
+) -> Result<Shared, String> {
+    let fail = |e: &dyn std::fmt::Display| {
+        let msg = format!("the shared store: {e}");
+        log.err(&msg);
+        msg
+    };
+    let credentials = config.store.load_credentials().map_err(|e| fail(&e))?;
+    let settings = config
+        .store
+        .pg_settings(&credentials, &host_name())
+        .map_err(|e| fail(&e))?;
+    let store =
+        Arc::new(PgStore::connect(&settings, Arc::new(credentials.keyring)).map_err(|e| fail(&e))?);
+    match runtime.block_on(store.prepare(toopherd::now())) {
+        Ok(()) => {
+            if let Ok(n) = runtime.block_on(store.expire_pending(toopherd::now()))
+                && n > 0
+            {
+                log.info(&format!("dropped {n} expired pending enrolment(s)"));
+            }
+        }
+        Err(e) if e.is_unreachable() => {
+            log.err(&format!(
+                "the shared store cannot be reached ({e}); serving anyway: logins follow \
+                 failmode until it answers"
+            ));
+            let (store, log) = (Arc::clone(&store), Arc::clone(log));
+            runtime.spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    match store.prepare(toopherd::now()).await {
+                        Ok(()) => {
+                            log.info("the shared store answers; its schema and key are checked");
+                            break;
+                        }
+                        Err(e) if e.is_unreachable() => {}
+                        Err(e) => {
+                            log.err(&format!("the shared store: {e}"));
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        Err(e) => return Err(fail(&e)),
+    }
+    let blocking = PgBlocking::new(store, runtime.handle().clone());
+    Ok(Shared::concurrent(
+        Arc::new(move || Box::new(blocking.clone()) as Box<dyn Storage>),
+        Arc::clone(log),
+    ))
 }
 
 fn prepare_state_dir(dir: &Path) -> Result<(), String> {

@@ -44,6 +44,12 @@ impl Service {
     pub fn new(config: Config, store: Store, log: Log) -> Result<Service, String> {
         let log = Arc::new(log);
         let shared = Shared::new(Box::new(store), Arc::clone(&log));
+        Service::on_store(config, shared, log)
+    }
+
+    /// A service on a store the caller made (the fleet's shared store, whose calls run
+    /// side by side: [`Shared::concurrent`]).
+    pub fn on_store(config: Config, shared: Shared, log: Arc<Log>) -> Result<Service, String> {
         let limits = limits_of(&config);
         let backend: Box<dyn Backend> = match config.backend {
             BackendKind::Toopher => Box::new(ToopherBackend::new(

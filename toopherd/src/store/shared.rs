@@ -2,8 +2,10 @@
 //! which takes every call waiting and runs them as one group (group commit: one
 //! transaction, one commit, so one sync makes them all durable), then answers each. No
 //! call is answered before its group is on disk, so an accepted code's record is durable
-//! before the login hears of it, as when each call committed alone. Failures are logged
-//! once while they last ([`StoreWatch`]).
+//! before the login hears of it, as when each call committed alone. A store whose calls
+//! are each durable by themselves and may run side by side (the fleet's PostgreSQL, with
+//! its own pool) is called from blocking threads instead ([`Shared::concurrent`]).
+//! Failures are logged once while they last ([`StoreWatch`]).
 
 use super::watch::StoreWatch;
 use super::{Storage, StoreError};
@@ -21,9 +23,15 @@ pub struct Shared {
     inner: Arc<Inner>,
 }
 
+/// Makes a handle on a store that serves calls side by side (the fleet's PostgreSQL).
+pub type StorageFactory = Arc<dyn Fn() -> Box<dyn Storage> + Send + Sync>;
+
 struct Inner {
     calls: Mutex<Option<mpsc::Sender<Box<dyn Call>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// For a store whose calls run side by side: a handle per call, no store thread (one
+    /// slow call, a database that does not answer, must not hold up every other login).
+    per_call: Option<StorageFactory>,
     watch: Arc<StoreWatch>,
     log: Arc<Log>,
 }
@@ -50,7 +58,22 @@ impl Shared {
             inner: Arc::new(Inner {
                 calls: Mutex::new(thread.as_ref().map(|_| tx)),
                 thread: Mutex::new(thread),
+                per_call: None,
                 watch,
+                log,
+            }),
+        }
+    }
+
+    /// A store whose calls run side by side, each on a handle from `factory`, on a
+    /// blocking thread, each durable when it returns.
+    pub fn concurrent(factory: StorageFactory, log: Arc<Log>) -> Shared {
+        Shared {
+            inner: Arc::new(Inner {
+                calls: Mutex::new(None),
+                thread: Mutex::new(None),
+                per_call: Some(factory),
+                watch: Arc::new(StoreWatch::default()),
                 log,
             }),
         }
@@ -62,6 +85,20 @@ impl Shared {
         T: Send + 'static,
         F: FnOnce(&mut dyn Storage) -> Result<T, StoreError> + Send + 'static,
     {
+        if let Some(make) = &self.inner.per_call {
+            let (make, inner) = (Arc::clone(make), Arc::clone(&self.inner));
+            return tokio::task::spawn_blocking(move || {
+                let mut storage = make();
+                let commits = storage.commits();
+                let result = f(storage.as_mut());
+                inner
+                    .watch
+                    .after_call(&inner.log, storage.as_mut(), commits);
+                result
+            })
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+        }
         let gone = || StoreError::Io(std::io::Error::other("the store thread is gone"));
         let (reply, answer) = tokio::sync::oneshot::channel();
         let call: Box<dyn Call> = Box::new(CallOf {
