@@ -253,22 +253,25 @@ fn lock_level_and_untold_failures_survive_a_restart() {
 fn the_toopher_backend_follows_the_same_rule() {
     system::require_root();
     let sim = toopher_tests::sim::Sim::start();
-    let u = sim.paired("tina");
+    // A real account: toopherd refuses names neither it nor the system knows.
+    let tina_account = TestUser::create("bk");
+    let tina = tina_account.name.as_str();
+    let u = sim.paired(tina);
     let secret = u.totp_secret.expect("a TOTP secret");
     let d = sim.toopherd("", SHORT);
     let stack = Stack::toopher(&d.socket, "prompts=2");
     let wrong = otp::wrong_code(&secret);
-    let t = pam::login(&stack, "tina", &[&wrong, &wrong], Some("192.0.2.5"));
+    let t = pam::login(&stack, tina, &[&wrong, &wrong], Some("192.0.2.5"));
     assert_eq!(t.auth, pam::PAM_MAXTRIES, "{t:?}\n{}", d.log());
     // Locked: refused before any prompt (no recovery codes with Toopher).
-    let t = pam::login(&stack, "tina", &[""], None);
+    let t = pam::login(&stack, tina, &[""], None);
     assert_eq!(t.auth, pam::PAM_AUTH_ERR, "{t:?}");
     assert_eq!(t.prompts(), 0, "{t:?}");
     assert!(t.shown(LOCKED), "{t:?}");
-    assert_eq!(status(&d, "tina")["lock_level"], 1);
-    assert!(d.ctl(&["unlock", "tina"]).status.success());
+    assert_eq!(status(&d, tina)["lock_level"], 1);
+    assert!(d.ctl(&["unlock", tina]).status.success());
     let code = otp::totp_at(&secret, otp::now());
-    let t = pam::login(&stack, "tina", &[&code, ""], None);
+    let t = pam::login(&stack, tina, &[&code, ""], None);
     assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
     assert!(
         t.shown("WARNING: 2 failed second-factor attempts since your last login, from 192.0.2.5"),

@@ -34,6 +34,10 @@ fn a_user_that_does_not_exist_is_an_error_everywhere() {
         &["unlock", "nosuchuser"],
         &["recovery-codes", "nosuchuser", "--regenerate"],
         &["reset", "nosuchuser"],
+        &["pair", "nosuchuser", "--qr", "--timeout", "1"],
+        &["reset-link", "nosuchuser"],
+        &["terminals", "create", "nosuchuser", "laptop", "laptop-1"],
+        &["registration", "approve", "nosuchuser", "123456"],
     ] {
         let out = d.ctl(args);
         let (stdout, stderr) = text(&out);

@@ -7,7 +7,7 @@ use toopher_ipc::{Client, LoginContext, LoginRequest, LoginResponse, Timeouts};
 use toopher_tests::daemon::Toopherd;
 use toopher_tests::otp;
 use toopher_tests::pam::{self, Stack};
-use toopher_tests::sim::{Failure, FailureRule, Sim};
+use toopher_tests::sim::{AutoAnswer, Failure, FailureRule, Sim};
 
 const CHOOSE: &str = "Press Enter to approve on your phone, or type a one-time password: ";
 const AUTOPUSH: &str = "Approve on your phone and press Enter, or type a one-time password: ";
@@ -629,4 +629,99 @@ fn parallel_logins_get_no_more_guesses_and_no_more_uses_of_a_code() {
             .count()
     });
     assert_eq!(granted, 1, "{}", d.log());
+}
+
+/// The polls of pushes (`GET /authentication_requests/{id}`) the simulator answered.
+fn polls(sim: &Sim) -> usize {
+    sim.calls("/authentication_requests/")
+        .iter()
+        .filter(|e| e.method == "GET")
+        .count()
+}
+
+#[test]
+fn an_unanswered_push_costs_at_most_its_poll_budget() {
+    // The schedule with poll_interval = 1 s: every 0.2 s for the first 10 s, so a 4 s
+    // push has 20 points (the last one at its timeout), whatever the module's Waits.
+    let sim = Sim::start();
+    sim.paired("pia");
+    let d = sim.toopherd("", "poll_interval = 1\npush_timeout = 4");
+    let mut c = open_autopush(&d, "pia");
+    let mut waits = 0;
+    let answer = loop {
+        // Short slices: a new Wait must not add a poll of its own.
+        match c.call(&LoginRequest::Wait { timeout_ms: 300 }) {
+            Ok(LoginResponse::Pending) => waits += 1,
+            other => break other,
+        }
+        assert!(waits < 100, "the push never timed out");
+    };
+    assert!(
+        matches!(
+            answer,
+            Ok(LoginResponse::Denied {
+                reason: toopher_ipc::DenyReason::PushTimeout,
+                ..
+            })
+        ),
+        "{answer:?}\n{}",
+        d.log()
+    );
+    assert!(waits >= 5, "the slices did not end: {waits}");
+    let n = polls(&sim);
+    assert!(n <= 20, "{n} polls for a 4 s push, budget 20");
+    // Fewer only when one poll took longer than the 0.2 s between two points.
+    assert!(
+        n >= 10,
+        "{n} polls: not polled quickly after the push went out"
+    );
+    assert_eq!(sim.calls("/authentication_requests/initiate").len(), 1);
+}
+
+#[test]
+fn a_push_approved_quickly_costs_a_few_polls() {
+    let sim = Sim::start();
+    sim.paired("quinn");
+    sim.handle.set_auto_answer(Some(AutoAnswer {
+        grant: true,
+        after_ms: 1000,
+        reason: None,
+        automated: false,
+    }));
+    let d = sim.toopherd("", "poll_interval = 1\npush_timeout = 60");
+    let t = pam::login(&Stack::toopher(&d.socket, ""), "quinn", &[""], None);
+    assert_eq!(t.auth, pam::PAM_SUCCESS, "{t:?}\n{}", d.log());
+    let n = polls(&sim);
+    // Points at 0.2, 0.4, ... s: the grant at 1 s is seen by the fifth or sixth poll
+    // (a few more if the machine delays the simulator's grant).
+    assert!(
+        (4..=10).contains(&n),
+        "{n} polls for a push approved after 1 s"
+    );
+    assert_eq!(sim.calls("/authentication_requests/initiate").len(), 1);
+}
+
+/// Begins a login whose push goes out at once (autopush), as root, as the module does.
+fn open_autopush(d: &Toopherd, user: &str) -> Client {
+    let mut c = Client::connect(&d.socket, Timeouts::default()).unwrap();
+    let begin = c.call(&LoginRequest::Begin(LoginContext {
+        user: user.into(),
+        service: "sshd".into(),
+        rhost: None,
+        tty: None,
+        ruser: None,
+        autopush: true,
+        notify: false,
+    }));
+    assert!(
+        matches!(
+            begin,
+            Ok(LoginResponse::Challenge {
+                push_pending: true,
+                ..
+            })
+        ),
+        "{begin:?}"
+    );
+    c
 }

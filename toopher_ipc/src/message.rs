@@ -401,6 +401,22 @@ pub struct AccountStatus {
     pub hosts: Option<Box<DecisionHosts>>,
 }
 
+impl AccountStatus {
+    /// Whether toopherd holds anything for the account: a status of all defaults is what
+    /// it answers for a name it has never seen.
+    pub fn has_record(&self) -> bool {
+        self.state != EnrollmentState::None
+            || self.pairing_id.is_some()
+            || self.created_at.is_some()
+            || self.last_success_at.is_some()
+            || self.last_failure_at.is_some()
+            || self.locked_until.is_some()
+            || self.lock_level > 0
+            || self.recovery_codes_left > 0
+            || !self.enabled
+    }
+}
+
 /// The hosts of an account's last decisions, in a fleet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionHosts {

@@ -33,10 +33,10 @@ pub struct Presence {
 /// The need of a request, by its name as in `Request::name()` (`enroll`, `status`, ...).
 /// `set_enabled` (either direction) needs the account or a record of the name.
 ///
-/// Only the local enrolment's requests for now. `pair`, `registration_approve`,
-/// `terminal_create`, `reset_link` and enabling belong here too, but the Toopher suites
-/// (root_toopher_*, root_budget) log in and pair names with no system account (gina,
-/// hank, tina): move them to real accounts first.
+/// Only the local enrolment's requests. The requests that act at the Toopher service
+/// (`pair`, `registration_approve`, `terminal_create`, `reset_link`) are refused by
+/// `server::known` for a name that neither the system nor toopherd knows: a record of
+/// a deleted account must stay manageable there.
 pub fn need(request: &str, _enabling: bool) -> Need {
     match request {
         "enroll" | "activate" | "regenerate_recovery_codes" => Need::Account,

@@ -72,7 +72,9 @@ pub struct ToopherConfig {
     /// 20: the module waits 45 s for any one answer of toopherd.
     #[serde(default = "default_api_timeout")]
     pub timeout: Seconds<100, 20_000>,
-    /// How often a pending push is polled, in seconds.
+    /// The pace of a pending push's polls, in seconds: every min(0.2 s, this) for the
+    /// first 10 s after the push went out, every `poll_interval` until 30 s, then every
+    /// twice it (backend::poll_schedule); the pace of a pairing's polls.
     #[serde(default = "default_poll_interval")]
     pub poll_interval: Seconds<50, 30_000>,
     /// How long a push may wait for the person, in seconds.

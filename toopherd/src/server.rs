@@ -10,6 +10,7 @@
 mod admin;
 pub mod admission;
 mod conn;
+mod known;
 mod login;
 mod registration;
 mod service;

@@ -7,6 +7,7 @@
 //! - [`toopher`]: the Toopher API (push, OTP, phone pairing).
 
 pub mod local;
+pub mod poll_schedule;
 pub mod toopher;
 
 use crate::store::{NewEnrollment, StoreError};
@@ -78,7 +79,7 @@ pub enum Begin {
 }
 
 /// The push a backend offers: how long a push waits for the person, and how often its
-/// state is asked for.
+/// state is asked for (`poll_interval` sets the pace of [`poll_schedule`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PushTiming {
     pub timeout: Duration,

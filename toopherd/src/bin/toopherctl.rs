@@ -277,7 +277,7 @@ fn no_such_user(name: &str) -> Failure {
 /// for an account the system does not know is a mistake (a typo, most often), never
 /// "not enrolled". Other requests reach toopherd, which may hold a record of the name
 /// (an account deleted since, or a Toopher user); a name that neither knows is then
-/// refused by [`report_status`] and the removal commands.
+/// refused by [`report_status`], [`known_somewhere`] and the removal commands.
 fn must_exist(name: &str) -> Result<(), Failure> {
     if user_exists(name) {
         Ok(())
@@ -424,6 +424,7 @@ fn run(args: Args) -> Result<(), Failure> {
                     ));
                 }
             };
+            known_somewhere(&mut d, &user)?;
             pair(&mut d, &user, by, qr_file, timeout)
         }
         Command::List { json } => match d.call(&AdminRequest::List)? {
@@ -488,6 +489,7 @@ fn run(args: Args) -> Result<(), Failure> {
             other => Err(unexpected(&other)),
         },
         Command::ResetLink { user, email } => {
+            known_somewhere(&mut d, &user)?;
             match d.call(&AdminRequest::ResetLink { user, email })? {
                 AdminResponse::ResetLink { url: Some(url), .. } => {
                     println!("{url}");
@@ -543,11 +545,14 @@ fn run(args: Args) -> Result<(), Failure> {
                     user,
                     name,
                     requester_id,
-                } => AdminRequest::TerminalCreate {
-                    user,
-                    name,
-                    requester_id,
-                },
+                } => {
+                    known_somewhere(&mut d, &user)?;
+                    AdminRequest::TerminalCreate {
+                        user,
+                        name,
+                        requester_id,
+                    }
+                }
                 TerminalCommand::Show { user, id } => AdminRequest::TerminalShow { user, id },
             };
             match d.call(&req)? {
@@ -578,13 +583,14 @@ fn run(args: Args) -> Result<(), Failure> {
             }
         }
         Command::Registration(RegistrationCommand::Approve { user, code }) => {
+            known_somewhere(&mut d, &user)?;
             let code = Secret::new(code.trim());
             match d.call(&AdminRequest::RegistrationApprove { user, code })? {
                 AdminResponse::RegistrationApproved {
                     user,
                     response_code,
                 } => {
-                    println!("AdminResponse code for {user}: {}", response_code.expose());
+                    println!("Response code for {user}: {}", response_code.expose());
                     println!("Type it at the login prompt that showed the registration code.");
                     Ok(())
                 }
@@ -868,9 +874,7 @@ fn pair(
 /// know is shown, with a note, so it can be found and removed.
 fn report_status(st: &AccountStatus, json: bool) -> Result<(), Failure> {
     let gone = !user_exists(&st.user);
-    // The Toopher backend's suites and deployments may name Toopher users before toopherd
-    // has a record of them; the local backend's accounts are always system accounts.
-    if gone && !has_record(st) && st.backend == "local" {
+    if gone && !st.has_record() {
         return Err(no_such_user(&st.user));
     }
     if json {
@@ -888,31 +892,18 @@ fn report_status(st: &AccountStatus, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// For requests that change an account's record (suspend, resume, unlock): a name that
-/// neither the system nor toopherd knows is refused before toopherd makes a record of it.
+/// For requests that change an account's record or act for it at the Toopher service
+/// (suspend, resume, unlock, pair, reset links, terminals, registration approval): a name
+/// that neither the system nor toopherd knows is refused before toopherd acts on it.
 fn known_somewhere(d: &mut AdminLink, user: &str) -> Result<(), Failure> {
     if user_exists(user) {
         return Ok(());
     }
     match d.call(&AdminRequest::Status { user: user.into() })? {
-        AdminResponse::Status(st) if has_record(&st) => Ok(()),
+        AdminResponse::Status(st) if st.has_record() => Ok(()),
         AdminResponse::Status(_) => Err(no_such_user(user)),
         other => Err(unexpected(&other)),
     }
-}
-
-/// Whether toopherd holds anything for the account: a status of all defaults is what it
-/// answers for a name it has never seen.
-fn has_record(st: &AccountStatus) -> bool {
-    st.state != EnrollmentState::None
-        || st.pairing_id.is_some()
-        || st.created_at.is_some()
-        || st.last_success_at.is_some()
-        || st.last_failure_at.is_some()
-        || st.locked_until.is_some()
-        || st.lock_level > 0
-        || st.recovery_codes_left > 0
-        || !st.enabled
 }
 
 fn print_status(st: &AccountStatus) {

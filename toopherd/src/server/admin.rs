@@ -3,6 +3,7 @@
 //! each one (target user, admin rights) before it gets here.
 
 use super::conn::Conn;
+use super::known;
 use super::registration;
 use crate::accounts::{self, Need, Presence};
 use crate::authz;
@@ -287,6 +288,9 @@ async fn pair(conn: &mut Conn, user: String, by: PairBy) -> AdminResponse {
     let Some(phones) = d.backend.phones() else {
         return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("pair"));
     };
+    if let Some(refused) = known::refuse_unknown(conn, &user, "pair").await {
+        return refused;
+    }
     // Pairing a new phone over an existing pairing replaces the second factor: like
     // `enroll --force`, only an administrator may (someone with only the user's session
     // or password must not be able to move the account to their own phone).
@@ -454,6 +458,9 @@ async fn reset_link(conn: &mut Conn, user: String, email: Option<String>) -> Adm
     let Some(phones) = d.backend.phones() else {
         return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("reset-link"));
     };
+    if let Some(refused) = known::refuse_unknown(conn, &user, "reset-link").await {
+        return refused;
+    }
     let name = user.clone();
     let pairing = match d.store.call(move |s| s.pairing(&name)).await {
         Ok(Some(p)) => p,
@@ -505,6 +512,9 @@ async fn terminal_create(
             ErrorKind::BadRequest,
             "terminal name and id must be 1-120 printable characters",
         );
+    }
+    if let Some(refused) = known::refuse_unknown(conn, &user, "terminal create").await {
+        return refused;
     }
     match phones.create_terminal(&user, &name, &requester_id).await {
         Ok(t) => {

@@ -261,9 +261,12 @@ async fn send_push(conn: &mut Conn, who: &Attempting) -> LoginResponse {
     match d.backend.push(who).await {
         Outcome::Pending { request_id } => {
             if let Some(l) = conn.session.login_mut() {
+                let sent = Instant::now();
                 l.push = Some(PendingPush {
                     id: request_id,
-                    deadline: Instant::now() + timing.timeout,
+                    sent,
+                    deadline: sent + timing.timeout,
+                    next_poll: sent + timing.next_poll(Duration::ZERO),
                 });
             }
             LoginResponse::Pending
@@ -272,9 +275,9 @@ async fn send_push(conn: &mut Conn, who: &Attempting) -> LoginResponse {
     }
 }
 
-/// Polls the pending push until it is answered, `timeout_ms` passes (`Pending`), or
-/// the push times out (`Denied{PushTimeout}`, or `failmode` when the service was
-/// unreachable).
+/// Polls the pending push, at the points of its schedule (backend::poll_schedule), until
+/// it is answered, `timeout_ms` passes (`Pending`), or the push times out
+/// (`Denied{PushTimeout}`, or `failmode` when the service was unreachable).
 async fn wait(conn: &mut Conn, timeout_ms: u32) -> LoginResponse {
     let d = std::sync::Arc::clone(&conn.d);
     let Some(timing) = d.backend.push_timing() else {
@@ -283,12 +286,17 @@ async fn wait(conn: &mut Conn, timeout_ms: u32) -> LoginResponse {
     let Some(who) = conn.attempting() else {
         return no_login();
     };
-    let Some(push) = conn.session.login().and_then(|l| l.push.clone()) else {
+    let Some(mut push) = conn.session.login().and_then(|l| l.push.clone()) else {
         return LoginResponse::error(ErrorKind::BadRequest, "no push is pending");
     };
     let slice_end =
         Instant::now() + Duration::from_millis(u64::from(timeout_ms)).min(MAX_WAIT_SLICE);
     loop {
+        // The poll due next belongs to a later Wait: a new Wait never adds a poll.
+        if push.next_poll > slice_end {
+            return LoginResponse::Pending;
+        }
+        tokio::time::sleep_until(push.next_poll.into()).await;
         let last_error = match d
             .backend
             .poll(&who, &push.id, push.deadline.min(slice_end))
@@ -312,11 +320,10 @@ async fn wait(conn: &mut Conn, timeout_ms: u32) -> LoginResponse {
                 }
             };
         }
-        let next = (now + timing.poll_interval).min(push.deadline);
-        if next > slice_end {
-            return LoginResponse::Pending;
+        push.next_poll = push.sent + timing.next_poll(now.saturating_duration_since(push.sent));
+        if let Some(pending) = conn.session.login_mut().and_then(|l| l.push.as_mut()) {
+            pending.next_poll = push.next_poll;
         }
-        tokio::time::sleep_until(next.into()).await;
     }
 }
 

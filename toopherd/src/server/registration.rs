@@ -412,6 +412,9 @@ pub(super) async fn registration_approve(
     user: String,
     code: Secret,
 ) -> AdminResponse {
+    if let Some(refused) = super::known::refuse_unknown(conn, &user, "registration approve").await {
+        return refused;
+    }
     let (name, approver) = (user.clone(), conn.peer.describe());
     let result = conn
         .d

@@ -52,7 +52,11 @@ pub enum Phase {
 #[derive(Debug, Clone)]
 pub struct PendingPush {
     pub id: String,
+    /// When it went out: the poll schedule counts from here.
+    pub sent: Instant,
     pub deadline: Instant,
+    /// The next poll due (kept across `Wait`s, so a new `Wait` adds no poll).
+    pub next_poll: Instant,
 }
 
 /// The login has used all its attempts (and is ended).

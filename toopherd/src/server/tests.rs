@@ -8,7 +8,8 @@ use super::session::MAX_ATTEMPTS_PER_LOGIN;
 use crate::authz::Peer;
 use crate::backend::local::LocalBackend;
 use crate::backend::{
-    Attempting, Backend, Begin, BoxFuture, CodesError, EnrolInLogin, Outcome, PushTiming,
+    Attempting, Backend, Begin, BoxFuture, CodesError, EnrolInLogin, Outcome, PhonePairing, Phones,
+    PushTiming, ServiceError, Terminal,
 };
 use crate::config::Config;
 use crate::logging::Log;
@@ -16,6 +17,7 @@ use crate::policy::session::PeerSession;
 use crate::store::{Shared, Store, StoreError};
 use crate::totp::{code_at_step, step_of};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use toopher_ipc::{
     AdminRequest, AdminResponse, AllowReason, DenyReason, ErrorKind, ErrorReply, LoginContext,
@@ -28,9 +30,85 @@ const WRONG: &str = "000000";
 /// The fake backend answers this code with "the service could not be reached".
 const UNREACHABLE: &str = "999999";
 
-/// A backend that decides by the code typed; with `push`, its pushes stay pending.
+/// A backend that decides by the code typed; with `push`, its pushes stay pending; with
+/// `phones`, it pairs (and counts what reaches the service).
 struct Fake {
     push: bool,
+    phones: Option<CountingPhones>,
+}
+
+/// Phones at a service that says yes to everything, counting the calls that reach it.
+struct CountingPhones(Arc<AtomicUsize>);
+
+impl CountingPhones {
+    fn called<T: Send + 'static>(&self, t: T) -> BoxFuture<'_, Result<T, ServiceError>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move { Ok(t) })
+    }
+}
+
+fn terminal(name: &str) -> Terminal {
+    Terminal {
+        id: "t1".into(),
+        name: name.into(),
+        requester_specified_id: "r1".into(),
+        of_user: true,
+    }
+}
+
+impl Phones for CountingPhones {
+    fn pair<'a>(
+        &'a self,
+        _user: &'a str,
+        _phrase_or_phone: Option<&'a str>,
+        _country: Option<&'a str>,
+        _qr: bool,
+    ) -> BoxFuture<'a, Result<(PhonePairing, Option<String>), ServiceError>> {
+        let p = PhonePairing {
+            id: "p1".into(),
+            enabled: false,
+            pending: true,
+            of_user: true,
+        };
+        self.called((p, None))
+    }
+    fn pairing<'a>(
+        &'a self,
+        _user: &'a str,
+        pairing_id: &'a str,
+    ) -> BoxFuture<'a, Result<PhonePairing, ServiceError>> {
+        self.called(PhonePairing {
+            id: pairing_id.into(),
+            enabled: true,
+            pending: false,
+            of_user: true,
+        })
+    }
+    fn reset_link<'a>(
+        &'a self,
+        _pairing_id: &'a str,
+        _email: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, ServiceError>> {
+        self.called(Some("https://reset.invalid/1".into()))
+    }
+    fn create_terminal<'a>(
+        &'a self,
+        _user: &'a str,
+        name: &'a str,
+        _requester_id: &'a str,
+    ) -> BoxFuture<'a, Result<Terminal, ServiceError>> {
+        self.called(terminal(name))
+    }
+    fn terminal<'a>(
+        &'a self,
+        _user: &'a str,
+        _id: &'a str,
+    ) -> BoxFuture<'a, Result<Terminal, ServiceError>> {
+        self.called(terminal("n"))
+    }
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(10)
+    }
 }
 
 impl Backend for Fake {
@@ -106,6 +184,10 @@ impl Backend for Fake {
         format!("the fake backend has no {what}")
     }
 
+    fn phones(&self) -> Option<&dyn Phones> {
+        self.phones.as_ref().map(|p| p as &dyn Phones)
+    }
+
     fn enrol_in_login<'a>(
         &'a self,
         _user: &'a str,
@@ -140,7 +222,12 @@ fn setup(config: &str, backend: impl FnOnce(Shared) -> Box<dyn Backend>) -> Setu
 }
 
 fn fake(config: &str) -> Setup {
-    setup(config, |_| Box::new(Fake { push: false }))
+    setup(config, |_| {
+        Box::new(Fake {
+            push: false,
+            phones: None,
+        })
+    })
 }
 
 fn root() -> Peer {
@@ -337,6 +424,86 @@ async fn root_and_the_admin_group_pass_authorisation_for_every_request() {
     }
 }
 
+/// The requests that act for an account at the Toopher service.
+fn at_the_service(user: &str) -> Vec<AdminRequest> {
+    every_admin_request(user)
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                r,
+                AdminRequest::Pair { .. }
+                    | AdminRequest::ResetLink { .. }
+                    | AdminRequest::TerminalCreate { .. }
+                    | AdminRequest::RegistrationApprove { .. }
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_name_neither_the_system_nor_toopherd_knows_is_refused_at_the_service() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let phones = CountingPhones(Arc::clone(&calls));
+    let s = setup("", move |_| {
+        Box::new(Fake {
+            push: false,
+            phones: Some(phones),
+        })
+    });
+    let asked = |user: &'static str| {
+        let service = Arc::clone(&s.service);
+        async move {
+            let mut answers = Vec::new();
+            for req in at_the_service(user) {
+                let mut conn = Conn::new(Arc::clone(&service), root());
+                answers.push((req.clone(), ask(&mut conn, req).await));
+            }
+            answers
+        }
+    };
+    let answers = asked("nosuchuser").await;
+    assert_eq!(answers.len(), 4);
+    for (req, r) in &answers {
+        let e = r.as_error().unwrap_or_else(|| panic!("{req:?}: {r:?}"));
+        assert_eq!(e.kind, ErrorKind::NotFound, "{req:?}: {r:?}");
+        assert_eq!(e.message, "no such user: nosuchuser", "{req:?}");
+    }
+    // Refused before the service was asked or a record made.
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let mut conn = Conn::new(Arc::clone(&s.service), root());
+    match ask(
+        &mut conn,
+        AdminRequest::Status {
+            user: "nosuchuser".into(),
+        },
+    )
+    .await
+    {
+        AdminResponse::Status(st) => assert!(!st.has_record(), "{st:?}"),
+        other => panic!("{other:?}"),
+    }
+
+    // A system account goes on (root exists everywhere), and so does a name toopherd
+    // holds a record of (an account deleted since, its Toopher pairing still managed).
+    s.service
+        .store
+        .call(|st| st.record_pairing("deletedsince", "p9", 1))
+        .await
+        .unwrap();
+    // The service is asked for pair and terminal create, and for a reset link where a
+    // pairing is recorded (root has none: refused for that, not for its name).
+    for (user, reaching) in [("root", 2), ("deletedsince", 3)] {
+        let before = calls.load(Ordering::SeqCst);
+        for (req, r) in asked(user).await {
+            let refused = r
+                .as_error()
+                .is_some_and(|e| e.message.starts_with("no such user"));
+            assert!(!refused, "{req:?}: {r:?}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst) - before, reaching, "{user}");
+    }
+}
+
 #[tokio::test]
 async fn invalid_user_names_are_refused_before_anything_else() {
     let s = fake("");
@@ -500,7 +667,12 @@ async fn push_is_unsupported_without_a_push_and_pending_with_one() {
         assert_eq!(kind(&r), Some(ErrorKind::Unsupported), "{r:?}");
     }
 
-    let s = setup("", |_| Box::new(Fake { push: true }));
+    let s = setup("", |_| {
+        Box::new(Fake {
+            push: true,
+            phones: None,
+        })
+    });
     let mut conn = Conn::new(Arc::clone(&s.service), root());
     ask(&mut conn, begin("alice")).await;
     assert_eq!(

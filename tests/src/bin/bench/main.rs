@@ -9,6 +9,10 @@
 //! 3. toopherd's resident memory: idle, with 10,000 enrolled accounts, and with the
 //!    Toopher backend and 10,000 pushes asked for against a simulator that never answers.
 //! 4. The stripped module's size beside pam_oath's.
+//! 5. Push latency: approval to PAM success with the Toopher backend's default timing,
+//!    the simulated phone approving each push 1-8 s after it arrived; API calls per push.
+//!
+//! `BENCH_ONLY=push` runs part 5 alone.
 //!
 //! The accounts exist only inside this process's own mount namespace (see
 //! `accounts`); every file is in a temporary directory removed at the end.
@@ -18,6 +22,7 @@ mod load;
 mod memory;
 mod pam_stacks;
 mod pool;
+mod push;
 mod stats;
 mod totp;
 
@@ -36,6 +41,9 @@ const ROUNDS: usize = 401;
 const LOAD: &[(usize, usize)] = &[(1, 2_000), (8, 4_000), (32, 8_000), (128, 8_000)];
 /// Pushes asked for at once against the simulator.
 const PUSHES: usize = 10_000;
+/// Logins approved on the phone for the push latency, and how many at a time.
+const PUSH_LOGINS: usize = 64;
+const PUSH_CONCURRENCY: usize = 8;
 
 fn say(what: &str) {
     eprintln!("==> {what}");
@@ -147,6 +155,16 @@ fn main() {
     let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let machine = machine();
     let load_before = load_average();
+    if std::env::var_os("BENCH_ONLY").is_some_and(|v| v == "push") {
+        let push = push_latency();
+        println!(
+            "Measured {date} on {machine} (1-minute load average {load_before} before, {} after), with `BENCH_ONLY=push scripts/bench`.",
+            load_average()
+        );
+        println!();
+        report_push(&push);
+        return;
+    }
 
     say("toopherd, local backend, temporary socket and state directory");
     let d = Toopherd::start();
@@ -184,6 +202,7 @@ fn main() {
         "toopher backend: {PUSHES} pushes against a simulator that never answers"
     ));
     let pushes = memory::pending_pushes(PUSHES);
+    let push = push_latency();
 
     let work = tempfile::Builder::new()
         .prefix("bench-size-")
@@ -214,6 +233,7 @@ fn main() {
         hwm_local,
         enrol_time,
         pushes,
+        push,
         module,
         oath,
         google,
@@ -234,6 +254,7 @@ struct Report {
     hwm_local: u64,
     enrol_time: Duration,
     pushes: memory::Pushes,
+    push: push::Pushes,
     module: u64,
     oath: u64,
     google: u64,
@@ -351,4 +372,47 @@ fn report(r: &Report) {
     for (name, (median, p90)) in names.iter().zip(&r.loads) {
         println!("| {name} | {median:.0} µs | {p90:.0} µs |");
     }
+    println!();
+    report_push(&r.push);
+}
+
+fn push_latency() -> push::Pushes {
+    say(&format!(
+        "push latency: {PUSH_LOGINS} logins, {PUSH_CONCURRENCY} at a time, each approved {}-{} s after its push",
+        push::DELAY_MS.0 / 1000,
+        push::DELAY_MS.1 / 1000
+    ));
+    push::run(0, PUSH_LOGINS, PUSH_CONCURRENCY)
+}
+
+fn report_push(p: &push::Pushes) {
+    println!(
+        "Push latency, Toopher backend with the default timing (`poll_interval = 1`, \
+         `push_timeout = 60`), through the real module and libpam, toopherd and the simulator \
+         over HTTPS; the simulated phone approves each push 1-8 s (uniformly) after it arrived; \
+         {} logins, {} at a time:",
+        p.logins, p.concurrency
+    );
+    println!();
+    let max_polls = p.polls.iter().max().copied().unwrap_or(0);
+    let mean_polls = p.polls.iter().sum::<usize>() as f64 / p.polls.len().max(1) as f64;
+    println!("| push | |");
+    println!("|---|---:|");
+    println!(
+        "| approval → PAM success, p50 | {} |",
+        ms(p.latency.median())
+    );
+    println!(
+        "| approval → PAM success, p95 | {} |",
+        ms(p.latency.percentile(0.95))
+    );
+    println!(
+        "| approval → PAM success, max | {} |",
+        ms(p.latency.percentile(1.0))
+    );
+    println!("| polls per push, mean (max) | {mean_polls:.1} ({max_polls}) |");
+    println!(
+        "| API calls per login, all kinds (user lookup, push, polls) | {:.1} |",
+        p.calls_per_login
+    );
 }
