@@ -80,8 +80,10 @@ pub fn authenticate_in<D: LoginLink>(
         match crate::forward_pass::run(&mut login, &mut daemon, answer) {
             Ok((answer, password)) => {
                 let outcome = second_factor(&mut login, &mut daemon, answer);
-                // Only a login that passes hands its password on.
-                if outcome == Outcome::Success && !handle.set_authtok(&password) {
+                // Only a login that passes hands its password on, and only one it asked for.
+                if outcome == Outcome::Success
+                    && password.as_ref().is_some_and(|p| !handle.set_authtok(p))
+                {
                     login.note(
                         Level::Err,
                         "outcome=error forward_pass: PAM refused PAM_AUTHTOK",

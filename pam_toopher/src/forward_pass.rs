@@ -49,40 +49,67 @@ pub fn split(answer: &str, push: bool) -> Result<Split, NoCode> {
     }
 }
 
+/// Said when toopherd asks for a two-way enrolment: its prompts do not fit in one line.
+pub const NO_REGISTRATION: &str = "This account must be paired with the Toopher app first. \
+     Log in once with keyboard-interactive authentication (for example plain `ssh`) to pair it.";
+/// Said when the answer holds no password: no push is sent for it.
+pub const NO_PASSWORD: &str = "Type your password, then the one-time password.";
+
 /// The login after toopherd's answer to `Begin`, with one prompt for password and code:
 /// toopherd's final answer and the password, which the caller hands on only when that
-/// answer lets the login through. `Err` is an outcome already decided here.
+/// answer lets the login through. The password is `Some` only when one was asked for (and
+/// split off a code): the next module is never handed an empty or unasked PAM_AUTHTOK.
+/// `Err` is an outcome already decided here.
 pub(crate) fn run<D: LoginLink>(
     login: &mut Login<'_>,
     daemon: &mut D,
     begin: LoginResponse,
-) -> Result<(LoginResponse, Secret), Outcome> {
+) -> Result<(LoginResponse, Option<Secret>), Outcome> {
     match begin {
-        // No second factor for this login: the whole answer is the password.
-        LoginResponse::Allow { .. } => {
+        // No second factor for this login, or one already given (an automated grant that
+        // comes back at once with autopush): the whole answer is the password.
+        LoginResponse::Allow { .. } | LoginResponse::Granted { .. } => {
             let password = ask(login, PASSWORD_PROMPT)?;
-            Ok((begin, password))
+            Ok((begin, Some(password)))
         }
         LoginResponse::Challenge {
             methods,
             push_pending,
         } => {
             let can_push = methods.contains(&Method::Push);
+            let cancel = |daemon: &mut D| {
+                if push_pending {
+                    let _ = daemon.call(&LoginRequest::Cancel);
+                }
+            };
             let answer = match ask(login, PROMPT) {
                 Ok(a) => a,
                 Err(o) => {
-                    if push_pending {
-                        let _ = daemon.call(&LoginRequest::Cancel);
-                    }
+                    cancel(daemon);
                     return Err(o);
                 }
             };
-            let Ok(split) = split(answer.expose(), can_push) else {
-                login.note(Level::Notice, "outcome=denied reason=no_code forward_pass");
-                login
-                    .conv
-                    .error("Type the one-time password right after the password.");
-                return Err(Outcome::AuthErr);
+            let split = match split(answer.expose(), can_push) {
+                // An empty answer (or one without a password before "push"): nobody is
+                // sent a push for a login that has not even typed a password.
+                Ok(s) if s.code.is_none() && s.password.expose().is_empty() => {
+                    cancel(daemon);
+                    login.note(
+                        Level::Notice,
+                        "outcome=denied reason=no_password forward_pass",
+                    );
+                    login.conv.error(NO_PASSWORD);
+                    return Err(Outcome::AuthErr);
+                }
+                Ok(s) => s,
+                Err(NoCode) => {
+                    cancel(daemon);
+                    login.note(Level::Notice, "outcome=denied reason=no_code forward_pass");
+                    login
+                        .conv
+                        .error("Type the one-time password right after the password.");
+                    return Err(Outcome::AuthErr);
+                }
             };
             drop(answer);
             let verdict = match split.code {
@@ -93,13 +120,21 @@ pub(crate) fn run<D: LoginLink>(
                 None => push(login, daemon, push_pending),
             };
             match verdict {
-                Ok(answer) => Ok((answer, split.password)),
+                Ok(answer) => Ok((answer, Some(split.password))),
                 Err(e) => Err(login.failed_mid_login(&e)),
             }
         }
-        // Registration needs prompts of its own: not in one line. Denials and the rest
-        // end the login as usual.
-        other => Ok((other, Secret::default())),
+        // A two-way enrolment needs prompts of its own: not in one line.
+        LoginResponse::Register { .. } => {
+            login.note(
+                Level::Notice,
+                "outcome=denied reason=registration_needs_prompts forward_pass",
+            );
+            login.conv.error(NO_REGISTRATION);
+            Err(Outcome::AuthErr)
+        }
+        // Denials and the rest end the login as usual, with no password asked.
+        other => Ok((other, None)),
     }
 }
 

@@ -25,6 +25,10 @@ pub struct Options {
     /// One prompt for password and code; the password goes on to the next module as
     /// PAM_AUTHTOK (see `forward_pass`).
     pub forward_pass: bool,
+    /// The module's session hook is configured (`session optional pam_toopher.so` after
+    /// pam_loginuid): only then is toopherd asked for a grace bind token after a remote
+    /// login passes.
+    pub grace_session: bool,
 }
 
 impl Default for Options {
@@ -37,6 +41,7 @@ impl Default for Options {
             autopush: false,
             timeout: std::time::Duration::from_secs(120),
             forward_pass: false,
+            grace_session: false,
         }
     }
 }
@@ -73,6 +78,7 @@ impl Options {
                 ("debug", None) => o.debug = true,
                 ("autopush", None) => o.autopush = true,
                 ("forward_pass", None) => o.forward_pass = true,
+                ("grace_session", None) => o.grace_session = true,
                 ("timeout", Some(v)) => match v.parse::<u64>() {
                     Ok(n) if (1..=MAX_TIMEOUT_SECS).contains(&n) => {
                         o.timeout = std::time::Duration::from_secs(n)
@@ -123,6 +129,7 @@ mod tests {
         assert_eq!(o.socket, PathBuf::from("/run/toopherd/toopherd.sock"));
         assert!(!o.autopush);
         assert!(!o.forward_pass);
+        assert!(!o.grace_session);
         assert_eq!(o.timeout, std::time::Duration::from_secs(120));
     }
 
@@ -136,8 +143,10 @@ mod tests {
             "autopush",
             "timeout=30",
             "forward_pass",
+            "grace_session",
         ])
         .unwrap();
+        assert!(o.grace_session);
         assert!(o.autopush);
         assert!(o.forward_pass);
         assert_eq!(o.timeout, std::time::Duration::from_secs(30));
@@ -168,6 +177,7 @@ mod tests {
             "timeout=x",
             "autopush=yes",
             "forward_pass=1",
+            "grace_session=yes",
         ] {
             assert!(Options::parse([bad]).is_err(), "{bad}");
         }

@@ -35,29 +35,48 @@ const PAM_AUTHTOK: c_int = 6;
 /// table and environment list, never the conversation or data this module borrows
 /// (`PamHandle` is an opaque, zero-sized type on the Rust side: no Rust reference covers
 /// the memory libpam changes).
-struct PamState(*mut PamHandle);
+struct PamState {
+    pamh: *mut PamHandle,
+    /// The `grace_session` option: the session hook is configured, so a grace bind token
+    /// has somewhere to go. Without it none is asked for (it would only linger in the PAM
+    /// environment, which sshd copies into the session's environment).
+    grace_session: bool,
+}
+
+/// `parts` joined into one NUL-terminated buffer that is zeroized on drop (no intermediate
+/// `String` or `CString` left behind with a secret in it); `None` when a part holds a NUL.
+fn nul_terminated(parts: &[&str]) -> Option<Zeroizing<Vec<u8>>> {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
+    let mut buf = Zeroizing::new(Vec::with_capacity(len));
+    for p in parts {
+        if p.as_bytes().contains(&0) {
+            return None;
+        }
+        buf.extend_from_slice(p.as_bytes());
+    }
+    buf.push(0);
+    Some(buf)
+}
 
 impl Handle for PamState {
     fn set_authtok(&mut self, password: &Secret) -> bool {
-        let Ok(c) = CString::new(password.expose()) else {
+        let Some(c) = nul_terminated(&[password.expose()]) else {
             return false;
         };
-        let c = Zeroizing::new(c.into_bytes_with_nul());
         // SAFETY: the handle is live for this call; libpam copies the NUL-terminated item.
-        unsafe { pam_set_item(self.0, PAM_AUTHTOK, c.as_ptr().cast()) == 0 }
+        unsafe { pam_set_item(self.pamh, PAM_AUTHTOK, c.as_ptr().cast()) == 0 }
     }
 
     fn takes_grace_token(&self) -> bool {
-        true
+        self.grace_session
     }
 
     fn keep_grace_token(&mut self, token: &Secret) {
-        let Ok(c) = CString::new(format!("{GRACE_ENV}={}", token.expose())) else {
+        let Some(c) = nul_terminated(&[GRACE_ENV, "=", token.expose()]) else {
             return;
         };
-        let c = Zeroizing::new(c.into_bytes_with_nul());
         // SAFETY: the handle is live for this call; libpam copies the NUL-terminated string.
-        let _ = unsafe { pam_putenv(self.0, c.as_ptr().cast()) };
+        let _ = unsafe { pam_putenv(self.pamh, c.as_ptr().cast()) };
     }
 }
 
@@ -202,7 +221,10 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr], flags: PamFlag) -> PamResu
         silent: flags & PAM_SILENT != 0,
     };
     let mut log = PamLog(pamh);
-    let mut state = PamState(raw);
+    let mut state = PamState {
+        pamh: raw,
+        grace_session: opts.grace_session,
+    };
     let outcome = flow::authenticate_in(&ctx, &opts, &mut conv, &mut log, &mut state, || {
         crate::daemon::connect(&opts.socket)
     });

@@ -485,14 +485,23 @@ fn grace_same_rhost_other_rhost_expiry_disable_other_user_and_clear() {
 
 /// Runs `pam-script` logins of `user` one after another inside one new audit session (a
 /// shell that writes /proc/self/loginuid, as pam_loginuid does); each entry of `logins`
-/// is the answers of one login. Returns the session id and each login's PAM result.
+/// is the answers of one login, run as `user` runs sudo (real uid `user`'s, effective uid
+/// root). Returns the session id and each login's PAM result.
 fn in_new_session(s: &Stack, user: &str, logins: &[&[&str]]) -> (u32, Vec<i32>) {
+    let runs: Vec<(&str, &[&str])> = logins.iter().map(|a| (user, *a)).collect();
+    in_new_session_run_by(s, user, &runs)
+}
+
+/// [`in_new_session`], each login run by the real user named with it (`su USER` typed by
+/// someone else inside the session: real uid theirs).
+fn in_new_session_run_by(s: &Stack, user: &str, logins: &[(&str, &[&str])]) -> (u32, Vec<i32>) {
     let script = toopher_tests::artifact("pam-script");
     let mut cmd =
         String::from("echo 0 > /proc/self/loginuid && echo session=$(cat /proc/self/sessionid)");
-    for answers in logins {
+    for (run_by, answers) in logins {
+        // setpriv sets only the real uid: pam-script runs like a setuid sudo or su.
         cmd.push_str(&format!(
-            " && '{}' --confdir '{}' --service '{}' --user '{user}'",
+            " && setpriv --ruid=\"$(id -u '{run_by}')\" '{}' --confdir '{}' --service '{}' --user '{user}'",
             script.display(),
             s.dir.path().display(),
             s.service
@@ -561,6 +570,18 @@ fn grace_by_audit_session_for_logins_without_rhost() {
     assert_ne!(results, [pam::PAM_SUCCESS], "{}", d.log());
     let (_, results) = in_new_session(&s, &other.name, &[&[]]);
     assert_ne!(results, [pam::PAM_SUCCESS], "{}", d.log());
+    // Inside u's session, `su u` typed by the other user asks, though u's own next
+    // login there passes: a session grace never crosses real uids.
+    let code = e.next_code();
+    let (_, results) = in_new_session_run_by(
+        &s,
+        &u.name,
+        &[(&u.name, &[&code]), (&other.name, &[]), (&u.name, &[])],
+    );
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert_eq!(results[0], pam::PAM_SUCCESS, "{}", d.log());
+    assert_ne!(results[1], pam::PAM_SUCCESS, "{}", d.log());
+    assert_eq!(results[2], pam::PAM_SUCCESS, "{}", d.log());
 }
 
 /// The lines of a service file: the password (pam_unix, Debian's shape), then the module.
@@ -593,7 +614,7 @@ fn sudo_inside_an_ssh_login_is_within_its_grace_and_another_session_is_not() {
             "{}session  required pam_loginuid.so\n\
              session  optional {m} socket={s}\n\
              password required pam_deny.so\n",
-            password_then_module(&d, ""),
+            password_then_module(&d, "grace_session"),
             m = m.display(),
             s = d.socket.display()
         ),

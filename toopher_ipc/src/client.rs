@@ -1,9 +1,9 @@
 //! A small blocking client: bounded connect, bounded reads and writes, one call at a time.
 
 use crate::Outgoing;
-use crate::frame::{FrameError, decode, read_frame, write_frame};
+use crate::frame::{FrameError, decode, encode, read_frame};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -57,10 +57,54 @@ impl Client {
         wait: Duration,
     ) -> Result<R::Answer, FrameError> {
         self.stream.set_read_timeout(Some(nonzero(wait)))?;
-        write_frame(&mut self.stream, req)?;
+        let frame = encode(req)?;
+        if let Err(e) = send_all(&self.stream, &frame) {
+            // toopherd refuses a connection over its limits with one frame ("busy") and
+            // closes without reading: the write then fails, but the answer is there to
+            // read. A full daemon must be "busy" (a denial), never "unreachable" (which
+            // `failmode=safe` lets through, and a local user could cause on purpose).
+            let refused = matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            );
+            if refused && let Ok(body) = read_frame(&mut self.stream) {
+                return decode(&body);
+            }
+            return Err(e.into());
+        }
         let body = read_frame(&mut self.stream)?;
         decode(&body)
     }
+}
+
+/// Writes all of `buf` with `MSG_NOSIGNAL`: a peer that closed is `EPIPE`, never a SIGPIPE
+/// to the process the module runs in (sshd, sudo). Bounded by the stream's write timeout.
+fn send_all(stream: &UnixStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: the descriptor is open (borrowed from `stream` for this call); the pointer
+        // and length describe `buf`, which outlives the call.
+        let n = unsafe {
+            libc::send(
+                stream.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        // n > 0 and at most buf.len().
+        buf = buf.get(n as usize..).unwrap_or_default();
+    }
+    Ok(())
 }
 
 fn nonzero(d: Duration) -> Duration {
@@ -230,6 +274,33 @@ mod tests {
         // Nor the other way round.
         assert!(matches!(c.call(&status), Err(FrameError::Malformed { .. })));
         server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_refusal_sent_before_the_request_is_read_is_the_answer() {
+        // toopherd over its connection limit: one "busy" frame, then close without reading.
+        let dir = std::env::temp_dir().join(format!("ipc-busy-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            frame::write_frame(
+                &mut s,
+                &Response::error(ErrorKind::Busy, "toopherd is busy"),
+            )
+            .unwrap();
+        });
+        let mut c = Client::connect(&path, Timeouts::default()).unwrap();
+        // The refusal is written and the socket closed before the request goes out.
+        server.join().unwrap();
+        let r = c.call(&LoginRequest::Cancel);
+        assert_eq!(
+            r.ok(),
+            Some(LoginResponse::error(ErrorKind::Busy, "toopherd is busy"))
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,19 +4,34 @@
 //! after a deleted account (remove, reset, suspend, unlock, status) still go through,
 //! since toopherd may hold a record of it.
 //!
-//! Not wired into the server yet; see [`refusal`] for where it belongs.
+//! The server's `enroll`, `activate`, `regenerate_recovery_codes` and `set_enabled` ask
+//! [`refusal`] after authorisation and before any store access.
 
 /// What a request does to an account, as far as its existence matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
     /// Creates or uses second-factor state: the account must exist.
     Account,
+    /// Changes state that may outlive the account (suspension): the account must exist,
+    /// or toopherd must hold a record of the name (an account deleted since). A name that
+    /// is neither is a typo, and suspending it would create a record.
+    AccountOrRecord,
     /// Looks at or removes state that may outlive the account.
     Cleanup,
 }
 
+/// Whether a name has an account and whether toopherd holds a record of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presence {
+    /// The system knows the account (NSS).
+    pub account: bool,
+    /// toopherd holds a record of the name (enrolment, pairing, suspension, activity).
+    /// Only looked up for [`Need::AccountOrRecord`]; `false` otherwise.
+    pub record: bool,
+}
+
 /// The need of a request, by its name as in `Request::name()` (`enroll`, `status`, ...).
-/// `set_enabled` is split by direction: enabling needs the account, suspending does not.
+/// `set_enabled` (either direction) needs the account or a record of the name.
 ///
 /// Only the local enrolment's requests. The requests that act at the Toopher service
 /// (`pair`, `registration_approve`, `terminal_create`, `reset_link`) are refused by
@@ -25,20 +40,26 @@ pub enum Need {
 pub fn need(request: &str, _enabling: bool) -> Need {
     match request {
         "enroll" | "activate" | "regenerate_recovery_codes" => Need::Account,
+        "set_enabled" => Need::AccountOrRecord,
         _ => Need::Cleanup,
     }
 }
 
-/// The refusal text when `request` for `user` must not go on: `exists` is the result of
-/// an NSS lookup (`authz::user_exists`, blocking: call it from `spawn_blocking`).
+/// The refusal text when `request` for `user` must not go on: `presence.account` is the
+/// result of an NSS lookup (`authz::user_exists`, blocking: call it from `spawn_blocking`).
 ///
-/// Call it after `authorize` (so a non-admin learns nothing about other names) and
-/// before any store access, answering `AdminResponse::error(ErrorKind::NotFound, text)`:
-/// in `Conn::enroll` it replaces the existing `user_exists` check; in `activate` and
-/// `regenerate_recovery_codes` it is new.
-pub fn refusal(request: &str, user: &str, enabling: bool, exists: bool) -> Option<String> {
-    match (need(request, enabling), exists) {
-        (Need::Account, false) => Some(format!("no such user: {user}")),
+/// Called after `authorize` (so a non-admin learns nothing about other names) and before
+/// any store write, answering `AdminResponse::error(ErrorKind::NotFound, text)`.
+pub fn refusal(request: &str, user: &str, enabling: bool, presence: Presence) -> Option<String> {
+    match (need(request, enabling), presence) {
+        (Need::Account, Presence { account: false, .. })
+        | (
+            Need::AccountOrRecord,
+            Presence {
+                account: false,
+                record: false,
+            },
+        ) => Some(format!("no such user: {user}")),
         _ => None,
     }
 }
@@ -47,24 +68,50 @@ pub fn refusal(request: &str, user: &str, enabling: bool, exists: bool) -> Optio
 mod tests {
     use super::*;
 
+    const NEITHER: Presence = Presence {
+        account: false,
+        record: false,
+    };
+    const ACCOUNT: Presence = Presence {
+        account: true,
+        record: false,
+    };
+    const RECORD: Presence = Presence {
+        account: false,
+        record: true,
+    };
+
     #[test]
     fn creating_state_needs_an_account() {
         for r in ["enroll", "activate", "regenerate_recovery_codes"] {
             assert_eq!(
-                refusal(r, "nosuchuser", false, false).as_deref(),
+                refusal(r, "nosuchuser", false, NEITHER).as_deref(),
                 Some("no such user: nosuchuser"),
                 "{r}"
             );
-            assert_eq!(refusal(r, "alice", false, true), None, "{r}");
+            // A record of a deleted account is no account to enrol.
+            assert!(refusal(r, "ghost", false, RECORD).is_some(), "{r}");
+            assert_eq!(refusal(r, "alice", false, ACCOUNT), None, "{r}");
+        }
+    }
+
+    #[test]
+    fn suspending_needs_an_account_or_a_record() {
+        for enabling in [false, true] {
+            assert_eq!(
+                refusal("set_enabled", "nosuchuser", enabling, NEITHER).as_deref(),
+                Some("no such user: nosuchuser")
+            );
+            assert_eq!(refusal("set_enabled", "ghost", enabling, RECORD), None);
+            assert_eq!(refusal("set_enabled", "alice", enabling, ACCOUNT), None);
         }
     }
 
     #[test]
     fn cleaning_up_after_a_deleted_account_is_allowed() {
         for r in ["remove", "reset", "unlock", "status", "list", "pair"] {
-            assert_eq!(refusal(r, "ghost", false, false), None, "{r}");
+            assert_eq!(refusal(r, "ghost", false, NEITHER), None, "{r}");
         }
-        assert_eq!(refusal("set_enabled", "ghost", false, false), None);
     }
 
     #[test]

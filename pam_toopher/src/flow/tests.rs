@@ -899,6 +899,8 @@ fn a_refused_pairing_phrase_is_asked_again() {
 struct Kept {
     authtok: Option<String>,
     grace_token: Option<String>,
+    /// As without the `grace_session` option: no session hook to take a token.
+    no_session_hook: bool,
 }
 
 impl crate::handle::Handle for Kept {
@@ -907,7 +909,7 @@ impl crate::handle::Handle for Kept {
         true
     }
     fn takes_grace_token(&self) -> bool {
-        true
+        !self.no_session_hook
     }
     fn keep_grace_token(&mut self, token: &Secret) {
         self.grace_token = Some(token.expose().to_owned());
@@ -1050,4 +1052,126 @@ fn forward_pass_when_the_policy_needs_no_code_forwards_everything() {
     assert_eq!(r.outcome, Outcome::Success);
     assert_eq!(r.shown, ["prompt:Password: "]);
     assert_eq!(h.authtok.as_deref(), Some("pw123456"));
+}
+
+#[test]
+fn forward_pass_asks_for_the_password_after_a_grant_at_begin() {
+    // With autopush and an automated grant toopherd answers Begin with Granted: the
+    // password is still asked for, and only that is handed on (never an empty one).
+    let mut h = Kept::default();
+    let r = run_in(
+        Options {
+            autopush: true,
+            ..forward()
+        },
+        vec![Ok("my pw")],
+        vec![Ok(LoginResponse::granted(Method::Push)), no_token()],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{:?}", r.log);
+    assert_eq!(r.shown, ["prompt:Password: "]);
+    assert_eq!(h.authtok.as_deref(), Some("my pw"));
+    // A person who goes away at that prompt ends the login, with nothing handed on.
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![Err(ConvError)],
+        vec![Ok(LoginResponse::granted(Method::Push))],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::ConvErr);
+    assert_eq!(h.authtok, None);
+}
+
+#[test]
+fn forward_pass_refuses_a_two_way_registration_and_hands_on_nothing() {
+    let mut h = Kept::default();
+    let r = run_in(
+        forward(),
+        vec![],
+        vec![Ok(LoginResponse::Register {
+            registration_code: "ABCD-1234".into(),
+            expires_in_secs: 300,
+        })],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::AuthErr);
+    assert_eq!(h.authtok, None);
+    assert_eq!(r.shown.len(), 1, "{:?}", r.shown);
+    assert!(r.shown[0].contains("keyboard-interactive"), "{:?}", r.shown);
+    assert!(
+        r.log
+            .iter()
+            .any(|(_, l)| l.contains("reason=registration_needs_prompts")),
+        "{:?}",
+        r.log
+    );
+}
+
+#[test]
+fn forward_pass_a_denial_at_begin_asks_nothing_and_hands_on_nothing() {
+    let mut h = Kept::default();
+    let r = run_in(forward(), vec![], vec![cancelled()], &mut h);
+    assert_ne!(r.outcome, Outcome::Success);
+    assert!(
+        r.shown.iter().all(|s| !s.starts_with("prompt:")),
+        "{:?}",
+        r.shown
+    );
+    assert_eq!(h.authtok, None);
+}
+
+#[test]
+fn forward_pass_an_empty_answer_sends_no_push() {
+    for pending in [false, true] {
+        let mut h = Kept::default();
+        let mut daemon = vec![Ok(LoginResponse::Challenge {
+            methods: vec![Method::Push, Method::Otp],
+            push_pending: pending,
+        })];
+        if pending {
+            // The push autopush already sent is called back.
+            daemon.push(cancelled());
+        }
+        let r = run_in(forward(), vec![Ok("")], daemon, &mut h);
+        assert_eq!(r.outcome, Outcome::AuthErr, "{:?}", r.log);
+        assert!(
+            !r.requests.contains(&LoginRequest::Push),
+            "{:?}",
+            r.requests
+        );
+        assert_eq!(
+            r.requests.contains(&LoginRequest::Cancel),
+            pending,
+            "{:?}",
+            r.requests
+        );
+        assert_eq!(h.authtok, None);
+        assert!(
+            r.shown.iter().any(|s| s.contains("password")),
+            "{:?}",
+            r.shown
+        );
+    }
+}
+
+#[test]
+fn without_the_session_hook_no_grace_token_is_asked_for() {
+    let mut h = Kept {
+        no_session_hook: true,
+        ..Kept::default()
+    };
+    let r = run_in(
+        Options::default(),
+        vec![Ok("123456")],
+        vec![otp_challenge(), Ok(LoginResponse::granted(Method::Otp))],
+        &mut h,
+    );
+    assert_eq!(r.outcome, Outcome::Success, "{:?}", r.log);
+    assert!(
+        !r.requests.contains(&LoginRequest::GraceToken),
+        "{:?}",
+        r.requests
+    );
+    assert_eq!(h.grace_token, None);
 }

@@ -186,6 +186,18 @@ impl PolicyConfig {
                 ));
             }
         }
+        // Debian runs `sudo -i` under its own PAM service, and `su -` / `su -l` under
+        // su-l: a rule for one alone leaves the other on the global policy.
+        for (set, twin, how) in [("sudo", "sudo-i", "sudo -i"), ("su", "su-l", "su -l")] {
+            let has = |n: &str| self.services.contains_key(&ServiceName(n.to_owned()));
+            if has(set) && !has(twin) {
+                notes.push(format!(
+                    "[policy.services.{set}] is set but [policy.services.{twin}] is not: where \
+                     `{how}` uses the PAM service {twin} (Debian, Ubuntu), it follows the \
+                     global policy"
+                ));
+            }
+        }
         for g in &self.required_groups {
             if self.exempt_groups.contains(g) || self.available_groups.contains(g) {
                 notes.push(format!(
@@ -222,6 +234,7 @@ mod tests {
              available_groups = [\"staff\"]\navailability = \"available\"\n\
              trusted_networks = [\"10.0.0.0/8\", \"2001:db8::/32\"]\ngrace_period = 300\n\
              [services.sudo]\nrequired = true\ntrusted_networks = []\ngrace_period = 0\n\
+             [services.sudo-i]\nrequired = true\n\
              [services.login]\nrequired = false\ngrace_period = 86400\n",
         )
         .unwrap();
@@ -314,12 +327,40 @@ mod tests {
     fn reports_settings_that_cannot_apply() {
         let p = parse(
             "required_groups = [\"admins\"]\nexempt_groups = [\"admins\"]\n\
-             [services.sudo]\nrequired = true\ntrusted_networks = [\"10.0.0.0/8\"]\n",
+             [services.sudo]\nrequired = true\ntrusted_networks = [\"10.0.0.0/8\"]\n\
+             [services.sudo-i]\nrequired = true\n",
         )
         .unwrap();
         let notes = p.dead_settings();
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[0].contains("policy.services.sudo"), "{notes:?}");
         assert!(notes[1].contains("required wins"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_rule_for_sudo_or_su_alone_hints_at_its_debian_twin() {
+        let notes = parse("[services.sudo]\nrequired = true\n")
+            .unwrap()
+            .dead_settings();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("[policy.services.sudo-i] is not") && notes[0].contains("sudo -i"),
+            "{notes:?}"
+        );
+        let notes = parse("[services.su]\nrequired = true\n")
+            .unwrap()
+            .dead_settings();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("[policy.services.su-l] is not"),
+            "{notes:?}"
+        );
+        for both in [
+            "[services.sudo]\nrequired = true\n[services.sudo-i]\nrequired = true\n",
+            "[services.su]\n[services.su-l]\n",
+            "[services.sudo-i]\nrequired = true\n",
+        ] {
+            assert!(parse(both).unwrap().dead_settings().is_empty(), "{both}");
+        }
     }
 }

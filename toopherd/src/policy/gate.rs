@@ -4,7 +4,7 @@
 //! graces and ask for explanations. Calls may block on NSS: run them off the async
 //! workers (`spawn_blocking`).
 
-use super::grace::{BindError, GraceBook, Place, place_of};
+use super::grace::{BindError, Generation, GraceBook, Place, place_of};
 use super::groups::{GroupDb, Membership, Nss, membership};
 use super::rules::{Enrolment, Explanation, Facts, Grant, Policy, Stage};
 use std::sync::Mutex;
@@ -134,30 +134,38 @@ impl Gate {
         }
     }
 
+    /// `user`'s grace generation, for a login to remember at `Begin`.
+    pub fn generation(&self, user: &str) -> Generation {
+        self.book().generation(user)
+    }
+
     /// A second factor was passed: remember it for the grace period of the login's place
-    /// (when any service has a grace period and the login has a place).
-    pub fn granted(&self, l: &LoginFacts) {
+    /// (when any service has a grace period and the login has a place), unless the user's
+    /// graces were cleared since the login began (`seen`, from [`Gate::generation`]).
+    pub fn granted(&self, l: &LoginFacts, seen: Generation) {
         let keep = self.policy.config().longest_grace();
         if keep == 0 {
             return;
         }
         if let Some(place) = place_of(l.rhost, l.session) {
-            self.book().record(l.user, place, l.now, keep);
+            self.book().record_in(l.user, seen, place, l.now, keep);
         }
     }
 
     /// A one-time token for the session hook of a login that passed its second factor at
-    /// `granted_at`; `Ok(None)` when no service has a grace period.
+    /// `granted_at`; `Ok(None)` when no service has a grace period or the user's graces
+    /// were cleared since the login began (`seen`).
     pub fn token(
         &self,
         user: &str,
+        seen: Generation,
         granted_at: u64,
         now: u64,
     ) -> Result<Option<Zeroizing<String>>, getrandom::Error> {
         if !self.policy.grace_enabled() {
             return Ok(None);
         }
-        self.book().issue_token(user, granted_at, now).map(Some)
+        self.book().issue_token(user, seen, granted_at, now)
     }
 
     /// The session hook of a login that passed its second factor, now running inside the
@@ -238,7 +246,7 @@ mod tests {
             rule(g.assess(&ssh("bob", "10.0.0.1", 1000))),
             "needs_factor"
         );
-        g.granted(&ssh("bob", "10.0.0.1", 1000));
+        g.granted(&ssh("bob", "10.0.0.1", 1000), g.generation("bob"));
         assert_eq!(
             rule(g.assess(&ssh("bob", "10.0.0.1", 1200))),
             "grace_period"
@@ -255,14 +263,14 @@ mod tests {
             rule(g.assess(&ssh("bob", "10.0.0.1", 1301))),
             "needs_factor"
         );
-        g.granted(&ssh("bob", "10.0.0.1", 2000));
+        g.granted(&ssh("bob", "10.0.0.1", 2000), g.generation("bob"));
         assert_eq!(g.clear("bob"), 1);
         assert_eq!(
             rule(g.assess(&ssh("bob", "10.0.0.1", 2001))),
             "needs_factor"
         );
         // A suspension beats the grace even before it is cleared.
-        g.granted(&ssh("bob", "10.0.0.1", 3000));
+        g.granted(&ssh("bob", "10.0.0.1", 3000), g.generation("bob"));
         let mut l = ssh("bob", "10.0.0.1", 3001);
         l.suspended = true;
         assert_eq!(rule(g.assess(&l)), "suspended");
@@ -271,9 +279,12 @@ mod tests {
     #[test]
     fn an_ssh_grant_carries_into_its_session_by_token() {
         let g = gate("grace_period = 300\n[services.sshd]\ngrace_period = 0\n");
-        g.granted(&login("bob", "sshd", Some("10.0.0.1"), None, 1000));
+        g.granted(
+            &login("bob", "sshd", Some("10.0.0.1"), None, 1000),
+            g.generation("bob"),
+        );
         let token = g
-            .token("bob", 1000, 1002)
+            .token("bob", g.generation("bob"), 1000, 1002)
             .unwrap()
             .expect("a token while some service has a grace period");
         let sudo = |session, now| login("bob", "sudo", None, Some(session), now);
@@ -296,9 +307,9 @@ mod tests {
     #[test]
     fn no_grace_anywhere_means_nothing_is_remembered() {
         let g = gate("");
-        g.granted(&login("bob", "sudo", None, Some(3), 1));
+        g.granted(&login("bob", "sudo", None, Some(3), 1), g.generation("bob"));
         assert_eq!(g.book().len(), 0);
-        assert!(g.token("bob", 1, 1).unwrap().is_none());
+        assert!(g.token("bob", g.generation("bob"), 1, 1).unwrap().is_none());
     }
 
     #[test]

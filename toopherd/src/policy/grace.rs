@@ -47,12 +47,17 @@ impl std::fmt::Display for Place {
 }
 
 /// The grace place of a login: its rhost when that is an IP address; without an rhost,
-/// the audit session of the PAM process (known only for root peers). A login from a host
-/// name has none: a name is not a place anyone can vouch for, and the session of a
-/// remote login's PAM process (sshd's) is not the person's.
+/// the audit session of the PAM process (known only for root peers, and only when the
+/// peer really runs as the user). A login from a host name has none: a name is not a
+/// place anyone can vouch for, and the session of a remote login's PAM process (sshd's)
+/// is not the person's. Nor has a login from a loopback address (127.0.0.0/8, ::1, and
+/// their IPv4-mapped forms): rhost is the last hop, and a loopback hop is every local
+/// user's (`ssh localhost`, a jump host's forward, a local proxy), not one person's place.
 pub fn place_of(rhost: Option<&str>, session: Option<u32>) -> Option<Place> {
     match rhost {
-        Some(r) if !r.is_empty() => super::network::rhost_address(Some(r)).map(Place::Rhost),
+        Some(r) if !r.is_empty() => super::network::rhost_address(Some(r))
+            .filter(|ip| !ip.is_loopback())
+            .map(Place::Rhost),
         _ => session.map(Place::Session),
     }
 }
@@ -76,11 +81,27 @@ struct Token {
     issued_at: u64,
 }
 
+/// A user's clear count as a login saw it at `Begin` ([`GraceBook::generation`]): a grant
+/// is recorded only if no clear came in between, so a login that began before `disable`,
+/// `reset` or `enroll --force` and passed after it leaves no grace behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation(u64);
+
 #[derive(Default)]
 pub struct GraceBook {
     grants: HashMap<(String, Place), u64>,
     /// By the SHA-256 of the token, so the table holds nothing that could be handed back.
     tokens: HashMap<[u8; 32], Token>,
+    /// The generation of each user cleared since [`GraceBook::floor`] was last raised:
+    /// values of one counter that only grows ([`GraceBook::clears`]).
+    generations: HashMap<String, u64>,
+    /// Every clear so far.
+    clears: u64,
+    /// The generation of a user not in `generations`. Raised to `clears` whenever the
+    /// table is emptied to stay bounded: every generation seen before then differs, so a
+    /// login in flight at that moment records no grant (it costs a second factor, never
+    /// lets one be skipped).
+    floor: u64,
 }
 
 impl GraceBook {
@@ -127,23 +148,56 @@ impl GraceBook {
         Some(at)
     }
 
-    /// Forgets every grant and token of `user` (disable, reset, remove, `grace clear`).
-    /// Returns how many grants there were.
+    /// Forgets every grant and token of `user` (disable, reset, remove, `grace clear`)
+    /// and moves the user to a new generation. Returns how many grants there were.
     pub fn clear_user(&mut self, user: &str) -> usize {
         let before = self.grants.len();
         self.grants.retain(|(u, _), _| u != user);
         self.tokens.retain(|_, t| t.user != user);
+        self.clears += 1;
+        if self.generations.len() >= CAPACITY && !self.generations.contains_key(user) {
+            self.generations.clear();
+            self.floor = self.clears;
+        }
+        self.generations.insert(user.to_owned(), self.clears);
         before - self.grants.len()
     }
 
+    /// `user`'s generation now: remembered by a login at `Begin`, checked when it passes.
+    pub fn generation(&self, user: &str) -> Generation {
+        Generation(self.generations.get(user).copied().unwrap_or(self.floor))
+    }
+
+    /// [`GraceBook::record`], only when `user` is still in generation `seen` (no clear
+    /// since the login began). Whether it was recorded.
+    pub fn record_in(
+        &mut self,
+        user: &str,
+        seen: Generation,
+        place: Place,
+        at: u64,
+        keep: u64,
+    ) -> bool {
+        if self.generation(user) != seen {
+            return false;
+        }
+        self.record(user, place, at, keep);
+        true
+    }
+
     /// A one-time token that lets the session hook of this login bind its grant (made at
-    /// `granted_at`) to the audit session it runs in. Random, 256 bits, hex.
+    /// `granted_at`) to the audit session it runs in. Random, 256 bits, hex. `None` when
+    /// the user was cleared since the login began (generation `seen`).
     pub fn issue_token(
         &mut self,
         user: &str,
+        seen: Generation,
         granted_at: u64,
         now: u64,
-    ) -> Result<Zeroizing<String>, getrandom::Error> {
+    ) -> Result<Option<Zeroizing<String>>, getrandom::Error> {
+        if self.generation(user) != seen {
+            return Ok(None);
+        }
         let mut raw = Zeroizing::new([0u8; 32]);
         getrandom::fill(raw.as_mut())?;
         let token = Zeroizing::new(hex(raw.as_ref()));
@@ -166,7 +220,7 @@ impl GraceBook {
                 issued_at: now,
             },
         );
-        Ok(token)
+        Ok(Some(token))
     }
 
     /// Redeems a token from the session hook: the grant of its login now also counts in
@@ -221,6 +275,11 @@ mod tests {
         assert_eq!(place_of(None, Some(7)), Some(Place::Session(7)));
         assert_eq!(place_of(Some(""), Some(7)), Some(Place::Session(7)));
         assert_eq!(place_of(None, None), None);
+        // Loopback is every local user's last hop, never a place; nor is sshd's session
+        // a stand-in for it.
+        for lo in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(place_of(Some(lo), Some(7)), None, "{lo}");
+        }
     }
 
     #[test]
@@ -245,7 +304,10 @@ mod tests {
         b.record("alice", rhost("10.0.0.1"), 1000, 300);
         b.record("alice", Place::Session(3), 1000, 300);
         b.record("bob", rhost("10.0.0.1"), 1000, 300);
-        let token = b.issue_token("alice", 1000, 1000).unwrap();
+        let token = b
+            .issue_token("alice", b.generation("alice"), 1000, 1000)
+            .unwrap()
+            .unwrap();
         assert_eq!(b.clear_user("alice"), 2);
         assert_eq!(b.last("alice", Place::Session(3), 1001, 300), None);
         assert_eq!(b.last("bob", rhost("10.0.0.1"), 1001, 300), Some(1000));
@@ -285,7 +347,10 @@ mod tests {
     #[test]
     fn tokens_bind_once_for_their_user_in_time() {
         let mut b = GraceBook::new();
-        let t = b.issue_token("alice", 1000, 1005).unwrap();
+        let t = b
+            .issue_token("alice", b.generation("alice"), 1000, 1005)
+            .unwrap()
+            .unwrap();
         assert_eq!(t.len(), 64);
         assert_eq!(
             b.bind(&t, "bob", 42, 1010, 300),
@@ -297,7 +362,10 @@ mod tests {
             Err(BindError::InvalidToken)
         );
 
-        let t = b.issue_token("alice", 1000, 1005).unwrap();
+        let t = b
+            .issue_token("alice", b.generation("alice"), 1000, 1005)
+            .unwrap()
+            .unwrap();
         assert_eq!(b.bind(&t, "alice", 42, 1010, 300), Ok(Place::Session(42)));
         assert_eq!(
             b.bind(&t, "alice", 43, 1011, 300),
@@ -307,7 +375,10 @@ mod tests {
         assert_eq!(b.last("alice", Place::Session(42), 1010, 300), Some(1000));
         assert_eq!(b.last("alice", Place::Session(42), 1301, 300), None);
 
-        let t = b.issue_token("alice", 1000, 1005).unwrap();
+        let t = b
+            .issue_token("alice", b.generation("alice"), 1000, 1005)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             b.bind(&t, "alice", 42, 1005 + TOKEN_TTL + 1, 300),
             Err(BindError::InvalidToken)
@@ -321,14 +392,52 @@ mod tests {
     #[test]
     fn tokens_are_bounded() {
         let mut b = GraceBook::new();
-        let first = b.issue_token("alice", 1, 1).unwrap();
+        let first = b
+            .issue_token("alice", b.generation("alice"), 1, 1)
+            .unwrap()
+            .unwrap();
         for _ in 0..TOKEN_CAPACITY {
-            b.issue_token("alice", 1, 2).unwrap();
+            b.issue_token("alice", b.generation("alice"), 1, 2).unwrap();
         }
         assert!(b.tokens.len() <= TOKEN_CAPACITY);
         assert_eq!(
             b.bind(&first, "alice", 1, 3, 300),
             Err(BindError::InvalidToken)
         );
+    }
+
+    #[test]
+    fn a_grant_after_a_clear_is_not_recorded() {
+        let mut b = GraceBook::new();
+        // alice's login begins, then an administrator clears her (enroll --force, ...).
+        let seen = b.generation("alice");
+        let bob_seen = b.generation("bob");
+        b.clear_user("alice");
+        assert!(!b.record_in("alice", seen, rhost("10.0.0.1"), 1000, 300));
+        assert_eq!(b.last("alice", rhost("10.0.0.1"), 1001, 300), None);
+        assert_eq!(b.issue_token("alice", seen, 1000, 1000).unwrap(), None);
+        // Another user's login is not touched; a login begun after the clear records.
+        assert!(b.record_in("bob", bob_seen, rhost("10.0.0.1"), 1000, 300));
+        let now_seen = b.generation("alice");
+        assert!(b.record_in("alice", now_seen, rhost("10.0.0.1"), 1000, 300));
+        assert!(
+            b.issue_token("alice", now_seen, 1000, 1000)
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn generations_stay_bounded_and_never_repeat() {
+        let mut b = GraceBook::new();
+        let seen = b.generation("alice");
+        b.clear_user("alice");
+        for i in 0..CAPACITY {
+            b.clear_user(&format!("u{i}"));
+        }
+        assert!(b.generations.len() <= CAPACITY);
+        // alice's entry may be gone, but her generation is not the one her login saw.
+        assert_ne!(b.generation("alice"), seen);
+        assert!(!b.record_in("alice", seen, Place::Session(1), 1, 300));
     }
 }

@@ -44,6 +44,15 @@ impl GroupDb for Nss {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
     Known(BTreeSet<GroupName>),
+    /// The user's groups are known, but NSS did not find some configured groups (`missing`):
+    /// a typo, or a directory group while the directory is unreachable (which NSS often
+    /// answers as "no such group", not as an error). Such a group has no members for
+    /// `exempt_groups` and `available_groups`; for `required_groups` its membership is
+    /// unknown, and the login needs a second factor (`group_lookup_failed`): fail closed.
+    Unresolved {
+        member_of: BTreeSet<GroupName>,
+        missing: BTreeSet<GroupName>,
+    },
     /// The user or a group could not be looked up: no group rule can be trusted, so the
     /// login needs a second factor (rule `group_lookup_failed`).
     Unknown(String),
@@ -58,15 +67,25 @@ impl Membership {
     /// The first of `groups` the user is in.
     pub fn first_of<'a>(&self, groups: &'a [GroupName]) -> Option<&'a GroupName> {
         match self {
-            Membership::Known(set) => groups.iter().find(|g| set.contains(*g)),
+            Membership::Known(set) | Membership::Unresolved { member_of: set, .. } => {
+                groups.iter().find(|g| set.contains(*g))
+            }
             Membership::Unknown(_) => None,
+        }
+    }
+
+    /// The first of `groups` NSS did not find (its members cannot be known).
+    pub fn first_missing<'a>(&self, groups: &'a [GroupName]) -> Option<&'a GroupName> {
+        match self {
+            Membership::Unresolved { missing, .. } => groups.iter().find(|g| missing.contains(*g)),
+            _ => None,
         }
     }
 }
 
-/// Which of `groups` `user` belongs to. A configured group the system does not know has
-/// no members (it is reported at start, see [`unknown_groups`]); a user the system does
-/// not know, or a failed lookup, is [`Membership::Unknown`].
+/// Which of `groups` `user` belongs to. A configured group the system does not know is
+/// [`Membership::Unresolved`] (also reported at start, see [`unknown_groups`]); a user the
+/// system does not know, or a failed lookup, is [`Membership::Unknown`].
 pub fn membership<'a>(
     db: &dyn GroupDb,
     user: &str,
@@ -82,16 +101,24 @@ pub fn membership<'a>(
         Err(e) => return Membership::Unknown(e),
     };
     let mut member_of = BTreeSet::new();
+    let mut missing = BTreeSet::new();
     for g in groups {
         match db.gid_of(&g.0) {
             Ok(Some(gid)) if gid == primary || gids.contains(&gid) => {
                 member_of.insert(g.clone());
             }
-            Ok(_) => {}
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                missing.insert(g.clone());
+            }
             Err(e) => return Membership::Unknown(e),
         }
     }
-    Membership::Known(member_of)
+    if missing.is_empty() {
+        Membership::Known(member_of)
+    } else {
+        Membership::Unresolved { member_of, missing }
+    }
 }
 
 /// The configured group names the system does not know: a typo would otherwise make a
@@ -178,7 +205,7 @@ mod tests {
 
     #[test]
     fn primary_and_supplementary_groups_count() {
-        let wanted = names(&["admins", "staff", "nosuch"]);
+        let wanted = names(&["admins", "staff"]);
         let Membership::Known(alice) = membership(&db(), "alice", &wanted) else {
             panic!("alice's groups are known");
         };
@@ -187,6 +214,22 @@ mod tests {
             panic!("bob's groups are known");
         };
         assert_eq!(bob.into_iter().collect::<Vec<_>>(), names(&["staff"]));
+    }
+
+    #[test]
+    fn a_group_nss_cannot_find_is_missing_not_memberless() {
+        let wanted = names(&["admins", "staff", "nosuch"]);
+        let m = membership(&db(), "bob", &wanted);
+        assert_eq!(
+            m,
+            Membership::Unresolved {
+                member_of: names(&["staff"]).into_iter().collect(),
+                missing: names(&["nosuch"]).into_iter().collect(),
+            }
+        );
+        assert_eq!(m.first_of(&wanted), Some(&wanted[1]));
+        assert_eq!(m.first_missing(&wanted), Some(&wanted[2]));
+        assert_eq!(m.first_missing(&wanted[..2]), None);
     }
 
     #[test]

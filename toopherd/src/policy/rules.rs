@@ -8,12 +8,14 @@
 //! 1. `suspended`: the account's second factor was disabled by an administrator: denied.
 //! 2. Who must use a second factor, whatever else applies ("required" wins over "exempt"):
 //!    `service_required` (`[policy.services.NAME] required = true`), then `required_group`
-//!    (`required_groups`); a failed group lookup counts as required (`group_lookup_failed`).
+//!    (`required_groups`); a failed group lookup, or a group of `required_groups` that NSS
+//!    does not find, counts as required (`group_lookup_failed`).
 //! 3. Exemptions, only for logins step 2 did not make required: `service_exempt`
 //!    (`required = false`), `exempt_group`, `trusted_network` (rhost is an IP address in
 //!    the service's trusted networks).
 //! 4. `grace_period`: the user passed a second factor within the service's grace period
 //!    from the same place (rhost, or audit session): allowed, also for required logins.
+//!    A service with `required = true` has no grace period unless it sets its own.
 //! 5. How strongly, for everyone else: `available_group`, then `availability` (the default).
 //! 6. With the strength known, the enrolment decides: enrolled means a second factor
 //!    (`challenge`); not enrolled is denied when required and allowed when available.
@@ -265,10 +267,13 @@ impl Policy {
             required: over.and_then(|o| o.required),
             trusted,
             trusted_from,
-            grace: over
-                .and_then(|o| o.grace_period)
-                .unwrap_or(self.config.grace_period)
-                .0,
+            // `required = true` means a second factor every time: no inherited grace, only
+            // one the service sets itself.
+            grace: match over {
+                Some(o) if o.grace_period.is_some() => o.grace_period.map_or(0, |g| g.0),
+                Some(o) if o.required == Some(true) => 0,
+                _ => self.config.grace_period.0,
+            },
         }
     }
 
@@ -312,9 +317,13 @@ impl Policy {
         }
 
         // 2. Required rules.
+        // A required group NSS does not find (a directory group while the directory is
+        // down often looks like that) has unknown members, not none: fail closed.
         let lookup_failed = match f.groups {
-            Membership::Unknown(why) if c.uses_groups() => Some(why.as_str()),
-            _ => None,
+            Membership::Unknown(why) if c.uses_groups() => Some(why.clone()),
+            m => m
+                .first_missing(&c.required_groups)
+                .map(|g| format!("required group {g} is not known to this system")),
         };
         let required = if eff.required == Some(true) {
             trace.note(|| {

@@ -7,6 +7,13 @@
 //! Only a root peer's session counts: the module inside sshd, sudo, su or login runs as
 //! root, while a user's own process could ask on behalf of nothing but itself.
 //!
+//! One audit session can hold several people: `su alice` typed by deploy inside alice's
+//! session, or a shell deploy left open. So the peer's *real* uid (`Uid:` in
+//! `/proc/PID/status`, read through the same pinned process) is read too: a setuid sudo or
+//! su keeps the invoking person's real uid, and the login counts the session as its grace
+//! place only when that real uid is the uid of the user being authenticated (see
+//! [`PeerSession::place_for`]).
+//!
 //! A pid can be reused once its process is gone. The process is pinned with a pidfd:
 //! SO_PEERPIDFD (Linux 6.5) names the very process that connected; older kernels fall
 //! back to pidfd_open(2) on the SO_PEERCRED pid, which is sound as long as the peer is
@@ -28,7 +35,8 @@ pub enum SessionError {
     /// The peer exited before its session could be read for certain.
     Gone,
     Io(std::io::Error),
-    /// `/proc/PID/sessionid` held something other than a number.
+    /// `/proc/PID/sessionid` held something other than a number, or `/proc/PID/status`
+    /// no real uid.
     Malformed,
 }
 
@@ -37,17 +45,38 @@ impl std::fmt::Display for SessionError {
         match self {
             SessionError::Gone => f.write_str("the peer process is gone"),
             SessionError::Io(e) => write!(f, "reading the peer's audit session: {e}"),
-            SessionError::Malformed => f.write_str("the peer's audit session id is malformed"),
+            SessionError::Malformed => {
+                f.write_str("the peer's audit session id or status is malformed")
+            }
         }
     }
 }
 
 impl std::error::Error for SessionError {}
 
+/// The audit session of a peer process and who really runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerSession {
+    /// `/proc/PID/sessionid`, never [`UNSET`].
+    pub id: u32,
+    /// The real uid of the peer (`Uid:` in `/proc/PID/status`, first field): the person
+    /// who ran sudo or su, not the root it runs as.
+    pub real_uid: u32,
+}
+
+impl PeerSession {
+    /// The session as the grace place of a login of the user with uid `user_uid`: only
+    /// when the peer really runs as that user (`sudo` by alice for alice: yes; `su alice`
+    /// run by deploy inside alice's session: no; an unknown user: no).
+    pub fn place_for(&self, user_uid: Option<u32>) -> Option<u32> {
+        (user_uid == Some(self.real_uid)).then_some(self.id)
+    }
+}
+
 /// The audit session of a login's PAM process: `None` for a non-root peer, a process
 /// outside any session, or when it cannot be read for certain (then grace by session
 /// simply does not apply).
-pub fn login_session(peer_uid: u32, socket: BorrowedFd, peer_pid: i32) -> Option<u32> {
+pub fn login_session(peer_uid: u32, socket: BorrowedFd, peer_pid: i32) -> Option<PeerSession> {
     if peer_uid != 0 {
         return None;
     }
@@ -56,7 +85,10 @@ pub fn login_session(peer_uid: u32, socket: BorrowedFd, peer_pid: i32) -> Option
 
 /// The audit session of the process at the other end of `socket`, whose SO_PEERCRED pid
 /// is `peer_pid`; `Ok(None)` when it has none.
-pub fn peer_session(socket: BorrowedFd, peer_pid: i32) -> Result<Option<u32>, SessionError> {
+pub fn peer_session(
+    socket: BorrowedFd,
+    peer_pid: i32,
+) -> Result<Option<PeerSession>, SessionError> {
     if peer_pid <= 0 {
         return Err(SessionError::Gone);
     }
@@ -67,19 +99,49 @@ pub fn peer_session(socket: BorrowedFd, peer_pid: i32) -> Result<Option<u32>, Se
     session_of(&pidfd, peer_pid)
 }
 
-/// Reads the session of `pid`, then checks that `pidfd` (the same process) still lives.
-fn session_of(pidfd: &OwnedFd, pid: i32) -> Result<Option<u32>, SessionError> {
+/// Up to `limit` bytes of `/proc/PID/NAME`.
+fn proc_file(pid: i32, name: &str, limit: u64) -> Result<String, SessionError> {
     let mut text = String::new();
-    std::fs::File::open(format!("/proc/{pid}/sessionid"))
-        .and_then(|f| f.take(16).read_to_string(&mut text))
+    std::fs::File::open(format!("/proc/{pid}/{name}"))
+        .and_then(|f| f.take(limit).read_to_string(&mut text))
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT | libc::ESRCH) => SessionError::Gone,
             _ => SessionError::Io(e),
         })?;
+    Ok(text)
+}
+
+/// Reads the session and real uid of `pid`, then checks that `pidfd` (the same process)
+/// still lives: both were read from the process that connected.
+fn session_of(pidfd: &OwnedFd, pid: i32) -> Result<Option<PeerSession>, SessionError> {
+    let session = proc_file(pid, "sessionid", 16)?;
+    // `Uid:` comes after Name, Umask, State, Tgid, Ngid, Pid, PPid and TracerPid: well
+    // within the first 4 KiB.
+    let status = proc_file(pid, "status", 4096)?;
     if !alive(pidfd) {
         return Err(SessionError::Gone);
     }
-    parse(&text)
+    let Some(id) = parse(&session)? else {
+        return Ok(None);
+    };
+    let real_uid = parse_real_uid(&status)?;
+    Ok(Some(PeerSession { id, real_uid }))
+}
+
+/// The real uid from the contents of `/proc/PID/status` (`Uid:\treal\teffective\t...`).
+pub fn parse_real_uid(status: &str) -> Result<u32, SessionError> {
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .ok_or(SessionError::Malformed)?;
+    let real = line
+        .split_whitespace()
+        .next()
+        .ok_or(SessionError::Malformed)?;
+    if real.is_empty() || real.len() > 10 || !real.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SessionError::Malformed);
+    }
+    real.parse().map_err(|_| SessionError::Malformed)
 }
 
 /// The contents of `/proc/PID/sessionid`.
@@ -172,15 +234,54 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_real_uid() {
+        let status = "Name:\tsudo\nUmask:\t0022\nState:\tS (sleeping)\n\
+                      Uid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        assert_eq!(parse_real_uid(status).unwrap(), 1000);
+        for bad in [
+            "",
+            "Name:\tx\n",
+            "Uid:\n",
+            "Uid:\t-1\t0\t0\t0\n",
+            "Uid:\t99999999999\t0\n",
+            "Uid:\tx\t0\n",
+        ] {
+            assert!(parse_real_uid(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_session_counts_only_for_the_user_who_really_runs_the_peer() {
+        // sudo run by alice (uid 1000) for alice: alice's session is her place.
+        let by_alice = PeerSession {
+            id: 7,
+            real_uid: 1000,
+        };
+        assert_eq!(by_alice.place_for(Some(1000)), Some(7));
+        // `su alice` run by deploy (uid 1001) inside alice's session: not a place.
+        let by_deploy = PeerSession {
+            id: 7,
+            real_uid: 1001,
+        };
+        assert_eq!(by_deploy.place_for(Some(1000)), None);
+        // A user the system does not know has no uid to match.
+        assert_eq!(by_alice.place_for(None), None);
+    }
+
+    #[test]
     fn reads_the_session_of_the_peer() {
         let own = std::fs::read_to_string("/proc/self/sessionid")
             .expect("/proc/self/sessionid (a kernel with audit)");
+        let expected = parse(&own).unwrap().map(|id| PeerSession {
+            id,
+            real_uid: nix::unistd::getuid().as_raw(),
+        });
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let pid = std::process::id() as i32;
-        assert_eq!(peer_session(a.as_fd(), pid).unwrap(), parse(&own).unwrap());
+        assert_eq!(peer_session(a.as_fd(), pid).unwrap(), expected);
         // The fallback without SO_PEERPIDFD gives the same answer.
         let pidfd = pidfd_open(pid).unwrap();
-        assert_eq!(session_of(&pidfd, pid).unwrap(), parse(&own).unwrap());
+        assert_eq!(session_of(&pidfd, pid).unwrap(), expected);
     }
 
     #[test]

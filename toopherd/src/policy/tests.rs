@@ -468,9 +468,10 @@ fn warnings_name_unknown_groups_and_dead_settings() {
     )
     .unwrap();
     let w = warnings(&config, &db());
-    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w.len(), 3, "{w:?}");
     assert_eq!(w[0], "group admnis is not known to this system");
     assert!(w[1].contains("never apply"), "{w:?}");
+    assert!(w[2].contains("sudo-i"), "{w:?}");
     let config: PolicyConfig = toml::from_str(GROUPS).unwrap();
     assert!(warnings(&config, &db()).is_empty());
 }
@@ -507,4 +508,88 @@ fn the_policy_table_lives_in_toopherd_toml() {
         "{e}"
     );
     assert_eq!(Config::parse("").unwrap().policy, PolicyConfig::default());
+}
+
+/// A required group NSS answers "no such group" for (a directory group while sssd or LDAP
+/// is down returns NOTFOUND, not an error) must not silently stop requiring, nor let the
+/// user's local exempt group win (review of issue 12).
+#[test]
+fn a_required_group_nss_cannot_find_is_membership_unknown() {
+    let p = policy("required_groups = [\"ldap-admins\"]\nexempt_groups = [\"robots\"]\n");
+    // dave is in robots; "ldap-admins" is not in the database, as if unreachable.
+    let stage = login("dave").stage(&p);
+    assert_eq!(stage, needs(Rule::GroupLookupFailed, Strength::Required));
+    assert_eq!(
+        login("dave").decide(&p, Enrolment::NotEnrolled),
+        (Outcome::Denied, "group_lookup_failed".to_owned())
+    );
+    // Still: being in a required group that is found decides first.
+    let p = policy("required_groups = [\"admins\", \"ldap-admins\"]\n");
+    assert_eq!(
+        login("alice").stage(&p),
+        needs(Rule::RequiredGroup(group("admins")), Strength::Required)
+    );
+    // An exempt or available group NSS cannot find just has no members.
+    let p = policy(
+        "exempt_groups = [\"ldap-robots\"]\navailable_groups = [\"ldap-staff\"]\n\
+         availability = \"available\"\n",
+    );
+    assert_eq!(
+        login("erin").stage(&p),
+        needs(
+            Rule::Availability(Availability::Available),
+            Strength::Available
+        )
+    );
+    let explained = {
+        let p = policy("required_groups = [\"ldap-admins\"]\n");
+        let groups = membership(&db(), "erin", p.config().group_names());
+        p.explain(&Facts {
+            user: "erin",
+            service: "sshd",
+            rhost: None,
+            groups: &groups,
+            suspended: false,
+            grace: None,
+            now: NOW,
+        })
+        .steps
+        .join("\n")
+    };
+    assert!(
+        explained.contains("required group ldap-admins is not known to this system"),
+        "{explained}"
+    );
+}
+
+/// `required = true` means a second factor every time: a service that says so inherits no
+/// grace period, and has one only when it sets its own (review of issue 12).
+#[test]
+fn a_required_service_has_no_inherited_grace() {
+    let p = policy("grace_period = 300\n[services.sudo]\nrequired = true\n");
+    assert_eq!(p.grace_period("sudo"), 0);
+    assert_eq!(p.grace_period("sshd"), 300);
+    assert_eq!(
+        login("erin")
+            .service("sudo")
+            .grace(10, Place::Session(4))
+            .stage(&p),
+        needs(Rule::ServiceRequired, Strength::Required)
+    );
+    // Its own grace_period still counts.
+    let p = policy("grace_period = 300\n[services.sudo]\nrequired = true\ngrace_period = 60\n");
+    assert_eq!(p.grace_period("sudo"), 60);
+    assert_eq!(
+        login("erin")
+            .service("sudo")
+            .grace(10, Place::Session(4))
+            .stage(&p),
+        allowed(Rule::GracePeriod {
+            age: 10,
+            period: 60
+        })
+    );
+    // required = false (exempt) and other overrides keep the global period.
+    let p = policy("grace_period = 300\n[services.su]\ntrusted_networks = []\n");
+    assert_eq!(p.grace_period("su"), 300);
 }

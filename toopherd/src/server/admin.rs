@@ -5,6 +5,7 @@
 use super::conn::Conn;
 use super::known;
 use super::registration;
+use crate::accounts::{self, Need, Presence};
 use crate::authz;
 use crate::backend::{CodesError, PhonePairing};
 use crate::logging::field;
@@ -54,7 +55,42 @@ pub async fn handle(conn: &mut Conn, req: AdminRequest) -> AdminResponse {
     }
 }
 
-/// Ends every grace of `user`: a grace never outlives disable, reset or remove.
+/// The answer when `request` names a user that must exist and does not (issue 14): see
+/// [`accounts::refusal`]. `None`: go on.
+async fn no_such_user(
+    conn: &Conn,
+    request: &str,
+    user: &str,
+    enabling: bool,
+) -> Option<AdminResponse> {
+    let need = accounts::need(request, enabling);
+    if need == Need::Cleanup {
+        return None;
+    }
+    let name = user.to_owned();
+    let account = tokio::task::spawn_blocking(move || authz::user_exists(&name))
+        .await
+        .unwrap_or(false);
+    let record = if need == Need::AccountOrRecord && !account {
+        let name = user.to_owned();
+        match conn
+            .d
+            .store
+            .call(move |s| Ok(s.users()?.contains(&name)))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Some(conn.internal(request, &e)),
+        }
+    } else {
+        false
+    };
+    accounts::refusal(request, user, enabling, Presence { account, record })
+        .map(|text| AdminResponse::error(ErrorKind::NotFound, text))
+}
+
+/// Ends every grace of `user`: a grace never outlives disable, reset, remove, a replaced
+/// enrolment, new recovery codes or a reset link.
 fn end_grace(conn: &Conn, user: &str) -> usize {
     conn.d.policy.clear(user)
 }
@@ -132,12 +168,8 @@ async fn policy_explain(
 }
 
 async fn enroll(conn: &mut Conn, user: String, force: bool) -> AdminResponse {
-    let name = user.clone();
-    if !tokio::task::spawn_blocking(move || authz::user_exists(&name))
-        .await
-        .unwrap_or(false)
-    {
-        return AdminResponse::error(ErrorKind::NotFound, format!("no such user: {user}"));
+    if let Some(refused) = no_such_user(conn, "enroll", &user, false).await {
+        return refused;
     }
     let ttl = conn.d.config.enrollment_ttl.0;
     let name = user.clone();
@@ -148,6 +180,10 @@ async fn enroll(conn: &mut Conn, user: String, force: bool) -> AdminResponse {
         .await
     {
         Ok(e) => {
+            // A replaced enrolment (the "lost phone" path) ends what the old one granted.
+            if force {
+                end_grace(conn, &user);
+            }
             conn.log_admin(
                 "enroll",
                 &user,
@@ -169,13 +205,18 @@ async fn enroll(conn: &mut Conn, user: String, force: bool) -> AdminResponse {
         }
         Err(StoreError::AlreadyActive) => AdminResponse::error(
             ErrorKind::Conflict,
-            format!("{user} already has an active enrolment; root can replace it with --force"),
+            format!(
+                "{user} already has an active enrolment; root or the admin group can replace it with --force"
+            ),
         ),
         Err(e) => conn.internal("enroll", &e),
     }
 }
 
 async fn activate(conn: &mut Conn, user: String, code: Secret) -> AdminResponse {
+    if let Some(refused) = no_such_user(conn, "activate", &user, false).await {
+        return refused;
+    }
     let limits = conn.d.limits();
     let name = user.clone();
     match conn
@@ -373,6 +414,9 @@ async fn list(conn: &mut Conn) -> AdminResponse {
 }
 
 async fn set_enabled(conn: &mut Conn, user: String, enabled: bool) -> AdminResponse {
+    if let Some(refused) = no_such_user(conn, "set_enabled", &user, enabled).await {
+        return refused;
+    }
     let what = if enabled { "enable" } else { "disable" };
     if !enabled {
         end_grace(conn, &user);
@@ -438,6 +482,8 @@ async fn reset_link(conn: &mut Conn, user: String, email: Option<String>) -> Adm
     }
     match phones.reset_link(&pairing, email.as_deref()).await {
         Ok(url) => {
+            // The link replaces the pairing: what the old phone granted ends now.
+            end_grace(conn, &user);
             let shown = if email.is_some() { "emailed" } else { "shown" };
             conn.log_admin("reset_link", &user, shown);
             AdminResponse::ResetLink {
@@ -507,10 +553,15 @@ async fn terminal_show(conn: &mut Conn, user: String, id: String) -> AdminRespon
 /// Administrators only: new codes are a second factor of their own, so a user's
 /// session (or password) alone must not be able to mint them.
 async fn regenerate_recovery_codes(conn: &mut Conn, user: String) -> AdminResponse {
+    if let Some(refused) = no_such_user(conn, "regenerate_recovery_codes", &user, false).await {
+        return refused;
+    }
     let d = Arc::clone(&conn.d);
     match d.backend.regenerate_recovery_codes(&user).await {
         Err(CodesError::Unsupported(why)) => AdminResponse::error(ErrorKind::Unsupported, why),
         Ok(codes) => {
+            // New codes are a new second factor: what the old ones granted ends.
+            end_grace(conn, &user);
             conn.log_admin("recovery_codes", &user, "regenerated");
             AdminResponse::RecoveryCodes {
                 user,

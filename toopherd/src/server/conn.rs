@@ -8,7 +8,9 @@ use crate::backend::{Attempting, ServiceError};
 use crate::config::Failmode;
 use crate::logging::{Abuse, field};
 use crate::policy::Decision;
+use crate::policy::grace::Generation;
 use crate::policy::rules::Outcome as PolicyOutcome;
+use crate::policy::session::PeerSession;
 use crate::store::StoreError;
 use std::sync::Arc;
 use toopher_ipc::{
@@ -21,17 +23,31 @@ pub struct Conn {
     /// Who is on the other end; every request is authorised against it.
     pub(super) peer: Peer,
     pub(super) session: Session,
-    /// The kernel audit session of a root peer (the PAM process), for the grace period.
-    pub(super) audit_session: Option<u32>,
+    /// The kernel audit session of a root peer (the PAM process) and its real uid, for
+    /// the grace period.
+    pub(super) audit_session: Option<PeerSession>,
+    /// What this connection's login saw at `Begin`, for recording its grant.
+    pub(super) begun: Option<Begun>,
     /// The second factor this connection's login passed, for `GraceToken`.
     pub(super) granted: Option<Granted>,
 }
 
-/// A passed second factor: whose, and when.
+/// What a login's grant is recorded against, fixed at `Begin`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Begun {
+    /// The audit session as this login's grace place: only when the peer really runs as
+    /// the user being authenticated (see `PeerSession::place_for`).
+    pub session: Option<u32>,
+    /// The user's grace generation: a clear after it means no grant is recorded.
+    pub generation: Generation,
+}
+
+/// A passed second factor: whose, when, and the generation its login began in.
 #[derive(Debug, Clone)]
 pub(super) struct Granted {
     pub user: String,
     pub at: u64,
+    pub generation: Generation,
 }
 
 impl Conn {
@@ -41,12 +57,13 @@ impl Conn {
             peer,
             session: Session::Idle,
             audit_session: None,
+            begun: None,
             granted: None,
         }
     }
 
     /// The peer's audit session (see `policy::session`); only a root peer's counts.
-    pub fn with_audit_session(mut self, session: Option<u32>) -> Conn {
+    pub fn with_audit_session(mut self, session: Option<PeerSession>) -> Conn {
         self.audit_session = session.filter(|_| self.peer.uid == 0);
         self
     }

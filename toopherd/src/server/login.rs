@@ -2,11 +2,12 @@
 //! here its [`Outcome`] becomes the answer and its log line, and the session is ended
 //! where the outcome ends it.
 
-use super::conn::{Conn, Granted, internal_error, no_login, told};
+use super::conn::{Begun, Conn, Granted, internal_error, no_login, told};
 use super::registration;
 use super::session::{Login, MAX_WAIT_SLICE, PendingPush, Phase};
 use crate::backend::{Attempting, Begin, Outcome};
 use crate::now;
+use crate::policy::grace::Generation;
 use crate::policy::rules::Outcome as PolicyOutcome;
 use crate::policy::{Decision, Enrolment, LoginFacts, Rule, Stage};
 use std::time::{Duration, Instant};
@@ -83,8 +84,10 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> LoginResponse {
         ctx.ruser = None;
         ctx.notify = false;
     }
+    // The generation first: a clear from here on means this login records no grant.
+    let generation = conn.d.policy.generation(&ctx.user);
     // The policy first: an exempt login never reaches the backend.
-    let need = match assess(conn, &ctx).await {
+    let need = match assess(conn, &ctx, generation).await {
         Ok(Stage::Decided(decision)) => return decided(conn, &ctx, &decision),
         Ok(need @ Stage::NeedsFactor { .. }) => need,
         Err(r) => return *r,
@@ -132,8 +135,13 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> LoginResponse {
 }
 
 /// The policy's answer for a login (suspension from the store, groups through NSS, the
-/// grace book), off the async workers.
-async fn assess(conn: &Conn, ctx: &LoginContext) -> Result<Stage, Box<LoginResponse>> {
+/// grace book), off the async workers. Fixes what the login's grant will be recorded
+/// against (`conn.begun`).
+async fn assess(
+    conn: &mut Conn,
+    ctx: &LoginContext,
+    generation: Generation,
+) -> Result<Stage, Box<LoginResponse>> {
     let user = ctx.user.clone();
     let suspended = match conn.d.store.call(move |s| s.is_suspended(&user)).await {
         Ok(s) => s,
@@ -144,22 +152,39 @@ async fn assess(conn: &Conn, ctx: &LoginContext) -> Result<Stage, Box<LoginRespo
     };
     let d = std::sync::Arc::clone(&conn.d);
     let (user, service, rhost) = (ctx.user.clone(), ctx.service.clone(), ctx.rhost.clone());
-    let session = conn.audit_session;
-    let stage = tokio::task::spawn_blocking(move || {
-        d.policy.assess(&LoginFacts {
+    let peer_session = conn.audit_session;
+    let assessed = tokio::task::spawn_blocking(move || {
+        // The audit session is this login's place only when the PAM process really runs
+        // as the user (sudo by alice), not as someone else inside that session (`su
+        // alice` by deploy).
+        let session = peer_session.and_then(|p| {
+            let uid = nix::unistd::User::from_name(&user).ok().flatten();
+            p.place_for(uid.map(|u| u.uid.as_raw()))
+        });
+        let stage = d.policy.assess(&LoginFacts {
             user: &user,
             service: &service,
             rhost: rhost.as_deref(),
             session,
             suspended,
             now: now(),
-        })
+        });
+        (stage, session)
     })
     .await;
-    stage.map_err(|_| {
-        conn.log_auth(ctx, "error", "reason=internal");
-        Box::new(internal_error())
-    })
+    match assessed {
+        Ok((stage, session)) => {
+            conn.begun = Some(Begun {
+                session,
+                generation,
+            });
+            Ok(stage)
+        }
+        Err(_) => {
+            conn.log_auth(ctx, "error", "reason=internal");
+            Err(Box::new(internal_error()))
+        }
+    }
 }
 
 /// A login the policy decided without the backend: logged with its rule, answered.
@@ -413,18 +438,26 @@ pub(super) async fn settle(conn: &mut Conn, ctx: &LoginContext, outcome: Outcome
 /// A passed second factor: the grace book learns it, and the connection keeps it for a
 /// `GraceToken` request.
 fn remember_grant(conn: &mut Conn, ctx: &LoginContext) {
+    // Every grant comes from a login that began on this connection.
+    let Some(begun) = conn.begun else {
+        return;
+    };
     let at = now();
-    conn.d.policy.granted(&LoginFacts {
-        user: &ctx.user,
-        service: &ctx.service,
-        rhost: ctx.rhost.as_deref(),
-        session: conn.audit_session,
-        suspended: false,
-        now: at,
-    });
+    conn.d.policy.granted(
+        &LoginFacts {
+            user: &ctx.user,
+            service: &ctx.service,
+            rhost: ctx.rhost.as_deref(),
+            session: begun.session,
+            suspended: false,
+            now: at,
+        },
+        begun.generation,
+    );
     conn.granted = Some(Granted {
         user: ctx.user.clone(),
         at,
+        generation: begun.generation,
     });
 }
 
@@ -439,11 +472,14 @@ fn grace_token(conn: &mut Conn) -> LoginResponse {
             "no second factor was passed on this connection",
         );
     };
-    match conn.d.policy.token(&g.user, g.at, now()) {
+    match conn.d.policy.token(&g.user, g.generation, g.at, now()) {
         Ok(Some(token)) => LoginResponse::GraceToken {
             token: Secret::new(token.as_str()),
         },
-        Ok(None) => LoginResponse::error(ErrorKind::NotFound, "no grace period is configured"),
+        Ok(None) => LoginResponse::error(
+            ErrorKind::NotFound,
+            "no grace to carry (none configured, or cleared since the login began)",
+        ),
         Err(e) => {
             conn.d.log.err(&format!("grace token: {e}"));
             internal_error()
@@ -458,7 +494,8 @@ fn bind_session(conn: &mut Conn, user: &str, token: &Secret) -> LoginResponse {
     if conn.peer.uid != 0 {
         return conn.refuse("bind session", Some(user), true).into();
     }
-    let Some(session) = conn.audit_session else {
+    // sshd opens the session as root: the token, not the real uid, ties it to the user.
+    let Some(session) = conn.audit_session.map(|p| p.id) else {
         return LoginResponse::error(
             ErrorKind::Conflict,
             "the session hook runs outside any audit session (is pam_loginuid before it?)",

@@ -13,6 +13,7 @@ use crate::backend::{
 };
 use crate::config::Config;
 use crate::logging::Log;
+use crate::policy::session::PeerSession;
 use crate::store::{Shared, Store, StoreError};
 use crate::totp::{code_at_step, step_of};
 use std::sync::Arc;
@@ -891,9 +892,16 @@ async fn a_backend_without_push_refuses_one_if_asked_anyway() {
 
 // The policy in the login: asked before the backend, and the grace book.
 
-/// A root connection whose PAM process runs in audit session `session`.
+/// A root connection whose PAM process runs in audit session `session`, really as root
+/// (real uid 0: the session counts for logins of `root`).
 fn root_in(s: &Setup, session: Option<u32>) -> Conn {
-    Conn::new(Arc::clone(&s.service), root()).with_audit_session(session)
+    Conn::new(Arc::clone(&s.service), root())
+        .with_audit_session(session.map(|id| PeerSession { id, real_uid: 0 }))
+}
+
+/// A root connection (a setuid sudo or su) in audit session `id`, run by `real_uid`.
+fn run_by(s: &Setup, id: u32, real_uid: u32) -> Conn {
+    Conn::new(Arc::clone(&s.service), root()).with_audit_session(Some(PeerSession { id, real_uid }))
 }
 
 fn begin_from(user: &str, rhost: Option<&str>) -> LoginRequest {
@@ -1028,8 +1036,9 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
             ..
         })
     ));
+    // root: the one account every system has, so its uid (0) is known.
     assert!(matches!(
-        ask(&mut conn, begin("alice")).await,
+        ask(&mut conn, begin("root")).await,
         LoginResponse::Challenge { .. }
     ));
     assert!(matches!(
@@ -1054,11 +1063,15 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
         Some(ErrorKind::NotFound)
     );
     let bind = |token: &Secret| LoginRequest::BindSession {
-        user: "alice".into(),
+        user: "root".into(),
         token: token.clone(),
     };
     // Only root's module binds, and only from inside an audit session.
-    let mut users = Conn::new(Arc::clone(&s.service), bob()).with_audit_session(Some(7));
+    let mut users =
+        Conn::new(Arc::clone(&s.service), bob()).with_audit_session(Some(PeerSession {
+            id: 7,
+            real_uid: 1000,
+        }));
     assert_eq!(
         kind(&ask(&mut users, bind(&token)).await),
         Some(ErrorKind::Forbidden)
@@ -1077,14 +1090,17 @@ async fn the_session_hook_binds_a_grant_to_its_audit_session_once() {
         "single use"
     );
     // A login without an rhost in session 7 (sudo inside the SSH login) passes; 8 asks.
-    let r = ask(&mut root_in(&s, Some(7)), begin_from("alice", None)).await;
+    let r = ask(&mut root_in(&s, Some(7)), begin_from("root", None)).await;
     assert_eq!(
         r,
         LoginResponse::Allow {
             reason: AllowReason::Exempt
         }
     );
-    let r = ask(&mut root_in(&s, Some(8)), begin_from("alice", None)).await;
+    let r = ask(&mut root_in(&s, Some(8)), begin_from("root", None)).await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+    // Inside session 7, a su to root run by someone else (real uid 1000) asks.
+    let r = ask(&mut run_by(&s, 7, 1000), begin_from("root", None)).await;
     assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
 }
 
@@ -1115,4 +1131,299 @@ async fn explain_names_the_rule_a_login_would_meet() {
     );
     let r = ask(&mut root_in(&s, None), explain(Some("bad\nhost"))).await;
     assert_eq!(kind(&r), Some(ErrorKind::BadRequest));
+}
+
+// A grace never outlives a replaced second factor (review of issue 12).
+
+#[tokio::test]
+async fn a_grace_does_not_survive_enroll_force() {
+    let s = fake("[policy]\ngrace_period = 60\n");
+    let mut conn = root_in(&s, None);
+    assert!(matches!(
+        ask(&mut conn, begin("root")).await,
+        LoginResponse::Challenge { .. }
+    ));
+    assert!(matches!(
+        ask(&mut conn, otp(RIGHT)).await,
+        LoginResponse::Granted { .. }
+    ));
+    // Within the grace: no code.
+    assert!(matches!(
+        ask(&mut root_in(&s, None), begin("root")).await,
+        LoginResponse::Allow { .. }
+    ));
+    // A plain enroll (a pending enrolment, nothing replaced) leaves it.
+    let enroll = |force| AdminRequest::Enroll {
+        user: "root".into(),
+        force,
+    };
+    let r = ask(&mut root_in(&s, None), enroll(false)).await;
+    assert!(matches!(r, AdminResponse::Enrollment(_)), "{r:?}");
+    assert!(matches!(
+        ask(&mut root_in(&s, None), begin("root")).await,
+        LoginResponse::Allow { .. }
+    ));
+    let r = ask(&mut root_in(&s, None), enroll(true)).await;
+    assert!(matches!(r, AdminResponse::Enrollment(_)), "{r:?}");
+    let r = ask(&mut root_in(&s, None), begin("root")).await;
+    assert!(
+        matches!(r, LoginResponse::Challenge { .. }),
+        "grace survived enroll --force: {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_grace_does_not_survive_new_recovery_codes() {
+    let s = setup("[policy]\ngrace_period = 60\n", |store| {
+        Box::new(LocalBackend::new(
+            store,
+            crate::store::Limits {
+                max_failures: 5,
+                window: 300,
+            },
+            600,
+        ))
+    });
+    let e = match ask(
+        &mut root_in(&s, None),
+        AdminRequest::Enroll {
+            user: "root".into(),
+            force: false,
+        },
+    )
+    .await
+    {
+        AdminResponse::Enrollment(e) => e,
+        other => panic!("{other:?}"),
+    };
+    let secret = decode_base32(e.secret.expose());
+    let step = step_of(crate::now());
+    let first = code_at_step(&secret, step).unwrap();
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::Activate {
+            user: "root".into(),
+            code: Secret::new(first.as_str()),
+        },
+    )
+    .await;
+    assert!(matches!(r, AdminResponse::Activated { .. }), "{r:?}");
+    let mut login = root_in(&s, None);
+    ask(&mut login, begin("root")).await;
+    let next = code_at_step(&secret, step + 1).unwrap();
+    let r = ask(&mut login, otp(next.as_str())).await;
+    assert!(matches!(r, LoginResponse::Granted { .. }), "{r:?}");
+    assert!(matches!(
+        ask(&mut root_in(&s, None), begin("root")).await,
+        LoginResponse::Allow { .. }
+    ));
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::RegenerateRecoveryCodes {
+            user: "root".into(),
+        },
+    )
+    .await;
+    assert!(matches!(r, AdminResponse::RecoveryCodes { .. }), "{r:?}");
+    let r = ask(&mut root_in(&s, None), begin("root")).await;
+    assert!(
+        matches!(r, LoginResponse::Challenge { .. }),
+        "grace survived new recovery codes: {r:?}"
+    );
+}
+
+// Issue 14, the daemon side: a user that does not exist is an error everywhere.
+
+const NO_SUCH: &str = "toopher-nosuchuser-t14";
+
+#[tokio::test]
+async fn requests_that_create_state_refuse_a_user_that_does_not_exist() {
+    let s = fake("");
+    let u = || NO_SUCH.to_string();
+    for req in [
+        AdminRequest::Enroll {
+            user: u(),
+            force: false,
+        },
+        AdminRequest::Enroll {
+            user: u(),
+            force: true,
+        },
+        AdminRequest::Activate {
+            user: u(),
+            code: Secret::new("123456"),
+        },
+        AdminRequest::RegenerateRecoveryCodes { user: u() },
+        AdminRequest::SetEnabled {
+            user: u(),
+            enabled: false,
+        },
+        AdminRequest::SetEnabled {
+            user: u(),
+            enabled: true,
+        },
+    ] {
+        let what = format!("{req:?}");
+        let r = ask(&mut root_in(&s, None), req).await;
+        let e = r.as_error().unwrap_or_else(|| panic!("{what}: {r:?}"));
+        assert_eq!(e.kind, ErrorKind::NotFound, "{what}");
+        assert_eq!(e.message, format!("no such user: {NO_SUCH}"), "{what}");
+    }
+    // Nothing was recorded for the name: a later account of that name inherits nothing.
+    let users = s.service.store.call(|st| st.users()).await.unwrap();
+    assert!(users.is_empty(), "{users:?}");
+    // Cleaning up still goes through.
+    let r = ask(&mut root_in(&s, None), AdminRequest::Remove { user: u() }).await;
+    assert_eq!(
+        r,
+        AdminResponse::Removed {
+            user: u(),
+            existed: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_account_that_toopherd_knows_can_still_be_suspended_and_enabled() {
+    let s = fake("");
+    // A record of a name without an account: as if the account were deleted since.
+    s.service
+        .store
+        .call(|st| st.set_suspended(NO_SUCH, true, crate::now()))
+        .await
+        .unwrap();
+    for enabled in [false, true] {
+        let r = ask(
+            &mut root_in(&s, None),
+            AdminRequest::SetEnabled {
+                user: NO_SUCH.into(),
+                enabled,
+            },
+        )
+        .await;
+        assert!(matches!(r, AdminResponse::Status(_)), "{enabled}: {r:?}");
+    }
+    // Enabled, toopherd holds nothing of it any more: the name is unknown again.
+    let users = s.service.store.call(|st| st.users()).await.unwrap();
+    assert!(users.is_empty(), "{users:?}");
+    // Enrolling it is still refused: a record is no account.
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::Enroll {
+            user: NO_SUCH.into(),
+            force: false,
+        },
+    )
+    .await;
+    assert_eq!(kind(&r), Some(ErrorKind::NotFound));
+}
+
+#[tokio::test]
+async fn an_active_enrolment_says_who_may_replace_it() {
+    let s = setup("", |store| {
+        Box::new(LocalBackend::new(
+            store,
+            crate::store::Limits {
+                max_failures: 5,
+                window: 300,
+            },
+            600,
+        ))
+    });
+    let enroll = || AdminRequest::Enroll {
+        user: "root".into(),
+        force: false,
+    };
+    let e = match ask(&mut root_in(&s, None), enroll()).await {
+        AdminResponse::Enrollment(e) => e,
+        other => panic!("{other:?}"),
+    };
+    let code = code_at_step(&decode_base32(e.secret.expose()), step_of(crate::now())).unwrap();
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::Activate {
+            user: "root".into(),
+            code: Secret::new(code.as_str()),
+        },
+    )
+    .await;
+    assert!(matches!(r, AdminResponse::Activated { .. }), "{r:?}");
+    let r = ask(&mut root_in(&s, None), enroll()).await;
+    let e = r.as_error().unwrap_or_else(|| panic!("{r:?}"));
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(
+        e.message
+            .ends_with("root or the admin group can replace it with --force"),
+        "{}",
+        e.message
+    );
+}
+
+// An audit-session grace never crosses uids inside one session (review of issue 12).
+
+#[tokio::test]
+async fn a_session_grace_counts_only_for_a_peer_really_run_by_the_user() {
+    let s = fake("[policy]\ngrace_period = 60\n");
+    // A sudo by someone (real uid 1000) for root inside session 5 passes its factor:
+    // not root's own session place, so nothing is recorded for it.
+    let mut su = run_by(&s, 5, 1000);
+    assert!(matches!(
+        ask(&mut su, begin_from("root", None)).await,
+        LoginResponse::Challenge { .. }
+    ));
+    assert!(matches!(
+        ask(&mut su, otp(RIGHT)).await,
+        LoginResponse::Granted { .. }
+    ));
+    let r = ask(&mut root_in(&s, Some(5)), begin_from("root", None)).await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+    // root's own login in session 5 (real uid 0) records a grace there ...
+    let mut own = root_in(&s, Some(5));
+    ask(&mut own, begin_from("root", None)).await;
+    assert!(matches!(
+        ask(&mut own, otp(RIGHT)).await,
+        LoginResponse::Granted { .. }
+    ));
+    let r = ask(&mut root_in(&s, Some(5)), begin_from("root", None)).await;
+    assert!(matches!(r, LoginResponse::Allow { .. }), "{r:?}");
+    // ... that a `su root` run by uid 1000 inside the same session does not get.
+    let r = ask(&mut run_by(&s, 5, 1000), begin_from("root", None)).await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+    // A user the system does not know has no uid to match: never a session grace.
+    let r = ask(
+        &mut root_in(&s, Some(5)),
+        begin_from("toopher-nosuchuser-t4", None),
+    )
+    .await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+}
+
+#[tokio::test]
+async fn a_grant_after_a_clear_leaves_no_grace() {
+    let s = fake("[policy]\ngrace_period = 60\n");
+    // The login begins; an administrator clears the user; then the code is typed.
+    let mut conn = root_in(&s, None);
+    assert!(matches!(
+        ask(&mut conn, begin("root")).await,
+        LoginResponse::Challenge { .. }
+    ));
+    let r = ask(
+        &mut root_in(&s, None),
+        AdminRequest::GraceClear {
+            user: "root".into(),
+        },
+    )
+    .await;
+    assert!(matches!(r, AdminResponse::GraceCleared { .. }), "{r:?}");
+    assert!(matches!(
+        ask(&mut conn, otp(RIGHT)).await,
+        LoginResponse::Granted { .. }
+    ));
+    // The login passed, but no grace was recorded, and no token carries one on.
+    let r = ask(&mut root_in(&s, None), begin("root")).await;
+    assert!(matches!(r, LoginResponse::Challenge { .. }), "{r:?}");
+    assert_eq!(
+        kind(&ask(&mut conn, LoginRequest::GraceToken).await),
+        Some(ErrorKind::NotFound)
+    );
 }
