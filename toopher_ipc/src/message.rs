@@ -31,7 +31,7 @@ pub struct LoginContext {
 /// Every request: a login's, or an administrative one. On the wire both families are
 /// one flat JSON object tagged by `type`, as in the previous release (the family is not
 /// written), so a module and a daemon of adjacent releases understand each other.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Request {
     Login(LoginRequest),
@@ -564,7 +564,7 @@ impl ErrorReply {
 /// object tagged by `type` of the previous release (the family is not written). Each
 /// peer reads the family of the requests it sends ([`Outgoing::Answer`]); read as a
 /// `Response`, an answer both families have (`denied`, `error`) is the login family's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Response {
     Login(LoginResponse),
@@ -760,6 +760,36 @@ impl AdminResponse {
 impl From<ErrorReply> for AdminResponse {
     fn from(e: ErrorReply) -> Self {
         AdminResponse::Error(e)
+    }
+}
+
+/// Reads one of two families from the same flat object. serde's `untagged` would buffer
+/// the body and then accept a variant's *index* as its tag (`{"type": 5}`), which neither
+/// family accepts on its own; reading through a JSON value keeps the tag a name, so a body
+/// reads as the combined type exactly when it reads as one of the families.
+fn either<'de, D, L, A, T>(d: D, login: fn(L) -> T, admin: fn(A) -> T) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    L: DeserializeOwned,
+    A: DeserializeOwned,
+{
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(d)?;
+    if let Ok(l) = L::deserialize(&value) {
+        return Ok(login(l));
+    }
+    A::deserialize(&value).map(admin).map_err(D::Error::custom)
+}
+
+impl<'de> Deserialize<'de> for Request {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        either(d, Request::Login, Request::Admin)
+    }
+}
+
+impl<'de> Deserialize<'de> for Response {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        either(d, Response::Login, Response::Admin)
     }
 }
 
@@ -1369,6 +1399,18 @@ mod tests {
             DenyReason::Other,
         ] {
             assert_eq!(r.allows_retry(), retry.contains(&r), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_variant_index_is_never_a_tag() {
+        // Found by the ipc_response fuzz target: `untagged` read `{"type": 5}` as the
+        // sixth login answer although neither family reads it.
+        for body in [br#"{"type":5}"#.as_slice(), br#"{"type":0}"#.as_slice()] {
+            assert!(serde_json::from_slice::<Response>(body).is_err());
+            assert!(serde_json::from_slice::<Request>(body).is_err());
+            assert!(serde_json::from_slice::<LoginResponse>(body).is_err());
+            assert!(serde_json::from_slice::<LoginRequest>(body).is_err());
         }
     }
 }
