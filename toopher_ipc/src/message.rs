@@ -763,10 +763,11 @@ impl From<ErrorReply> for AdminResponse {
     }
 }
 
-/// Reads one of two families from the same flat object. serde's `untagged` would buffer
-/// the body and then accept a variant's *index* as its tag (`{"type": 5}`), which neither
-/// family accepts on its own; reading through a JSON value keeps the tag a name, so a body
-/// reads as the combined type exactly when it reads as one of the families.
+/// Reads one of two families from the same flat object, each exactly as it reads on its
+/// own. serde's `untagged` would buffer the body and then accept a variant's *index* as its
+/// tag (`{"type": 5}`) or a field given twice, which neither family accepts; parsing the
+/// raw text again with each family's own reader keeps the combined type to exactly what one
+/// of the families reads.
 fn either<'de, D, L, A, T>(d: D, login: fn(L) -> T, admin: fn(A) -> T) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -774,11 +775,13 @@ where
     A: DeserializeOwned,
 {
     use serde::de::Error;
-    let value = serde_json::Value::deserialize(d)?;
-    if let Ok(l) = L::deserialize(&value) {
+    let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+    if let Ok(l) = serde_json::from_str::<L>(raw.get()) {
         return Ok(login(l));
     }
-    A::deserialize(&value).map(admin).map_err(D::Error::custom)
+    serde_json::from_str::<A>(raw.get())
+        .map(admin)
+        .map_err(D::Error::custom)
 }
 
 impl<'de> Deserialize<'de> for Request {
@@ -1406,6 +1409,10 @@ mod tests {
     fn a_variant_index_is_never_a_tag() {
         // Found by the ipc_response fuzz target: `untagged` read `{"type": 5}` as the
         // sixth login answer although neither family reads it.
+        // And a field given twice, which the families refuse.
+        let twice = br#"{"type":"removed","user":"a","existed":true,"user":"b"}"#;
+        assert!(serde_json::from_slice::<AdminResponse>(twice).is_err());
+        assert!(serde_json::from_slice::<Response>(twice).is_err());
         for body in [br#"{"type":5}"#.as_slice(), br#"{"type":0}"#.as_slice()] {
             assert!(serde_json::from_slice::<Response>(body).is_err());
             assert!(serde_json::from_slice::<Request>(body).is_err());
