@@ -704,7 +704,7 @@ impl Store {
 }
 
 mod admin;
-mod failures;
+pub(crate) mod failures;
 mod group;
 mod journal;
 mod registration;

@@ -248,33 +248,7 @@ impl Store {
             let rows: Vec<(i64, i64, Option<String>)> = stmt
                 .query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
-            let others: Vec<_> = rows
-                .iter()
-                .filter(|(id, _, _)| !attempt.own.contains(id))
-                .collect();
-            let own_untold = (rows.len() - others.len()) as u64;
-            let failures = l.untold.saturating_sub(own_untold);
-            if failures > 0 {
-                let mut rhosts: Vec<String> = Vec::new();
-                let mut more_rhosts = false;
-                for (_, _, rhost) in &others {
-                    let name = rhost.as_deref().unwrap_or(NOTICE_LOCAL);
-                    if rhosts.iter().any(|r| r == name) {
-                        continue;
-                    }
-                    if rhosts.len() == NOTICE_MAX_RHOSTS {
-                        more_rhosts = true;
-                        break;
-                    }
-                    rhosts.push(name.to_owned());
-                }
-                notice = Some(FailureNotice {
-                    failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                    rhosts,
-                    more_rhosts,
-                    last_at: others.first().map(|(_, at, _)| to_u64(*at)),
-                });
-            }
+            notice = failure_notice(&rows, attempt.own, l.untold);
             conn.prepare_cached("UPDATE failures SET told = 1 WHERE user = ?1 AND told = 0")?
                 .execute(params![user])?;
             l.untold = 0;
@@ -334,6 +308,43 @@ impl Store {
         tx.commit()?;
         Ok(recorded)
     }
+}
+
+/// The notice for failures the person has not been told about: `rows` are the untold
+/// failures (id, time, rhost), newest first; `own` those of this login (the person saw
+/// them); `untold` how many the account counts. Both stores build it here.
+pub(crate) fn failure_notice(
+    rows: &[(i64, i64, Option<String>)],
+    own: &[i64],
+    untold: u64,
+) -> Option<FailureNotice> {
+    let others: Vec<_> = rows.iter().filter(|(id, _, _)| !own.contains(id)).collect();
+    let own_untold = (rows.len() - others.len()) as u64;
+    let failures = untold.saturating_sub(own_untold);
+    if failures == 0 {
+        return None;
+    }
+    let mut rhosts: Vec<String> = Vec::new();
+    let mut more_rhosts = false;
+    for (_, _, rhost) in &others {
+        let name = rhost.as_deref().unwrap_or(NOTICE_LOCAL);
+        if rhosts.iter().any(|r| r == name) {
+            continue;
+        }
+        if rhosts.len() == NOTICE_MAX_RHOSTS {
+            more_rhosts = true;
+            break;
+        }
+        rhosts.push(name.to_owned());
+    }
+    Some(FailureNotice {
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        rhosts,
+        more_rhosts,
+        last_at: others
+            .first()
+            .map(|(_, at, _)| u64::try_from(*at).unwrap_or(0)),
+    })
 }
 
 #[cfg(test)]

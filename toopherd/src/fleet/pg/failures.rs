@@ -6,9 +6,9 @@
 use super::session::Session;
 use super::{PgError, to_i64, to_u64};
 use crate::budget;
+use crate::store::failures::failure_notice;
 use crate::store::{Attempt, Limits, Recorded};
 use tokio_postgres::Row;
-use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
 
 /// Failures kept per user at least (more when `max_failures` is larger).
 const KEEP_FAILURES: u64 = 64;
@@ -324,33 +324,7 @@ pub(super) async fn record_success(
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect::<Result<_, tokio_postgres::Error>>()?;
-        let others: Vec<_> = rows
-            .iter()
-            .filter(|(id, _, _)| !attempt.own.contains(id))
-            .collect();
-        let own_untold = (rows.len() - others.len()) as u64;
-        let failures = l.untold.saturating_sub(own_untold);
-        if failures > 0 {
-            let mut rhosts: Vec<String> = Vec::new();
-            let mut more_rhosts = false;
-            for (_, _, rhost) in &others {
-                let name = rhost.as_deref().unwrap_or(NOTICE_LOCAL);
-                if rhosts.iter().any(|r| r == name) {
-                    continue;
-                }
-                if rhosts.len() == NOTICE_MAX_RHOSTS {
-                    more_rhosts = true;
-                    break;
-                }
-                rhosts.push(name.to_owned());
-            }
-            notice = Some(FailureNotice {
-                failures: u32::try_from(failures).unwrap_or(u32::MAX),
-                rhosts,
-                more_rhosts,
-                last_at: others.first().map(|(_, at, _)| to_u64(*at)),
-            });
-        }
+        notice = failure_notice(&rows, attempt.own, l.untold);
         s.execute(
             "UPDATE failures SET told = true WHERE user_name = $1 AND NOT told",
             &[&user],
