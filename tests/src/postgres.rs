@@ -2,7 +2,7 @@
 //! as an unprivileged user (`postgres` when the tests run as root, else the test's own
 //! user) in a temporary directory, never the machine's own cluster or /etc/postgresql.
 //! It listens on a unix socket in that directory and on a free loopback TCP port,
-//! optionally TLS-only with a certificate from a test CA (for `sslmode=verify-full`), and
+//! TCP with TLS only, a certificate from a test CA (for `sslmode=verify-full`), and
 //! has one database and one role with a password. Dropping it (also while a test panics)
 //! stops the server and removes the directory.
 //!
@@ -18,13 +18,6 @@ pub const BIN_ENV: &str = "TOOPHER_PG_BIN";
 const SUPERUSER: &str = "toopher_admin";
 pub const ROLE: &str = "toopherd";
 pub const DATABASE: &str = "toopher";
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PgOptions {
-    /// TCP connections must use TLS with the test CA's certificate for `localhost` and
-    /// 127.0.0.1; plain TCP is rejected.
-    pub tls: bool,
-}
 
 pub struct TempPostgres {
     /// Removed on drop.
@@ -126,11 +119,9 @@ fn sql_literal(s: &str) -> String {
 }
 
 impl TempPostgres {
+    /// A cluster reached over its unix socket or over TCP with TLS only (a certificate
+    /// for `localhost` and 127.0.0.1 from a test CA; plain TCP is rejected).
     pub fn start() -> TempPostgres {
-        TempPostgres::start_with(PgOptions::default())
-    }
-
-    pub fn start_with(opts: PgOptions) -> TempPostgres {
         let bin = bin_dir();
         let owner = server_owner();
         let top = tempfile::Builder::new()
@@ -161,7 +152,7 @@ impl TempPostgres {
             ca_file: None,
         };
         pg.initdb();
-        pg.configure(opts, &cluster);
+        pg.configure(&cluster);
         // A port can be taken between choosing and binding it: try a few.
         let mut last = String::new();
         for _ in 0..5 {
@@ -209,7 +200,7 @@ impl TempPostgres {
         check("initdb", &out);
     }
 
-    fn configure(&mut self, opts: PgOptions, cluster: &Path) {
+    fn configure(&mut self, cluster: &Path) {
         let mut conf = format!(
             "\n# toopher_tests\nlisten_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{}'\nmax_connections = 60\n\
@@ -217,7 +208,7 @@ impl TempPostgres {
             self.socket_dir.display()
         );
         let mut hba = "local all all scram-sha-256\n".to_owned();
-        if opts.tls {
+        {
             let (ca, cert, key) = test_certificates();
             let ca_file = self.top.join("ca.crt");
             std::fs::write(&ca_file, ca).expect("write ca.crt");
@@ -233,8 +224,6 @@ impl TempPostgres {
             hba.push_str("hostssl all all 127.0.0.1/32 scram-sha-256\n");
             hba.push_str("hostnossl all all 127.0.0.1/32 reject\n");
             self.ca_file = Some(ca_file);
-        } else {
-            hba.push_str("host all all 127.0.0.1/32 scram-sha-256\n");
         }
         append(&self.data.join("postgresql.conf"), &conf);
         std::fs::write(self.data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
@@ -337,15 +326,20 @@ impl TempPostgres {
         c
     }
 
-    /// The role's URL over TCP without TLS (libpq's URI form; the password is separate).
+    /// The role's URL over TCP: `sslmode=verify-full` for the host name `localhost`,
+    /// the server's certificate from the test CA ([`TempPostgres::ca_file`]). toopherd
+    /// takes no plain TCP, not even on loopback.
     pub fn url_tcp(&self) -> String {
-        format!("postgresql://{ROLE}@127.0.0.1:{}/{DATABASE}", self.port)
-    }
-
-    /// The role's URL over TCP with `sslmode=verify-full` for the host name `localhost`.
-    pub fn url_tls(&self) -> String {
         format!(
             "postgresql://{ROLE}@localhost:{}/{DATABASE}?sslmode=verify-full",
+            self.port
+        )
+    }
+
+    /// The role's URL over TCP asking for no TLS, which toopherd refuses.
+    pub fn url_plain_tcp(&self) -> String {
+        format!(
+            "postgresql://{ROLE}@127.0.0.1:{}/{DATABASE}?sslmode=disable",
             self.port
         )
     }
@@ -510,7 +504,7 @@ mod tests {
 
     #[test]
     fn starts_accepts_the_role_and_cleans_up() {
-        let pg = TempPostgres::start_with(PgOptions { tls: true });
+        let pg = TempPostgres::start();
         let (dir, pid) = (pg.dir().to_path_buf(), pg.pid().expect("postmaster.pid"));
         assert!(alive(pid));
         let ca = pg.ca_file.clone().expect("a CA with tls");
@@ -522,7 +516,7 @@ mod tests {
             String::from_utf8_lossy(&socket.stdout).trim(),
             "toopherd toopher"
         );
-        let tls = format!("{}&sslrootcert={}", pg.url_tls(), ca.display());
+        let tls = format!("{}&sslrootcert={}", pg.url_tcp(), ca.display());
         let out = query_as_role(&pg, &tls, &pg.password);
         check("psql with verify-full", &out);
         assert_eq!(
@@ -531,12 +525,12 @@ mod tests {
         );
 
         // Plain TCP is rejected, and so is a wrong password.
-        let plain = format!("{}?sslmode=disable", pg.url_tcp());
+        let plain = pg.url_plain_tcp();
         assert!(!query_as_role(&pg, &plain, &pg.password).status.success());
         assert!(!query_as_role(&pg, &tls, "wrong").status.success());
         // Verify-full checks the name: 127.0.0.2 is not in the certificate (and not
         // listened on); a certificate for another CA would fail the same way.
-        let wrong_root = format!("{}&sslrootcert=/dev/null", pg.url_tls());
+        let wrong_root = format!("{}&sslrootcert=/dev/null", pg.url_tcp());
         assert!(
             !query_as_role(&pg, &wrong_root, &pg.password)
                 .status

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use toopher_ipc::Method;
 use toopher_tests::otp;
-use toopher_tests::postgres::{PgOptions, TempPostgres};
+use toopher_tests::postgres::TempPostgres;
 use toopherd::fleet::pg::{PgError, PgSettings, PgStore, Timeouts};
 use toopherd::fleet::seal::{FleetKey, Keyring};
 use toopherd::store::{
@@ -446,21 +446,25 @@ fn wrong_keys_and_passwords_are_told_and_rotation_keeps_secrets() {
 
 #[test]
 fn tls_verify_full_with_the_test_ca() {
-    let pg = TempPostgres::start_with(PgOptions { tls: true });
+    let pg = TempPostgres::start();
     runtime().block_on(async {
-        let s = settings(&pg, pg.url_tls(), "host-tls");
+        let s = settings(&pg, pg.url_tcp(), "host-tls");
         let store = PgStore::open(&s, keyring(1, 7), T0)
             .await
             .expect("verify-full against the test CA");
         enrolled(&store, "judy").await;
-        // Plain TCP is refused by this server; the store says the database refused.
-        let plain = settings(&pg, format!("{}?sslmode=disable", pg.url_tcp()), "h");
-        assert!(PgStore::open(&plain, keyring(1, 7), T0).await.is_err());
+        // Plain TCP is refused by toopherd itself, loopback or not, before connecting:
+        // a local user could listen on the port while the server is down.
+        let plain = settings(&pg, pg.url_plain_tcp(), "h");
+        match PgStore::open(&plain, keyring(1, 7), T0).await {
+            Err(e) => assert!(e.to_string().contains("unix socket"), "{e}"),
+            Ok(_) => panic!("plain TCP to the database was accepted"),
+        }
         // A CA that did not sign the server's certificate: no connection.
         let other_ca = std::env::temp_dir().join(format!("fleet-other-ca-{}", std::process::id()));
         let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("ca");
         std::fs::write(&other_ca, ca.cert.pem()).expect("write");
-        let mut wrong = settings(&pg, pg.url_tls(), "h");
+        let mut wrong = settings(&pg, pg.url_tcp(), "h");
         wrong.ca_file = Some(other_ca.clone());
         let r = PgStore::open(&wrong, keyring(1, 7), T0).await;
         let _ = std::fs::remove_file(&other_ca);

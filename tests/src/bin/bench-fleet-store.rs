@@ -148,7 +148,7 @@ fn main() {
         Arc::new(Keyring::new(FleetKey::new(1, Zeroizing::new([7; 32])), vec![]).expect("keyring"));
     let settings = |url: String, host: &str| PgSettings {
         url,
-        ca_file: None,
+        ca_file: pg.ca_file.clone(),
         password: Some(Zeroizing::new(pg.password.clone())),
         timeouts: Timeouts::default(),
         pool_size: 16,

@@ -144,8 +144,10 @@ fn main() {
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let store = |url: String| {
         format!(
-            "[store]\nkind = \"postgres\"\nurl = \"{url}\"\ncredentials_file = \"{}\"\npool_size = 8\n",
-            creds.display()
+            "[store]\nkind = \"postgres\"\nurl = \"{url}\"\ncredentials_file = \"{}\"\n\
+             ca_file = \"{}\"\npool_size = 8\n",
+            creds.display(),
+            pg.ca_file.as_ref().expect("test CA").display()
         )
     };
     let a = Toopherd::start_with(&store(pg.url_socket()));

@@ -986,7 +986,7 @@ mod tests {
     fn a_store_not_checked_or_refused_runs_nothing() {
         use std::time::Duration;
         let settings = PgSettings {
-            url: "postgresql://t@127.0.0.1:1/db".into(),
+            url: "postgresql://t@%2Fnonexistent-toopher-test/db".into(),
             ca_file: None,
             password: None,
             timeouts: Timeouts {

@@ -145,6 +145,17 @@ async fn assess(
     let user = ctx.user.clone();
     let suspended = match conn.d.store.call(move |s| s.is_suspended(&user)).await {
         Ok(s) => s,
+        // The fleet's database down when the login begins is the service not reached:
+        // `failmode` decides. The policy denies nothing before the backend but a
+        // suspension, which is exactly what cannot be known now, so nothing else is
+        // asked (under `failmode = "safe"` a suspended account gets in, as every account
+        // does without its factor; README "When the database is down").
+        Err(e) if e.is_unreachable() => {
+            conn.d.store.log_error("begin", &e);
+            return Err(Box::new(
+                conn.unreachable(ctx, "the store could not be reached"),
+            ));
+        }
         Err(e) => {
             conn.log_auth(ctx, "error", "reason=internal");
             return Err(Box::new(conn.internal("begin", &e)));

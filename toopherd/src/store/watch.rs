@@ -38,8 +38,9 @@ impl StoreWatch {
             Some(f) if f.reason == reason => f.requests += 1,
             _ => {
                 log.err(&format!(
-                    "store failing: {what}: {reason}; requests that change the store fail \
-                     (logins are denied) until it works again; repeats are not logged"
+                    "store failing: {what}: {reason}; requests that need the store fail \
+                     until it works again (a code is never accepted unchecked; a login that \
+                     cannot reach the store at all follows `failmode`); repeats are not logged"
                 ));
                 st.failing = Some(Failing {
                     reason,

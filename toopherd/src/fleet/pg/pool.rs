@@ -1,5 +1,6 @@
 //! Reaching the shared database: the `[store]` URL checked and turned into a connection
-//! configuration (TLS with verify-full for every host that is not this machine), and a
+//! configuration (TLS with verify-full for every TCP host, loopback included; a unix
+//! socket only in a directory no other user can write), and a
 //! small pool of connections with bounded waits. A connection that failed, timed out or
 //! was left in an unknown state is dropped, never reused; the next request connects
 //! anew, so toopherd finds the database again by itself after a restart or failover.
@@ -69,7 +70,10 @@ const PROBE_AFTER_IDLE: Duration = Duration::from_secs(2);
 /// What the URL asks of TLS, after toopherd's rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tls {
-    /// Only for this machine: unix sockets and loopback addresses.
+    /// Only for unix sockets, whose directory is checked before every connection
+    /// ([`socket_dir_trusted`]). Never for TCP, not even to a loopback address: any local
+    /// user can listen on a free loopback port while PostgreSQL is down or restarting,
+    /// and would then answer for the database.
     Disable,
     /// TLS, the server's certificate signed by `ca_file` and valid for the host name.
     VerifyFull,
@@ -79,24 +83,9 @@ fn config_error(msg: impl Into<String>) -> PgError {
     PgError::Config(msg.into())
 }
 
-/// Whether every host of the URL is this machine.
-fn all_local(config: &Config) -> bool {
-    config.get_hosts().iter().all(|h| match h {
-        Host::Unix(_) => true,
-        Host::Tcp(name) => {
-            name == "localhost"
-                || name
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-    })
-}
-
 /// Parses the URL under toopherd's rules: no password in it (toopherd.toml is
-/// world-readable), `sslmode` `verify-full` (the default for other machines) or `disable`
-/// (the default, and only allowed, for this machine).
+/// world-readable); `sslmode` `verify-full` for TCP hosts (the default, and the only
+/// mode: loopback too), none for unix sockets.
 pub fn parse_url(url: &str) -> Result<(Config, Tls), PgError> {
     let url = url.trim();
     if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
@@ -155,36 +144,122 @@ pub fn parse_url(url: &str) -> Result<(Config, Tls), PgError> {
              postgresql://USER@%2Frun%2Fpostgresql/DATABASE)",
         ));
     }
-    let local = all_local(&config);
+    let all_sockets = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, Host::Unix(_)));
     let any_socket = config
         .get_hosts()
         .iter()
         .any(|h| matches!(h, Host::Unix(_)));
-    let tls = match (sslmode.as_deref(), local) {
+    let tls = match (sslmode.as_deref(), all_sockets) {
         (None, true) | (Some("disable"), true) => Tls::Disable,
         (None, false) | (Some("verify-full"), _) => Tls::VerifyFull,
         (Some("disable"), false) => {
             return Err(config_error(
-                "[store] url has sslmode=disable for a host on the network: the database's \
-                 password and every decision would cross it in clear; use sslmode=verify-full \
-                 with ca_file",
+                "[store] url has sslmode=disable for a TCP host: on the network the \
+                 database's password and every decision would cross it in clear, and on \
+                 this machine any local user can listen on the port while PostgreSQL is \
+                 down and answer for it; use sslmode=verify-full with ca_file, or this \
+                 machine's unix socket (postgresql://USER@%2Frun%2Fpostgresql/DATABASE)",
             ));
         }
         (Some(other), _) => {
             return Err(config_error(format!(
                 "[store] url has sslmode={other}: toopherd uses verify-full (the server's \
-                 certificate checked against ca_file and the host name), or disable for \
-                 this machine only"
+                 certificate checked against ca_file and the host name) for TCP, and \
+                 nothing for a unix socket"
             )));
         }
     };
     if tls == Tls::VerifyFull && any_socket {
         return Err(config_error(
-            "[store] url has sslmode=verify-full with a unix socket, which TLS does not \
-             apply to: drop sslmode for a socket",
+            "[store] url has a unix socket beside TCP hosts, or sslmode=verify-full with a \
+             unix socket, which TLS does not apply to: give either unix sockets (no \
+             sslmode) or TCP hosts (verify-full)",
         ));
     }
     Ok((config, tls))
+}
+
+/// The unix socket directory `dir` (PostgreSQL's socket for `port` inside it) can be
+/// trusted to lead to the real server: no other user can put a socket there. The
+/// directory may be written only by its owner (root or whoever owns the server's socket)
+/// and its group (Debian's /run/postgresql is postgres:postgres 2775); every directory
+/// above it belongs to root or that owner and is not writable by others, unless sticky
+/// (as /tmp, where others cannot rename what is not theirs). Checked before every
+/// connection: the server may be down and its socket absent, then anyone's to take.
+pub fn socket_dir_trusted(dir: &Path, port: u16) -> Result<(), PgError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let refuse = |why: String| {
+        Err(config_error(format!(
+            "[store] the socket directory {} {why}: another user could stand in for \
+             PostgreSQL there; use a directory only PostgreSQL's owner and root can write, \
+             such as /run/postgresql",
+            dir.display()
+        )))
+    };
+    let real = match std::fs::canonicalize(dir) {
+        Ok(p) => p,
+        // Not there (yet): nothing to connect to, which the connection reports.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return refuse(format!("cannot be checked ({e})")),
+    };
+    let meta = match std::fs::metadata(&real) {
+        Ok(m) if m.is_dir() => m,
+        Ok(_) => return refuse("is not a directory".into()),
+        Err(e) => return refuse(format!("cannot be checked ({e})")),
+    };
+    let owner = meta.uid();
+    if meta.mode() & 0o002 != 0 {
+        return refuse(format!(
+            "is writable by every user (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    let socket = real.join(format!(".s.PGSQL.{port}"));
+    match std::fs::symlink_metadata(&socket) {
+        Ok(m) if !m.file_type().is_socket() => {
+            return refuse(format!("holds {} that is not a socket", socket.display()));
+        }
+        Ok(m) if m.uid() != owner && m.uid() != 0 => {
+            return refuse(format!(
+                "holds the socket {} of uid {}, not of the directory's owner (uid {owner})",
+                socket.display(),
+                m.uid()
+            ));
+        }
+        _ => {}
+    }
+    let mut above = real.parent();
+    while let Some(p) = above {
+        let m = match std::fs::metadata(p) {
+            Ok(m) => m,
+            Err(e) => {
+                return refuse(format!(
+                    "has {} above it that cannot be checked ({e})",
+                    p.display()
+                ));
+            }
+        };
+        if m.uid() != 0 && m.uid() != owner {
+            return refuse(format!(
+                "lies in {}, which belongs to uid {}",
+                p.display(),
+                m.uid()
+            ));
+        }
+        let sticky = m.mode() & 0o1000 != 0;
+        if m.mode() & 0o022 != 0 && !sticky {
+            return refuse(format!(
+                "lies in {}, which others can write (mode {:o})",
+                p.display(),
+                m.mode() & 0o7777
+            ));
+        }
+        above = p.parent();
+    }
+    Ok(())
 }
 
 /// The rustls client configuration trusting only `ca_file`.
@@ -225,6 +300,14 @@ pub(super) struct Connector {
 
 impl Connector {
     pub(super) async fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
+        let ports = self.config.get_ports();
+        for (i, host) in self.config.get_hosts().iter().enumerate() {
+            if let Host::Unix(dir) = host {
+                // libpq's rule: one port for all hosts, or one per host; 5432 by default.
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                socket_dir_trusted(dir, port)?;
+            }
+        }
         let (client, connection) =
             tokio::time::timeout(self.timeout, self.config.connect(self.tls.clone()))
                 .await
@@ -412,12 +495,16 @@ mod tests {
     }
 
     #[test]
-    fn local_hosts_default_to_plain_and_others_to_verify_full() {
+    fn sockets_are_plain_and_every_tcp_host_is_verify_full() {
         for (url, tls) in [
-            ("postgresql://t@127.0.0.1:5432/db", Tls::Disable),
-            ("postgresql://t@localhost/db", Tls::Disable),
-            ("postgresql://t@[::1]:5433/db", Tls::Disable),
+            ("postgresql://t@127.0.0.1:5432/db", Tls::VerifyFull),
+            ("postgresql://t@localhost/db", Tls::VerifyFull),
+            ("postgresql://t@[::1]:5433/db", Tls::VerifyFull),
             ("postgresql://t@%2Frun%2Fpostgresql/db", Tls::Disable),
+            (
+                "postgresql://t@%2Frun%2Fpostgresql/db?sslmode=disable",
+                Tls::Disable,
+            ),
             ("postgres://t@db.example.org/db", Tls::VerifyFull),
             ("postgresql://t@10.0.0.5:5432/db", Tls::VerifyFull),
             (
@@ -443,6 +530,17 @@ mod tests {
         assert!(err("postgresql://t:pw@localhost/db").contains("credentials file"));
         assert!(err("postgresql://t@localhost/db?password=pw").contains("credentials file"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=disable").contains("in clear"));
+        // Loopback too: a local user could listen on the port while the server is down.
+        for url in [
+            "postgresql://t@127.0.0.1/db?sslmode=disable",
+            "postgresql://t@localhost:5433/db?sslmode=disable",
+            "postgresql://t@[::1]/db?sslmode=disable",
+        ] {
+            assert!(err(url).contains("unix socket"), "{url}");
+        }
+        assert!(
+            err("postgresql://t@%2Frun%2Fpostgresql,db.example.org/db").contains("unix socket")
+        );
         assert!(err("postgresql://t@localhost/db?hostaddr=192.0.2.1").contains("hostaddr"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=require").contains("verify-full"));
         assert!(err("postgresql://t@db.example.org/db?sslmode=prefer").contains("verify-full"));
@@ -454,6 +552,39 @@ mod tests {
         );
         // The password never shows in an error, even in a URL that is refused for it.
         assert!(!err("postgresql://t:hunter2@localhost/db").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let top = tempfile::tempdir().unwrap();
+        chmod(top.path(), 0o755);
+        let dir = top.path().join("sock");
+        std::fs::create_dir(&dir).unwrap();
+        chmod(&dir, 0o2775);
+        // Unit tests may run unprivileged: the owner rule then holds for our own uid.
+        socket_dir_trusted(&dir, 5432).unwrap();
+        chmod(&dir, 0o1777);
+        let e = socket_dir_trusted(&dir, 5432).unwrap_err().to_string();
+        assert!(e.contains("writable by every user"), "{e}");
+        chmod(&dir, 0o755);
+        // A directory above it that others can write (and not sticky): they could rename
+        // the socket directory away and put their own in its place.
+        chmod(top.path(), 0o777);
+        let e = socket_dir_trusted(&dir, 5432).unwrap_err().to_string();
+        assert!(e.contains("which others can write"), "{e}");
+        chmod(top.path(), 0o1777);
+        socket_dir_trusted(&dir, 5432).unwrap();
+        chmod(top.path(), 0o755);
+        // Something at the socket's name that is not a socket.
+        std::fs::write(dir.join(".s.PGSQL.5433"), b"").unwrap();
+        let e = socket_dir_trusted(&dir, 5433).unwrap_err().to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        // A directory that is not there: the connection says the server is unreachable.
+        socket_dir_trusted(&top.path().join("absent"), 5432).unwrap();
     }
 
     #[test]
