@@ -806,6 +806,7 @@ fn store_commands_check_and_say_what_is_wrong() {
     let store = StoreConfig {
         kind: StoreKind::Postgres,
         url: Some(pg.url_tcp()),
+        ca_file: pg.ca_file.clone().map(toopherd::config::AbsPath),
         credentials_file: Some(creds.clone()),
         ..StoreConfig::default()
     };
@@ -819,6 +820,26 @@ fn store_commands_check_and_say_what_is_wrong() {
     assert!(commands::describe_import(&report).contains("suspensions added: 0"));
     let ok = commands::check(&store).expect("check");
     assert!(ok.contains("fleet key matches"), "{ok}");
+    // Plain TCP, even to loopback: refused before connecting.
+    let plain = StoreConfig {
+        url: Some(pg.url_plain_tcp()),
+        ..store.clone()
+    };
+    let e = commands::check(&plain).expect_err("plain TCP");
+    assert!(e.0.contains("unix socket"), "{e}");
+    // The unix socket, in a directory every user can write: refused, and it says why.
+    let socket = StoreConfig {
+        url: Some(pg.url_socket()),
+        ca_file: None,
+        ..store.clone()
+    };
+    commands::check(&socket).expect("the socket in the cluster's own directory");
+    std::fs::set_permissions(&pg.socket_dir, std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod");
+    let e = commands::check(&socket).expect_err("world-writable socket directory");
+    std::fs::set_permissions(&pg.socket_dir, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    assert!(e.0.contains("writable by every user"), "{e}");
     // Another key under the same id.
     write(&format!("password = \"{}\"\n", pg.password));
     let e = commands::check(&store).expect_err("wrong key");
@@ -831,8 +852,8 @@ fn store_commands_check_and_say_what_is_wrong() {
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let e = commands::check(&store).expect_err("loose file");
     assert!(e.0.contains("chmod 600"), "{e}");
-    // The database down.
     write(&format!("password = \"{}\"\n", pg.password));
+    // The database down.
     pg.stop();
     let e = commands::check(&store).expect_err("down");
     assert!(e.0.contains("cannot be reached"), "{e}");

@@ -341,8 +341,9 @@ impl Pool {
         let (mut config, tls) = parse_url(&settings.url)?;
         if tls == Tls::VerifyFull && settings.ca_file.is_none() {
             return Err(config_error(
-                "[store] url uses TLS (sslmode=verify-full, the default for a host on the \
-                 network): set [store] ca_file to the CA that signed the server's certificate",
+                "[store] url names a TCP host, reached with TLS (sslmode=verify-full): set \
+                 [store] ca_file to the CA that signed the server's certificate, or use this \
+                 machine's unix socket",
             ));
         }
         let ca = match tls {
