@@ -193,11 +193,10 @@ impl Log {
                     Level::Warn => "warning",
                     Level::Err => "error",
                 };
-                let _ = writeln!(
-                    std::io::stderr().lock(),
-                    "toopherd[{}]: {tag}: {msg}",
-                    std::process::id()
-                );
+                // One write per line: no other line can come between its parts, and it
+                // is one system call on the login's path, not five.
+                let line = format!("toopherd[{}]: {tag}: {msg}\n", std::process::id());
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
         }
     }

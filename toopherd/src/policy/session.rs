@@ -114,16 +114,17 @@ fn proc_file(pid: i32, name: &str, limit: u64) -> Result<String, SessionError> {
 /// Reads the session and real uid of `pid`, then checks that `pidfd` (the same process)
 /// still lives: both were read from the process that connected.
 fn session_of(pidfd: &OwnedFd, pid: i32) -> Result<Option<PeerSession>, SessionError> {
-    let session = proc_file(pid, "sessionid", 16)?;
+    // Outside any session (sshd's auth phase): nothing more to read. Should the pid
+    // have been reused meanwhile, "no session" only means no grace by session.
+    let Some(id) = parse(&proc_file(pid, "sessionid", 16)?)? else {
+        return Ok(None);
+    };
     // `Uid:` comes after Name, Umask, State, Tgid, Ngid, Pid, PPid and TracerPid: well
     // within the first 4 KiB.
     let status = proc_file(pid, "status", 4096)?;
     if !alive(pidfd) {
         return Err(SessionError::Gone);
     }
-    let Some(id) = parse(&session)? else {
-        return Ok(None);
-    };
     let real_uid = parse_real_uid(&status)?;
     Ok(Some(PeerSession { id, real_uid }))
 }
