@@ -352,9 +352,12 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
         a.check_config().await.expect("a fresh schema checks out");
     });
     assert_eq!(
-        pg.psql_admin_in(db, "SELECT version, applied_by FROM toopher_schema")
-            .trim(),
-        "1|host-a"
+        pg.psql_admin_in(
+            db,
+            "SELECT version, applied_by FROM toopher_schema ORDER BY version"
+        )
+        .trim(),
+        "1|host-a\n2|host-a"
     );
     pg.psql_admin_in(
         db,
@@ -377,6 +380,102 @@ fn the_schema_is_versioned_and_a_newer_one_is_refused() {
     // Nothing was changed by the refusal.
     assert_eq!(
         pg.psql_admin_in(db, "SELECT count(*) FROM toopher_schema")
+            .trim(),
+        "3"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// Recovery codes are keyed with the account's secret, which only the fleet key opens:
+/// someone with database access alone cannot add a code that works (the salted hash of a
+/// code of their choosing is refused). A schema 1 database, whose hashes are not keyed, is
+/// keyed once by the upgrade, and its codes keep working.
+#[test]
+fn recovery_codes_are_keyed_and_an_upgrade_keys_the_old_ones() {
+    use toopherd::recovery;
+    let pg = TempPostgres::start();
+    let db = toopher_tests::postgres::DATABASE;
+    let codes = runtime().block_on(async {
+        let (a, _) = two_hosts(&pg).await;
+        let e = a.enroll("quinn", 600, T0, false).await.expect("enroll");
+        let b32 = toopherd::totp::base32(&e.secret).to_string();
+        assert_eq!(
+            a.activate("quinn", &otp::totp_at(&b32, T0), T0, LIMITS)
+                .await
+                .expect("activate"),
+            Verdict::Accepted(Method::Otp)
+        );
+        e.recovery_codes
+    });
+    let salt = unhex(
+        pg.psql_admin_in(
+            db,
+            "SELECT encode(recovery_salt, 'hex') FROM accounts WHERE user_name = 'quinn'",
+        )
+        .trim(),
+    );
+    let unkeyed = |code: &str| {
+        hex(&recovery::hash(
+            &salt,
+            &recovery::normalize(code).expect("code"),
+        ))
+    };
+    let chosen = "aaaa-bbbb-cccc";
+    pg.psql_admin_in(
+        db,
+        &format!(
+            "INSERT INTO recovery_codes (user_name, hash) VALUES ('quinn', decode('{}', 'hex'))",
+            unkeyed(chosen)
+        ),
+    );
+    runtime().block_on(async {
+        let (a, b) = two_hosts(&pg).await;
+        for host in [&a, &b] {
+            assert_eq!(
+                verdict(host, "quinn", chosen, T0 + 1).await,
+                Verdict::Rejected(Rejection::Wrong)
+            );
+        }
+    });
+    // The database as schema 1 left it: the real codes hashed but not keyed.
+    pg.psql_admin_in(db, "DELETE FROM recovery_codes WHERE user_name = 'quinn'");
+    for code in &codes[..2] {
+        pg.psql_admin_in(
+            db,
+            &format!(
+                "INSERT INTO recovery_codes (user_name, hash) VALUES ('quinn', decode('{}', 'hex'))",
+                unkeyed(code)
+            ),
+        );
+    }
+    pg.psql_admin_in(db, "DELETE FROM toopher_schema WHERE version = 2");
+    runtime().block_on(async {
+        // The upgrade keys them: the codes work, once, on either host.
+        let (a, b) = two_hosts(&pg).await;
+        assert_eq!(
+            verdict(&a, "quinn", &codes[0], T0 + 2).await,
+            Verdict::Accepted(Method::RecoveryCode)
+        );
+        assert_eq!(
+            verdict(&b, "quinn", &codes[1], T0 + 3).await,
+            Verdict::Accepted(Method::RecoveryCode)
+        );
+        assert_eq!(
+            verdict(&b, "quinn", &codes[0], T0 + 4).await,
+            Verdict::Rejected(Rejection::RecoveryCodeUsed)
+        );
+    });
+    assert_eq!(
+        pg.psql_admin_in(db, "SELECT max(version) FROM toopher_schema")
             .trim(),
         "2"
     );

@@ -41,6 +41,22 @@ pub fn hash(salt: &[u8], normalized: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// What the fleet's shared database holds for a code: its salted [`hash`] keyed with the
+/// account's TOTP secret (HMAC-SHA-256), which only the fleet key opens. Whoever can
+/// read or write the database without the fleet key can neither test guesses against a
+/// dump nor add a code that works. The secret, not the fleet key, is the key so that a
+/// key rotation (which re-seals the same secret) leaves these hashes valid, and so that
+/// an import can key a host's existing hashes without knowing the codes.
+pub fn keyed(secret: &[u8], hash: &[u8]) -> [u8; 32] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    ctx.update(b"toopherd fleet recovery code\0");
+    ctx.update(hash);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +69,16 @@ mod tests {
         assert_eq!(n.len(), 12);
         assert_eq!(normalize(&c.to_uppercase()).unwrap().as_str(), n.as_str());
         assert_ne!(generate().unwrap().as_str(), c.as_str());
+    }
+
+    #[test]
+    fn keyed_hashes_depend_on_the_secret_and_the_code() {
+        let h = hash(b"salt", "abcdabcdabcd");
+        let k = keyed(&[1; 20], &h);
+        assert_eq!(k, keyed(&[1; 20], &h));
+        assert_ne!(k, keyed(&[2; 20], &h));
+        assert_ne!(k, keyed(&[1; 20], &hash(b"salt", "abcdabcdabce")));
+        assert_ne!(k, h);
     }
 
     #[test]

@@ -354,7 +354,7 @@ impl PgStore {
         let bound = self.pool.timeouts.query.saturating_mul(4);
         let result = tokio::time::timeout(bound, async {
             let s = conn.session();
-            schema::migrate(s.client(), &self.host, to_i64(now)).await?;
+            schema::migrate(s.client(), &self.keyring, &self.host, to_i64(now)).await?;
             self.check_keys(s, now).await
         })
         .await
@@ -612,7 +612,10 @@ impl PgStore {
                 if let Some(n) = recovery::normalize(code) {
                     s.execute(
                         "INSERT INTO recovery_codes (user_name, hash) VALUES ($1, $2)",
-                        &[&user, &&recovery::hash(&salt, &n)[..]],
+                        &[
+                            &user,
+                            &&recovery::keyed(&secret, &recovery::hash(&salt, &n))[..],
+                        ],
                     )
                     .await?;
                 }
@@ -726,12 +729,16 @@ impl PgStore {
                 _ => return Ok(None),
             };
             let (locked, lockout) = failures::enforce_lock(s, user, now, limits, lock).await?;
+            let secret = self.open_secret(user, &acct.sealed)?;
+            let recovery = RecoveryKey {
+                salt: &acct.salt,
+                secret: &secret,
+            };
             let verdict = match locked {
                 // A one-time password is not looked at while locked: that is the limit.
                 Some(until) if totp::looks_like_code(code) => Verdict::RateLimited { until },
-                Some(_) => check_recovery_code(s, user, host, &acct.salt, code, now).await?,
+                Some(_) => check_recovery_code(s, user, host, &recovery, code, now).await?,
                 None if totp::looks_like_code(code) => {
-                    let secret = self.open_secret(user, &acct.sealed)?;
                     match totp::matching_step(&secret, code, now) {
                         Some(step) => {
                             // Never read-then-write: the update itself is the guard.
@@ -751,7 +758,7 @@ impl PgStore {
                         None => Verdict::Rejected(Rejection::Wrong),
                     }
                 }
-                None => check_recovery_code(s, user, host, &acct.salt, code, now).await?,
+                None => check_recovery_code(s, user, host, &recovery, code, now).await?,
             };
             let recorded = match verdict {
                 Verdict::Accepted(method) => Recorded {
@@ -823,18 +830,24 @@ impl PgStore {
 /// The known plaintext of the key check values.
 const KEY_CHECK: &[u8] = b"toopherd fleet key check";
 
+/// What a typed recovery code is hashed with: the account's salt and its TOTP secret.
+struct RecoveryKey<'a> {
+    salt: &'a [u8],
+    secret: &'a [u8],
+}
+
 async fn check_recovery_code(
     s: &mut Session,
     user: &str,
     host: &str,
-    salt: &[u8],
+    key: &RecoveryKey<'_>,
     input: &str,
     now: u64,
 ) -> Result<Verdict, PgError> {
     let Some(normalized) = recovery::normalize(input) else {
         return Ok(Verdict::Rejected(Rejection::Wrong));
     };
-    let candidate = recovery::hash(salt, &normalized);
+    let candidate = recovery::keyed(key.secret, &recovery::hash(key.salt, &normalized));
     let rows = s
         .query(
             "SELECT id, hash, used_at FROM recovery_codes WHERE user_name = $1",

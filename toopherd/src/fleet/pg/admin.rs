@@ -270,23 +270,28 @@ impl PgStore {
             .collect::<Result<Vec<_>, _>>()?;
         self.run(async |s| {
             s.begin_for(user).await?;
-            let salt: Vec<u8> = match s
+            let (salt, sealed): (Vec<u8>, Vec<u8>) = match s
                 .query_opt(
-                    "SELECT recovery_salt FROM accounts WHERE user_name = $1 AND state = 'active'",
+                    "SELECT recovery_salt, secret FROM accounts
+                     WHERE user_name = $1 AND state = 'active'",
                     &[&user],
                 )
                 .await?
             {
-                Some(r) => r.try_get(0)?,
+                Some(r) => (r.try_get(0)?, r.try_get(1)?),
                 None => return Err(PgError::NotEnrolled),
             };
+            let secret = self.open_secret(user, &sealed)?;
             s.execute("DELETE FROM recovery_codes WHERE user_name = $1", &[&user])
                 .await?;
             for code in &codes {
                 if let Some(n) = recovery::normalize(code) {
                     s.execute(
                         "INSERT INTO recovery_codes (user_name, hash) VALUES ($1, $2)",
-                        &[&user, &&recovery::hash(&salt, &n)[..]],
+                        &[
+                            &user,
+                            &&recovery::keyed(&secret, &recovery::hash(&salt, &n))[..],
+                        ],
                     )
                     .await?;
                 }

@@ -7,6 +7,7 @@
 
 use super::{PgError, PgStore, account, to_i64};
 use crate::fleet::seal::Purpose;
+use crate::recovery;
 use rusqlite::{OpenFlags, OptionalExtension};
 use std::path::Path;
 use subtle::ConstantTimeEq;
@@ -130,11 +131,16 @@ fn read_sqlite(path: &Path) -> Result<LocalData, ImportError> {
         .prepare("SELECT hash, used_at FROM recovery_codes WHERE user = ?1 ORDER BY rowid")
         .map_err(sqlite_err)?;
     for a in &mut accounts {
-        a.codes = codes
+        let found: Vec<(Vec<u8>, Option<i64>)> = codes
             .query_map([&a.user], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(sqlite_err)?
             .collect::<Result<_, _>>()
             .map_err(sqlite_err)?;
+        // Keyed as the fleet keeps them: the host's hash of each code, under its secret.
+        a.codes = found
+            .into_iter()
+            .map(|(hash, used)| (recovery::keyed(&a.secret, &hash).to_vec(), used))
+            .collect();
     }
     let table = |name: &str| -> Result<bool, ImportError> {
         Ok(conn

@@ -4,10 +4,20 @@
 //! this toopherd knows is refused, never written to.
 
 use super::PgError;
-use tokio_postgres::Client;
+use crate::fleet::seal::{Keyring, Purpose};
+use crate::recovery;
+use tokio_postgres::{Client, Transaction};
 
-/// (version, SQL). Append only: a released migration never changes.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+/// One migration's work.
+enum Step {
+    Sql(&'static str),
+    /// Version 2: every recovery code hash keyed with its account's TOTP secret
+    /// ([`recovery::keyed`]), so the database alone no longer lets anyone add a code.
+    KeyRecoveryCodes,
+}
+
+/// (version, step). Append only: a released migration never changes.
+const MIGRATIONS: &[(i64, Step)] = &[(1, Step::Sql(V1)), (2, Step::KeyRecoveryCodes)];
 
 /// The newest version this toopherd knows.
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
@@ -124,7 +134,12 @@ pub async fn version(client: &Client) -> Result<i64, PgError> {
 }
 
 /// Brings the schema to [`LATEST`]; returns the version found.
-pub async fn migrate(client: &mut Client, host: &str, now: i64) -> Result<i64, PgError> {
+pub async fn migrate(
+    client: &mut Client,
+    keyring: &Keyring,
+    host: &str,
+    now: i64,
+) -> Result<i64, PgError> {
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
@@ -142,8 +157,11 @@ pub async fn migrate(client: &mut Client, host: &str, now: i64) -> Result<i64, P
             supported: LATEST,
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-        tx.batch_execute(sql).await?;
+    for (version, step) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        match step {
+            Step::Sql(sql) => tx.batch_execute(sql).await?,
+            Step::KeyRecoveryCodes => key_recovery_codes(&tx, keyring).await?,
+        }
         tx.execute(
             "INSERT INTO toopher_schema (version, applied_at, applied_by) VALUES ($1, $2, $3)",
             &[version, &now, &host],
@@ -152,6 +170,34 @@ pub async fn migrate(client: &mut Client, host: &str, now: i64) -> Result<i64, P
     }
     tx.commit().await?;
     Ok(found)
+}
+
+/// Keys every stored recovery code hash with its account's secret, in the migration's
+/// transaction (so exactly once: nothing written later is ever keyed by toopherd but a
+/// code it made itself). A hash whose account's secret does not open with this host's
+/// keys is left as it was, which no code matches any more; the account cannot log in
+/// with a TOTP code either until it is enrolled again.
+async fn key_recovery_codes(tx: &Transaction<'_>, keyring: &Keyring) -> Result<(), PgError> {
+    let rows = tx
+        .query(
+            "SELECT r.id, r.hash, a.user_name, a.secret
+             FROM recovery_codes r JOIN accounts a USING (user_name)",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let (id, hash, user, sealed): (i64, Vec<u8>, String, Vec<u8>) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        if let Ok(secret) = keyring.open(Purpose::TotpSecret, &user, &sealed) {
+            let keyed = recovery::keyed(&secret, &hash);
+            tx.execute(
+                "UPDATE recovery_codes SET hash = $2 WHERE id = $1",
+                &[&id, &&keyed[..]],
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a schema other than [`LATEST`] without changing it (for `--check-config` and
