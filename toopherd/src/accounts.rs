@@ -4,8 +4,8 @@
 //! after a deleted account (remove, reset, suspend, unlock, status) still go through,
 //! since toopherd may hold a record of it.
 //!
-//! The server's `enroll`, `activate`, `regenerate_recovery_codes` and `set_enabled` ask
-//! [`refusal`] after authorisation and before any store access.
+//! The server asks [`refusal`] (through `server::known`) after authorisation and before
+//! any store write or Toopher call.
 
 /// What a request does to an account, as far as its existence matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +31,16 @@ pub struct Presence {
 }
 
 /// The need of a request, by its name as in `Request::name()` (`enroll`, `status`, ...).
-/// `set_enabled` (either direction) needs the account or a record of the name.
-///
-/// Only the local enrolment's requests. The requests that act at the Toopher service
-/// (`pair`, `registration_approve`, `terminal_create`, `reset_link`) are refused by
-/// `server::known` for a name that neither the system nor toopherd knows: a record of
-/// a deleted account must stay manageable there.
+/// `set_enabled` (either direction) needs the account or a record of the name, as do the
+/// requests that act at the Toopher service (`pair`, `registration_approve`,
+/// `terminal_create`, `reset_link`): a record of a deleted account must stay manageable
+/// there.
 pub fn need(request: &str, _enabling: bool) -> Need {
     match request {
         "enroll" | "activate" | "regenerate_recovery_codes" => Need::Account,
-        "set_enabled" => Need::AccountOrRecord,
+        "set_enabled" | "pair" | "registration_approve" | "terminal_create" | "reset_link" => {
+            Need::AccountOrRecord
+        }
         _ => Need::Cleanup,
     }
 }
@@ -108,8 +108,26 @@ mod tests {
     }
 
     #[test]
+    fn the_toopher_services_requests_need_an_account_or_a_record() {
+        for r in [
+            "pair",
+            "registration_approve",
+            "terminal_create",
+            "reset_link",
+        ] {
+            assert_eq!(
+                refusal(r, "nosuchuser", false, NEITHER).as_deref(),
+                Some("no such user: nosuchuser"),
+                "{r}"
+            );
+            assert_eq!(refusal(r, "ghost", false, RECORD), None, "{r}");
+            assert_eq!(refusal(r, "alice", false, ACCOUNT), None, "{r}");
+        }
+    }
+
+    #[test]
     fn cleaning_up_after_a_deleted_account_is_allowed() {
-        for r in ["remove", "reset", "unlock", "status", "list", "pair"] {
+        for r in ["remove", "reset", "unlock", "status", "list"] {
             assert_eq!(refusal(r, "ghost", false, NEITHER), None, "{r}");
         }
     }

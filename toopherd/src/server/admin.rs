@@ -5,8 +5,6 @@
 use super::conn::Conn;
 use super::known;
 use super::registration;
-use crate::accounts::{self, Need, Presence};
-use crate::authz;
 use crate::backend::{CodesError, PhonePairing};
 use crate::logging::field;
 use crate::now;
@@ -53,40 +51,6 @@ pub async fn handle(conn: &mut Conn, req: AdminRequest) -> AdminResponse {
         } => policy_explain(conn, user, service, rhost, session).await,
         AdminRequest::GraceClear { user } => grace_clear(conn, user),
     }
-}
-
-/// The answer when `request` names a user that must exist and does not (issue 14): see
-/// [`accounts::refusal`]. `None`: go on.
-async fn no_such_user(
-    conn: &Conn,
-    request: &str,
-    user: &str,
-    enabling: bool,
-) -> Option<AdminResponse> {
-    let need = accounts::need(request, enabling);
-    if need == Need::Cleanup {
-        return None;
-    }
-    let name = user.to_owned();
-    let account = tokio::task::spawn_blocking(move || authz::user_exists(&name))
-        .await
-        .unwrap_or(false);
-    let record = if need == Need::AccountOrRecord && !account {
-        let name = user.to_owned();
-        match conn
-            .d
-            .store
-            .call(move |s| Ok(s.users()?.contains(&name)))
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Some(conn.internal(request, &e)),
-        }
-    } else {
-        false
-    };
-    accounts::refusal(request, user, enabling, Presence { account, record })
-        .map(|text| AdminResponse::error(ErrorKind::NotFound, text))
 }
 
 /// Ends every grace of `user`: a grace never outlives disable, reset, remove, a replaced
@@ -168,7 +132,7 @@ async fn policy_explain(
 }
 
 async fn enroll(conn: &mut Conn, user: String, force: bool) -> AdminResponse {
-    if let Some(refused) = no_such_user(conn, "enroll", &user, false).await {
+    if let Some(refused) = known::no_such_user(conn, "enroll", &user, false).await {
         return refused;
     }
     let ttl = conn.d.config.enrollment_ttl.0;
@@ -214,7 +178,7 @@ async fn enroll(conn: &mut Conn, user: String, force: bool) -> AdminResponse {
 }
 
 async fn activate(conn: &mut Conn, user: String, code: Secret) -> AdminResponse {
-    if let Some(refused) = no_such_user(conn, "activate", &user, false).await {
+    if let Some(refused) = known::no_such_user(conn, "activate", &user, false).await {
         return refused;
     }
     let limits = conn.d.limits();
@@ -288,7 +252,7 @@ async fn pair(conn: &mut Conn, user: String, by: PairBy) -> AdminResponse {
     let Some(phones) = d.backend.phones() else {
         return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("pair"));
     };
-    if let Some(refused) = known::refuse_unknown(conn, &user, "pair").await {
+    if let Some(refused) = known::no_such_user(conn, "pair", &user, false).await {
         return refused;
     }
     // Pairing a new phone over an existing pairing replaces the second factor: like
@@ -414,7 +378,7 @@ async fn list(conn: &mut Conn) -> AdminResponse {
 }
 
 async fn set_enabled(conn: &mut Conn, user: String, enabled: bool) -> AdminResponse {
-    if let Some(refused) = no_such_user(conn, "set_enabled", &user, enabled).await {
+    if let Some(refused) = known::no_such_user(conn, "set_enabled", &user, enabled).await {
         return refused;
     }
     let what = if enabled { "enable" } else { "disable" };
@@ -458,7 +422,7 @@ async fn reset_link(conn: &mut Conn, user: String, email: Option<String>) -> Adm
     let Some(phones) = d.backend.phones() else {
         return AdminResponse::error(ErrorKind::Unsupported, d.backend.unsupported("reset-link"));
     };
-    if let Some(refused) = known::refuse_unknown(conn, &user, "reset-link").await {
+    if let Some(refused) = known::no_such_user(conn, "reset_link", &user, false).await {
         return refused;
     }
     let name = user.clone();
@@ -513,7 +477,7 @@ async fn terminal_create(
             "terminal name and id must be 1-120 printable characters",
         );
     }
-    if let Some(refused) = known::refuse_unknown(conn, &user, "terminal create").await {
+    if let Some(refused) = known::no_such_user(conn, "terminal_create", &user, false).await {
         return refused;
     }
     match phones.create_terminal(&user, &name, &requester_id).await {
@@ -553,7 +517,9 @@ async fn terminal_show(conn: &mut Conn, user: String, id: String) -> AdminRespon
 /// Administrators only: new codes are a second factor of their own, so a user's
 /// session (or password) alone must not be able to mint them.
 async fn regenerate_recovery_codes(conn: &mut Conn, user: String) -> AdminResponse {
-    if let Some(refused) = no_such_user(conn, "regenerate_recovery_codes", &user, false).await {
+    if let Some(refused) =
+        known::no_such_user(conn, "regenerate_recovery_codes", &user, false).await
+    {
         return refused;
     }
     let d = Arc::clone(&conn.d);

@@ -1,39 +1,47 @@
-//! Requests that act for an account at the Toopher service (pair, reset links,
-//! terminals, registration approval): a name that is neither a system account nor known
-//! to toopherd is a mistake (a typo, most often), and is refused before the service is
-//! asked or a record is made that a later account of that name would inherit. A name
-//! toopherd holds a record of goes on: the account may have been deleted since, and its
-//! Toopher state still needs managing.
+//! Requests about a name the system may not know: one rule for all of them (see
+//! [`crate::accounts`] for what each request needs). A name that is neither a system
+//! account nor, where that suffices, known to toopherd is a mistake (a typo, most often),
+//! and is refused before any store write or Toopher call, so no record is made that a
+//! later account of that name would inherit.
 
 use super::conn::Conn;
+use crate::accounts::{self, Need, Presence};
 use crate::authz;
 use crate::now;
 use toopher_ipc::{AdminResponse, ErrorKind};
 
-/// The refusal for `user` when neither the system nor toopherd knows it; `None` to go on.
-/// `what` names the request in the log line of a failed store.
-pub(super) async fn refuse_unknown(conn: &Conn, user: &str, what: &str) -> Option<AdminResponse> {
-    let name = user.to_owned();
-    // NSS may block (LDAP, sssd): off the runtime's threads. A failed lookup is "unknown"
-    // only if toopherd has no record either, so this fails closed.
-    if tokio::task::spawn_blocking(move || authz::user_exists(&name))
-        .await
-        .unwrap_or(false)
-    {
+/// The answer when `request` names a user that must exist and does not: see
+/// [`accounts::refusal`]. `None`: go on. A failed lookup counts as "no account" and a
+/// failed store as an error, so this fails closed.
+pub(super) async fn no_such_user(
+    conn: &Conn,
+    request: &str,
+    user: &str,
+    enabling: bool,
+) -> Option<AdminResponse> {
+    let need = accounts::need(request, enabling);
+    if need == Need::Cleanup {
         return None;
     }
-    let (limits, backend, name) = (conn.d.limits(), conn.d.backend.name(), user.to_owned());
-    match conn
-        .d
-        .store
-        .call(move |s| s.status(&name, backend, now(), limits))
+    let name = user.to_owned();
+    // NSS may block (LDAP, sssd): off the runtime's threads.
+    let account = tokio::task::spawn_blocking(move || authz::user_exists(&name))
         .await
-    {
-        Ok(st) if st.has_record() => None,
-        Ok(_) => Some(AdminResponse::error(
-            ErrorKind::NotFound,
-            format!("no such user: {user}"),
-        )),
-        Err(e) => Some(conn.internal(what, &e)),
-    }
+        .unwrap_or(false);
+    let record = if need == Need::AccountOrRecord && !account {
+        let (limits, backend, name) = (conn.d.limits(), conn.d.backend.name(), user.to_owned());
+        match conn
+            .d
+            .store
+            .call(move |s| s.status(&name, backend, now(), limits))
+            .await
+        {
+            Ok(st) => st.has_record(),
+            Err(e) => return Some(conn.internal(request, &e)),
+        }
+    } else {
+        false
+    };
+    accounts::refusal(request, user, enabling, Presence { account, record })
+        .map(|text| AdminResponse::error(ErrorKind::NotFound, text))
 }

@@ -412,7 +412,9 @@ pub(super) async fn registration_approve(
     user: String,
     code: Secret,
 ) -> AdminResponse {
-    if let Some(refused) = super::known::refuse_unknown(conn, &user, "registration approve").await {
+    if let Some(refused) =
+        super::known::no_such_user(conn, "registration_approve", &user, false).await
+    {
         return refused;
     }
     let (name, approver) = (user.clone(), conn.peer.describe());
