@@ -60,10 +60,16 @@ pub fn authenticate_in<D: LoginLink>(
     };
     let mut daemon = match connect() {
         Ok(d) => d,
+        Err(e) if timed_out(&e) => {
+            return overloaded(&mut login, &format!("connecting to toopherd: {e}"));
+        }
         Err(e) => return unreachable(&mut login, &format!("cannot connect to toopherd: {e}")),
     };
     let answer = match daemon.call(&LoginRequest::Begin(ctx.clone())) {
         Ok(r) => r,
+        Err(FrameError::Io(e)) if timed_out(&e) => {
+            return overloaded(&mut login, &format!("waiting for toopherd's answer: {e}"));
+        }
         Err(e @ (FrameError::Io(_) | FrameError::Closed)) => {
             return unreachable(&mut login, &format!("toopherd did not answer: {e}"));
         }
@@ -158,6 +164,30 @@ pub(crate) fn granted(
         &format!("outcome=granted method={}{told}", method_name(method)),
     );
     Outcome::Success
+}
+
+/// A wait that ran out: toopherd is there (its socket takes connections, or took this
+/// one) but too busy to answer in time.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+/// toopherd reached but not answering in time: denied under either failmode. Only a
+/// toopherd that cannot be reached at all is `failmode`'s to decide; a busy one could be
+/// made busy on purpose by any local user, who must never turn `failmode = "safe"` into
+/// a way in without the second factor.
+fn overloaded(login: &mut Login<'_>, why: &str) -> Outcome {
+    login.note(
+        Level::Err,
+        &format!("outcome=unavailable reason=toopherd_busy (failmode does not apply) {why}"),
+    );
+    login
+        .conv
+        .error("The second-factor service is busy; try again.");
+    Outcome::AuthInfoUnavail
 }
 
 fn unreachable(login: &mut Login<'_>, why: &str) -> Outcome {

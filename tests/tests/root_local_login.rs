@@ -276,6 +276,51 @@ fn toopherd_down_secure_denies_safe_allows() {
     }
 }
 
+/// A socket that takes no more connections (its listen queue full, as a local user can
+/// make it) is toopherd busy, not toopherd down: denied under `failmode = safe` too.
+#[test]
+fn a_full_listen_queue_is_busy_not_failmode_safe() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("full.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    // SAFETY: sockaddr_un is plain data; all zeroes is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    // Never accepted: connect until the queue refuses with EAGAIN.
+    let mut held = Vec::new();
+    loop {
+        // SAFETY: plain syscalls; the descriptor is owned at once and `addr` outlives
+        // the call.
+        let (fd, rc) = unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+            assert!(fd >= 0, "socket");
+            let rc = libc::connect(
+                fd,
+                (&raw const addr).cast::<libc::sockaddr>(),
+                std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+            );
+            (OwnedFd::from_raw_fd(fd), rc)
+        };
+        if rc != 0 {
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN)
+            );
+            break;
+        }
+        held.push(fd);
+        assert!(held.len() < 100_000, "the listen queue never filled");
+    }
+    let t = pam::login(&Stack::toopher(&path, "failmode=safe"), "daemon", &[], None);
+    assert_eq!(t.auth, pam::PAM_AUTHINFO_UNAVAIL, "{t:?}");
+    assert_eq!(t.prompts(), 0);
+}
+
 #[test]
 fn failmode_safe_does_not_let_a_wrong_code_through() {
     let d = Toopherd::start();

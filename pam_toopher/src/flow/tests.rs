@@ -280,9 +280,44 @@ fn unreachable_secure_denies_safe_allows() {
             .iter()
             .any(|(lvl, l)| *lvl == Level::Warning && l.contains("failmode=safe"))
     );
-    // A daemon that accepts and then says nothing is unreachable too.
+    // A daemon that accepts and then closes without a word is unreachable too.
     let r = run(opts, vec![], Some(vec![Err(FrameError::Closed)]));
     assert_eq!(r.outcome, Outcome::Success);
+}
+
+/// A toopherd that is there but does not answer in time (its listen queue full, or no
+/// answer within the I/O timeout) is busy, which a local user can cause: denied under
+/// `failmode = "safe"` too.
+#[test]
+fn a_busy_toopherd_is_never_failmode_safe() {
+    let opts = Options {
+        failmode: Failmode::Safe,
+        ..Default::default()
+    };
+    for kind in [std::io::ErrorKind::TimedOut, std::io::ErrorKind::WouldBlock] {
+        let r = run(
+            opts.clone(),
+            vec![],
+            Some(vec![Err(FrameError::Io(std::io::Error::from(kind)))]),
+        );
+        assert_eq!(r.outcome, Outcome::AuthInfoUnavail, "{kind:?}");
+        assert!(
+            r.log.iter().any(|(_, l)| l.contains("toopherd_busy")),
+            "{:?}",
+            r.log
+        );
+        assert!(
+            !r.log.iter().any(|(_, l)| l.contains("failmode=safe")),
+            "{:?}",
+            r.log
+        );
+        let mut conv = Script::new(vec![]);
+        let mut log = Lines::default();
+        let outcome = authenticate(&ctx(), &opts, &mut conv, &mut log, || {
+            Err::<FakeLink, _>(std::io::Error::from(kind))
+        });
+        assert_eq!(outcome, Outcome::AuthInfoUnavail, "connect {kind:?}");
+    }
 }
 
 #[test]
