@@ -106,6 +106,12 @@ for n, m in requests.items():
     put("ipc_request", n, body(m))
 for n, m in responses.items():
     put("ipc_response", n, body(m))
+    put("lean_vs_serde", n, body(m))
+# The module's codec against serde's: its answers above, and the requests it writes.
+for n, m in requests.items():
+    if m["type"] in ("begin", "otp", "push", "wait", "cancel", "registration_response",
+                     "pair_phrase", "grace_token", "bind_session"):
+        put("lean_vs_serde", "request-" + n, body(m))
 put("ipc_frame", "login", frame(ctx) + frame(requests["otp"]) + frame(responses["granted"]))
 put("ipc_frame", "push", frame(requests["push"]) + frame(responses["pending"]) + frame(requests["wait"]))
 put("ipc_frame", "truncated", frame(requests["status"])[:9])

@@ -1,7 +1,7 @@
 //! A small blocking client: bounded connect, bounded reads and writes, one call at a time.
 
 use crate::Outgoing;
-use crate::frame::{FrameError, decode, encode, read_frame};
+use crate::frame::{FrameError, read_frame};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -57,7 +57,7 @@ impl Client {
         wait: Duration,
     ) -> Result<R::Answer, FrameError> {
         self.stream.set_read_timeout(Some(nonzero(wait)))?;
-        let frame = encode(req)?;
+        let frame = req.frame()?;
         if let Err(e) = send_all(&self.stream, &frame) {
             // toopherd refuses a connection over its limits with one frame ("busy") and
             // closes without reading: the write then fails, but the answer is there to
@@ -68,12 +68,12 @@ impl Client {
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
             );
             if refused && let Ok(body) = read_frame(&mut self.stream) {
-                return decode(&body);
+                return R::answer(&body);
             }
             return Err(e.into());
         }
         let body = read_frame(&mut self.stream)?;
-        decode(&body)
+        R::answer(&body)
     }
 }
 
@@ -169,7 +169,7 @@ fn connect_bounded(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "serde"))]
 mod tests {
     use super::*;
     use crate::{

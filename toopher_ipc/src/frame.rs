@@ -1,8 +1,12 @@
 //! Length-prefixed JSON frames with a protocol version and a size limit.
 
+#[cfg(feature = "serde")]
 use serde::de::DeserializeOwned;
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
-use std::io::{self, Read, Write};
+#[cfg(feature = "serde")]
+use std::io::Write;
+use std::io::{self, Read};
 use zeroize::Zeroizing;
 
 /// Bumped on any incompatible change of the messages.
@@ -66,6 +70,7 @@ impl From<io::Error> for FrameError {
 impl FrameError {
     /// serde_json's own messages may quote the offending input (a code sent as the
     /// wrong type, say), so only its position is kept.
+    #[cfg(feature = "serde")]
     fn malformed(e: &serde_json::Error) -> Self {
         FrameError::Malformed {
             line: e.line(),
@@ -79,22 +84,26 @@ impl FrameError {
     }
 }
 
+#[cfg(feature = "serde")]
 #[derive(Serialize)]
 struct EnvelopeOut<'a, T> {
     v: u16,
     msg: &'a T,
 }
 
+#[cfg(feature = "serde")]
 #[derive(Deserialize)]
 struct EnvelopeIn<T> {
     msg: T,
 }
 
+#[cfg(feature = "serde")]
 #[derive(Deserialize)]
 struct VersionOnly {
     v: u16,
 }
 
+#[cfg(feature = "serde")]
 /// The 4-byte header followed by the JSON envelope, ready to write.
 pub fn encode<T: Serialize>(msg: &T) -> Result<Zeroizing<Vec<u8>>, FrameError> {
     let mut buf = Zeroizing::new(Vec::with_capacity(512));
@@ -128,6 +137,7 @@ pub fn parse_header(header: [u8; 4]) -> Result<usize, FrameError> {
     Ok(len)
 }
 
+#[cfg(feature = "serde")]
 /// A message from a frame body; the version is checked before the message is parsed.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     let version: VersionOnly =
@@ -149,6 +159,7 @@ pub fn read_frame<R: Read>(r: &mut R) -> Result<Zeroizing<Vec<u8>>, FrameError> 
     Ok(body)
 }
 
+#[cfg(feature = "serde")]
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), FrameError> {
     let buf = encode(msg)?;
     w.write_all(&buf)?;
@@ -156,7 +167,7 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Fra
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "serde"))]
 mod tests {
     use super::*;
     use crate::{LoginRequest, Request, Response, Secret};

@@ -13,15 +13,15 @@
 
 mod client;
 mod frame;
+pub mod lean;
 mod message;
 mod secret;
 mod text;
 
 pub use client::{Client, Timeouts};
-pub use frame::{
-    FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION, decode, encode, parse_header, read_frame,
-    write_frame,
-};
+pub use frame::{FrameError, MAX_FRAME_LEN, PROTOCOL_VERSION, parse_header, read_frame};
+#[cfg(feature = "serde")]
+pub use frame::{decode, encode, write_frame};
 pub use message::*;
 pub use secret::Secret;
 pub use text::is_hidden;

@@ -3,36 +3,41 @@
 //! opens it, `Otp`/`Push`/`Wait`/`Cancel`/`RegistrationResponse` act on it, and
 //! closing the connection ends it (and any push it left pending).
 
-use crate::Secret;
+use crate::{FrameError, Secret};
+#[cfg(feature = "serde")]
 use serde::de::DeserializeOwned;
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 /// Where a login comes from, as PAM tells the module.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct LoginContext {
     pub user: String,
     pub service: String,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub rhost: Option<String>,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub tty: Option<String>,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub ruser: Option<String>,
     /// Send the push at once instead of waiting for the person to choose.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub autopush: bool,
     /// The module will show a [`FailureNotice`] to the person (not under `PAM_SILENT`).
     /// When false (or sent by an older module) toopherd keeps the failures untold for a
     /// later login that can show them.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub notify: bool,
 }
 
 /// Every request: a login's, or an administrative one. On the wire both families are
 /// one flat JSON object tagged by `type`, as in the previous release (the family is not
 /// written), so a module and a daemon of adjacent releases understand each other.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
+#[cfg_attr(feature = "serde", serde(untagged))]
 pub enum Request {
     Login(LoginRequest),
     Admin(AdminRequest),
@@ -40,8 +45,9 @@ pub enum Request {
 
 /// What the module sends: a login carried by one connection. Only `Begin` names a user;
 /// the others act on the login it opened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case"))]
 pub enum LoginRequest {
     /// Start a login; answered by `Allow`, `Denied`, `Challenge`, `Register` or `Unavailable`.
     Begin(LoginContext),
@@ -70,8 +76,9 @@ pub enum LoginRequest {
 /// What toopherctl sends: account management. Each request names the account it acts
 /// on ([`AdminRequest::target`]) and says whether it needs administrator rights
 /// ([`AdminRequest::needs_admin`]); toopherd checks both before it looks at anything else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case"))]
 pub enum AdminRequest {
     /// Two-way registration: approve a registration code shown at a login prompt of `user`.
     RegistrationApprove {
@@ -144,10 +151,10 @@ pub enum AdminRequest {
     PolicyExplain {
         user: String,
         service: String,
-        #[serde(default)]
+        #[cfg_attr(feature = "serde", serde(default))]
         rhost: Option<String>,
         /// An audit session id, for the grace period of logins without an rhost.
-        #[serde(default)]
+        #[cfg_attr(feature = "serde", serde(default))]
         session: Option<u32>,
     },
     /// End every grace period of `user` at once (admin).
@@ -243,17 +250,45 @@ impl From<AdminRequest> for Request {
 /// The messages a client may send: [`Request`] or one of its families, which are
 /// written to the wire exactly as the [`Request`] holding them, and what answers each:
 /// the module reads only [`LoginResponse`]s, toopherctl only [`AdminResponse`]s.
-pub trait Outgoing: Serialize + private::Sealed {
-    type Answer: DeserializeOwned;
+///
+/// A login's family is written and read by the lean codec ([`crate::lean`]) whether or
+/// not the `serde` feature is on, so the module never links serde even where cargo
+/// unifies features (a build of toopherd and the module together); the others need serde.
+pub trait Outgoing: private::Sealed {
+    type Answer;
+    /// The whole frame (header and body) carrying the request.
+    fn frame(&self) -> Result<Zeroizing<Vec<u8>>, FrameError>;
+    /// The answer in a frame body.
+    fn answer(body: &[u8]) -> Result<Self::Answer, FrameError>;
 }
+#[cfg(feature = "serde")]
 impl Outgoing for Request {
     type Answer = Response;
+    fn frame(&self) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+        crate::encode(self)
+    }
+    fn answer(body: &[u8]) -> Result<Response, FrameError> {
+        crate::decode(body)
+    }
 }
 impl Outgoing for LoginRequest {
     type Answer = LoginResponse;
+    fn frame(&self) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+        crate::lean::encode_request(self)
+    }
+    fn answer(body: &[u8]) -> Result<LoginResponse, FrameError> {
+        crate::lean::decode_response(body)
+    }
 }
+#[cfg(feature = "serde")]
 impl Outgoing for AdminRequest {
     type Answer = AdminResponse;
+    fn frame(&self) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+        crate::encode(self)
+    }
+    fn answer(body: &[u8]) -> Result<AdminResponse, FrameError> {
+        crate::decode(body)
+    }
 }
 
 mod private {
@@ -264,15 +299,16 @@ mod private {
 }
 
 /// How a phone is paired.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "by", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "by", rename_all = "snake_case"))]
 pub enum PairBy {
     /// The phrase the Toopher app shows.
     Phrase { phrase: String },
     /// A text message to this number.
     Sms {
         phone: String,
-        #[serde(default)]
+        #[cfg_attr(feature = "serde", serde(default))]
         country: Option<String>,
     },
     /// A QR code to scan with the app.
@@ -280,20 +316,22 @@ pub enum PairBy {
 }
 
 /// A way to pass the second factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Method {
     Otp,
     RecoveryCode,
     Push,
     /// A method this build does not know; never acted upon.
-    #[serde(other)]
+    #[cfg_attr(feature = "serde", serde(other))]
     Unknown,
 }
 
 /// Why no second factor was needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum AllowReason {
     /// Not enrolled, and policy (`availability = "available"`) lets such accounts through.
     NotEnrolled,
@@ -304,8 +342,9 @@ pub enum AllowReason {
 }
 
 /// Why a login or an attempt was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum DenyReason {
     /// The code was wrong, expired or already used (the log tells which).
     WrongCode,
@@ -322,7 +361,7 @@ pub enum DenyReason {
     /// Refused by policy.
     Policy,
     /// A reason this build does not know: still a denial.
-    #[serde(other)]
+    #[cfg_attr(feature = "serde", serde(other))]
     Other,
 }
 
@@ -352,7 +391,8 @@ impl DenyReason {
 }
 
 /// What toopherctl shows once, when an enrolment is created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct Enrollment {
     pub user: String,
     /// Base32 TOTP secret.
@@ -363,15 +403,17 @@ pub struct Enrollment {
     pub expires_at: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum EnrollmentState {
     None,
     Pending,
     Active,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct AccountStatus {
     pub user: String,
     pub backend: String,
@@ -387,17 +429,20 @@ pub struct AccountStatus {
     pub locked_until: Option<u64>,
     /// Locks imposed since the last recovery code or administrator's unlock; the next
     /// lock lasts `window` x 2^lock_level (capped).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub lock_level: u32,
     /// The recorded Toopher pairing (toopher backend).
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub pairing_id: Option<String>,
     /// False while an administrator has suspended the second factor (logins are denied).
-    #[serde(default = "yes")]
+    #[cfg_attr(feature = "serde", serde(default = "yes"))]
     pub enabled: bool,
     /// Which host's toopherd made the last success and the last failure (a fleet on a
     /// shared store; `None` for a host's own store). Boxed: most answers carry none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub hosts: Option<Box<DecisionHosts>>,
 }
 
@@ -418,14 +463,16 @@ impl AccountStatus {
 }
 
 /// The hosts of an account's last decisions, in a fleet.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct DecisionHosts {
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub last_success: Option<String>,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub last_failure: Option<String>,
 }
 
+#[cfg(feature = "serde")]
 fn yes() -> bool {
     true
 }
@@ -436,34 +483,37 @@ pub const NOTICE_MAX_RHOSTS: usize = 5;
 pub const NOTICE_LOCAL: &str = "(local)";
 
 /// Second-factor failures the person has not been told about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct FailureNotice {
     pub failures: u32,
     /// Distinct remote hosts, most recent first, at most [`NOTICE_MAX_RHOSTS`];
     /// [`NOTICE_LOCAL`] for logins without one.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub rhosts: Vec<String>,
     /// More hosts than `rhosts` lists.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub more_rhosts: bool,
     /// Unix time of the last failure.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub last_at: Option<u64>,
 }
 
 /// A Toopher pairing as toopherctl sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct PairingInfo {
     pub user: String,
     pub pairing_id: String,
     pub enabled: bool,
     pub pending: bool,
     /// For QR pairing: the code to scan, PNG, base64.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub qr_png_base64: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct TerminalInfo {
     pub id: String,
     pub name: String,
@@ -472,7 +522,8 @@ pub struct TerminalInfo {
 }
 
 /// Two-way registration outcomes, with the seed's status codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub enum RegistrationStatus {
     /// 2000: registered; enrolment follows in the same login.
     Registered,
@@ -496,8 +547,9 @@ impl RegistrationStatus {
 }
 
 /// What the login does after a registration response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "next", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "next", rename_all = "snake_case"))]
 pub enum RegistrationNext {
     /// Ask for the response code again.
     Retry,
@@ -518,8 +570,9 @@ pub enum RegistrationNext {
     PairPhrase,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ErrorKind {
     /// The request could not be parsed or is not valid here.
     BadRequest,
@@ -538,13 +591,14 @@ pub enum ErrorKind {
     Busy,
     /// Something failed inside toopherd; details are in its log.
     Internal,
-    #[serde(other)]
+    #[cfg_attr(feature = "serde", serde(other))]
     Other,
 }
 
 /// toopherd's refusal of a request, or its failure: the one error both families answer
 /// with (`{"type": "error", "kind": ..., "message": ...}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
 pub struct ErrorReply {
     pub kind: ErrorKind,
     /// A plain sentence for the peer's log or its user; never a secret.
@@ -564,8 +618,9 @@ impl ErrorReply {
 /// object tagged by `type` of the previous release (the family is not written). Each
 /// peer reads the family of the requests it sends ([`Outgoing::Answer`]); read as a
 /// `Response`, an answer both families have (`denied`, `error`) is the login family's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize))]
+#[cfg_attr(feature = "serde", serde(untagged))]
 pub enum Response {
     Login(LoginResponse),
     Admin(AdminResponse),
@@ -593,8 +648,9 @@ impl From<AdminResponse> for Response {
 
 /// What answers a [`LoginRequest`]: all the module can be told. An administrative
 /// answer is not one of these, so the module cannot mistake one for a login's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case"))]
 pub enum LoginResponse {
     /// No second factor needed for this login.
     Allow {
@@ -614,13 +670,16 @@ pub enum LoginResponse {
         method: Method,
         /// Failed second factors since the person's last successful one (not counting
         /// this login's own), to be told: someone else has the password.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[cfg_attr(
+            feature = "serde",
+            serde(default, skip_serializing_if = "Option::is_none")
+        )]
         notice: Option<FailureNotice>,
     },
     /// Refused. `message` is text for the person (already stripped of control characters).
     Denied {
         reason: DenyReason,
-        #[serde(default)]
+        #[cfg_attr(feature = "serde", serde(default))]
         message: Option<String>,
     },
     /// The push is still waiting for an answer.
@@ -634,7 +693,7 @@ pub enum LoginResponse {
         status: RegistrationStatus,
         /// A plain sentence for the person.
         message: String,
-        #[serde(flatten)]
+        #[cfg_attr(feature = "serde", serde(flatten))]
         next: RegistrationNext,
     },
     /// The token of `LoginRequest::GraceToken`.
@@ -683,8 +742,9 @@ impl From<ErrorReply> for LoginResponse {
 }
 
 /// What answers an [`AdminRequest`]: what toopherctl is told.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(feature = "serde", serde(tag = "type", rename_all = "snake_case"))]
 pub enum AdminResponse {
     Enrollment(Enrollment),
     Activated {
@@ -693,7 +753,7 @@ pub enum AdminResponse {
     /// `Activate` with a wrong code, or while the account is locked.
     Denied {
         reason: DenyReason,
-        #[serde(default)]
+        #[cfg_attr(feature = "serde", serde(default))]
         message: Option<String>,
     },
     Status(AccountStatus),
@@ -768,6 +828,7 @@ impl From<ErrorReply> for AdminResponse {
 /// tag (`{"type": 5}`) or a field given twice, which neither family accepts; parsing the
 /// raw text again with each family's own reader keeps the combined type to exactly what one
 /// of the families reads.
+#[cfg(feature = "serde")]
 fn either<'de, D, L, A, T>(d: D, login: fn(L) -> T, admin: fn(A) -> T) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -784,19 +845,21 @@ where
         .map_err(D::Error::custom)
 }
 
+#[cfg(feature = "serde")]
 impl<'de> Deserialize<'de> for Request {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         either(d, Request::Login, Request::Admin)
     }
 }
 
+#[cfg(feature = "serde")]
 impl<'de> Deserialize<'de> for Response {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         either(d, Response::Login, Response::Admin)
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "serde"))]
 mod tests {
     use super::*;
 

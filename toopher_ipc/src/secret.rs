@@ -1,11 +1,12 @@
 //! A string that must never be shown: one-time passwords, recovery codes, TOTP secrets.
 
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Holds a code or secret; zeroized on drop, redacted in `Debug`, no `Display`.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize), serde(transparent))]
 pub struct Secret(String);
 
 impl Secret {
@@ -40,6 +41,7 @@ mod tests {
         assert!(!format!("{:?}", Some(&s)).contains("123456"));
     }
 
+    #[cfg(feature = "serde")]
     #[test]
     fn serializes_transparently() {
         let s = Secret::new("abc");
