@@ -5,8 +5,9 @@
 //! keep using them. The tests below and the `lean_vs_serde` fuzz target hold the two
 //! codecs to the same bytes and the same answers.
 //!
-//! No panics on input, recursion bounded by serde_json's own limit, every string read
-//! wiped when dropped (any of them may be a code).
+//! No panics on input, recursion bounded by serde_json's own limit. Strings are unescaped
+//! into a buffer sized for them and wiped when a read fails; a field read into a
+//! [`crate::Secret`] stays wiped on drop, plain `String` fields (as with serde) do not.
 
 mod number;
 mod read;

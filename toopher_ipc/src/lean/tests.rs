@@ -97,6 +97,12 @@ fn an_oversized_request_is_refused_as_before() {
     };
     assert!(matches!(encode(&req), Err(FrameError::TooLarge(_))));
     assert!(matches!(encode_request(&req), Err(FrameError::TooLarge(_))));
+    // A text far over the limit (a remote user's 1 MB user name) is refused before
+    // anything is allocated for it.
+    let huge = LoginRequest::PairPhrase {
+        phrase: "a".repeat(1 << 20),
+    };
+    assert!(matches!(encode_request(&huge), Err(FrameError::TooLarge(n)) if n >= 1 << 20));
 }
 
 fn answers() -> Vec<LoginResponse> {

@@ -5,9 +5,15 @@ use crate::{FrameError, LoginRequest, MAX_FRAME_LEN, PROTOCOL_VERSION};
 use zeroize::Zeroizing;
 
 pub(super) fn frame(req: &LoginRequest) -> Result<Zeroizing<Vec<u8>>, FrameError> {
+    // A request whose text alone is over the limit is refused before anything is
+    // allocated for it (a remote user chooses the user name sshd passes on).
+    let text = text_len(req);
+    if text > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(text));
+    }
     // Room for the worst case (every byte escaped as `\u00XX`) from the start: the buffer
     // never grows, so no copy of a code is left behind in memory it gave up.
-    let mut w = Writer(Zeroizing::new(Vec::with_capacity(256 + 6 * text_len(req))));
+    let mut w = Writer(Zeroizing::new(Vec::with_capacity(256 + 6 * text)));
     w.0.extend_from_slice(&[0; 4]);
     w.raw("{\"v\":");
     w.uint(u64::from(PROTOCOL_VERSION));
