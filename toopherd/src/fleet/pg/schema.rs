@@ -176,27 +176,42 @@ pub async fn migrate(
 /// transaction (so exactly once: nothing written later is ever keyed by toopherd but a
 /// code it made itself). A hash whose account's secret does not open with this host's
 /// keys is left as it was, which no code matches any more; the account cannot log in
-/// with a TOTP code either until it is enrolled again.
+/// with a TOTP code either until it is enrolled again. One UPDATE for all of them: a
+/// fleet's hundred thousand codes must fit in the migration's time bound.
 async fn key_recovery_codes(tx: &Transaction<'_>, keyring: &Keyring) -> Result<(), PgError> {
     let rows = tx
         .query(
             "SELECT r.id, r.hash, a.user_name, a.secret
-             FROM recovery_codes r JOIN accounts a USING (user_name)",
+             FROM recovery_codes r JOIN accounts a USING (user_name)
+             ORDER BY a.user_name",
             &[],
         )
         .await?;
+    let (mut ids, mut hashes) = (
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+    );
+    // Each account's secret opened once (its codes come together).
+    let mut opened: Option<(String, Option<zeroize::Zeroizing<Vec<u8>>>)> = None;
     for r in rows {
         let (id, hash, user, sealed): (i64, Vec<u8>, String, Vec<u8>) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
-        if let Ok(secret) = keyring.open(Purpose::TotpSecret, &user, &sealed) {
-            let keyed = recovery::keyed(&secret, &hash);
-            tx.execute(
-                "UPDATE recovery_codes SET hash = $2 WHERE id = $1",
-                &[&id, &&keyed[..]],
-            )
-            .await?;
+        if opened.as_ref().is_none_or(|(u, _)| *u != user) {
+            let secret = keyring.open(Purpose::TotpSecret, &user, &sealed).ok();
+            opened = Some((user, secret));
+        }
+        if let Some((_, Some(secret))) = &opened {
+            ids.push(id);
+            hashes.push(recovery::keyed(secret, &hash).to_vec());
         }
     }
+    tx.execute(
+        "UPDATE recovery_codes SET hash = v.hash
+         FROM unnest($1::bigint[], $2::bytea[]) AS v(id, hash)
+         WHERE recovery_codes.id = v.id",
+        &[&ids, &hashes],
+    )
+    .await?;
     Ok(())
 }
 
