@@ -70,7 +70,7 @@ pub(crate) fn register<D: LoginLink>(
                             login,
                             daemon,
                             &message,
-                            &qr_text,
+                            qr_text.expose(),
                             &secret,
                             &otpauth_uri,
                             &recovery_codes,

@@ -560,8 +560,9 @@ pub enum RegistrationNext {
     },
     /// Local backend: show this TOTP enrolment, then ask for its first code (`Otp`).
     EnrollTotp {
-        /// The QR code drawn with block characters (no escape sequences).
-        qr_text: String,
+        /// The QR code drawn with block characters (no escape sequences). It encodes the
+        /// otpauth URI, so it is as secret as the key.
+        qr_text: Secret,
         secret: Secret,
         otpauth_uri: Secret,
         recovery_codes: Vec<Secret>,
@@ -1102,7 +1103,7 @@ mod tests {
                     status: RegistrationStatus::Registered,
                     message: "m".into(),
                     next: RegistrationNext::EnrollTotp {
-                        qr_text: "q".into(),
+                        qr_text: Secret::new("q"),
                         secret: Secret::new("S"),
                         otpauth_uri: Secret::new("U"),
                         recovery_codes: vec![Secret::new("r")],

@@ -859,7 +859,7 @@ fn registered(next: RegistrationNext) -> Vec<Result<LoginResponse, FrameError>> 
 #[test]
 fn registration_then_totp_enrolment_grants_with_the_first_code() {
     let mut daemon = registered(RegistrationNext::EnrollTotp {
-        qr_text: "##\n##".into(),
+        qr_text: Secret::new("##\n##"),
         secret: Secret::new("JBSWY3DPEHPK3PXP"),
         otpauth_uri: Secret::new("otpauth://totp/x"),
         recovery_codes: vec![Secret::new("qzvb-xk2m-7tnd")],

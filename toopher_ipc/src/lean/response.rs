@@ -197,7 +197,7 @@ fn registration(body: Value) -> Read<LoginResponse> {
             let [qr, secret, uri, codes] =
                 fields(body, ["qr_text", "secret", "otpauth_uri", "recovery_codes"])?;
             RegistrationNext::EnrollTotp {
-                qr_text: string(required(qr)?)?,
+                qr_text: Secret::new(string(required(qr)?)?),
                 secret: Secret::new(string(required(secret)?)?),
                 otpauth_uri: Secret::new(string(required(uri)?)?),
                 recovery_codes: list(required(codes)?, |v| string(v).map(Secret::new))?,

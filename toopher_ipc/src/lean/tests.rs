@@ -184,7 +184,7 @@ fn answers() -> Vec<LoginResponse> {
             expires_in_secs: 600,
         },
         RegistrationNext::EnrollTotp {
-            qr_text: TRICKY.into(),
+            qr_text: Secret::new(TRICKY),
             secret: Secret::new("S"),
             otpauth_uri: Secret::new("U"),
             recovery_codes: vec![Secret::new("r1"), Secret::new("r2")],

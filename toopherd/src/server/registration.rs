@@ -222,7 +222,7 @@ async fn enrol_in_login(conn: &mut Conn, ctx: &LoginContext) -> LoginResponse {
         RegistrationStatus::Registered,
         "Registered (2000). Scan the QR code with your authenticator app (or enter the key), keep the recovery codes, then type the code the app shows.",
         RegistrationNext::EnrollTotp {
-            qr_text,
+            qr_text: Secret::new(qr_text),
             secret: Secret::new(totp::base32(&e.secret).as_str()),
             otpauth_uri: Secret::new(uri.as_str()),
             recovery_codes: e
