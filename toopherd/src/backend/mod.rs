@@ -10,7 +10,7 @@ pub mod local;
 pub mod poll_schedule;
 pub mod toopher;
 
-use crate::store::{NewEnrollment, StoreError};
+use crate::store::{LoginState, NewEnrollment, StoreError};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -185,8 +185,10 @@ pub trait Backend: Send + Sync {
     /// Its name in `toopherctl status` and the configuration.
     fn name(&self) -> &'static str;
 
-    /// What the account may use, at the start of a login.
-    fn begin<'a>(&'a self, who: &'a Attempting) -> BoxFuture<'a, Begin>;
+    /// What the account may use, at the start of a login. `state` is what the store
+    /// said of the account as the login began: read once, in the same store call as the
+    /// policy's suspension lookup, so a login goes to the store once before its code.
+    fn begin<'a>(&'a self, who: &'a Attempting, state: LoginState) -> BoxFuture<'a, Begin>;
 
     /// Checks a typed code; `pending` is the push it settles, when one is out.
     fn verify<'a>(

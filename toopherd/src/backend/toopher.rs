@@ -10,7 +10,7 @@ use super::{
 use crate::config::ToopherConfig;
 use crate::logging::field;
 use crate::now;
-use crate::store::{Attempt, Limits, Shared, StoreError};
+use crate::store::{Attempt, Limits, LoginState, Shared, StoreError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -533,15 +533,6 @@ impl ToopherBackend {
         if let Some(refusal) = self.refused_by_limit(who).await {
             return Begin::Settled(refusal);
         }
-        let user = who.ctx.user.clone();
-        match self.store.call(move |s| s.is_suspended(&user)).await {
-            Ok(false) => {}
-            Ok(true) => return Begin::Settled(Outcome::Suspended),
-            Err(e) => {
-                self.store.log_error("begin", &e);
-                return Begin::Settled(Outcome::Internal);
-            }
-        }
         match self.preauth(&who.ctx).await {
             Preauth::Enrolled => Begin::Challenge {
                 methods: vec![Method::Push, Method::Otp],
@@ -581,7 +572,12 @@ impl Backend for ToopherBackend {
         "toopher"
     }
 
-    fn begin<'a>(&'a self, who: &'a Attempting) -> BoxFuture<'a, Begin> {
+    fn begin<'a>(&'a self, who: &'a Attempting, state: LoginState) -> BoxFuture<'a, Begin> {
+        // The account's state here is the local one (enrolments of the local backend);
+        // a suspension is all of it that applies to a Toopher account.
+        if state == LoginState::Suspended {
+            return Box::pin(async { Begin::Settled(Outcome::Suspended) });
+        }
         Box::pin(self.begin_login(who))
     }
 

@@ -70,6 +70,14 @@ impl Gate {
         Some(Grant { at, place })
     }
 
+    /// Whether [`Gate::assess`] asks NSS (which may block: LDAP, sssd) for a login with
+    /// or without an audit session: for group rules, and for the uid behind a grace by
+    /// session. Without either it is computation alone.
+    pub fn assess_blocks(&self, has_session: bool) -> bool {
+        let config = self.policy.config();
+        config.uses_groups() || (has_session && self.policy.grace_enabled())
+    }
+
     /// The policy's answer for a login, before the backend is asked.
     pub fn assess(&self, l: &LoginFacts) -> Stage {
         let groups = self.groups(l.user);

@@ -10,6 +10,7 @@ use crate::now;
 use crate::policy::grace::Generation;
 use crate::policy::rules::Outcome as PolicyOutcome;
 use crate::policy::{Decision, Enrolment, LoginFacts, Rule, Stage};
+use crate::store::LoginState;
 use std::time::{Duration, Instant};
 use toopher_ipc::{
     AllowReason, DenyReason, ErrorKind, LoginContext, LoginRequest, LoginResponse, Method, Secret,
@@ -87,9 +88,9 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> LoginResponse {
     // The generation first: a clear from here on means this login records no grant.
     let generation = conn.d.policy.generation(&ctx.user);
     // The policy first: an exempt login never reaches the backend.
-    let need = match assess(conn, &ctx, generation).await {
-        Ok(Stage::Decided(decision)) => return decided(conn, &ctx, &decision),
-        Ok(need @ Stage::NeedsFactor { .. }) => need,
+    let (need, state) = match assess(conn, &ctx, generation).await {
+        Ok((Stage::Decided(decision), _)) => return decided(conn, &ctx, &decision),
+        Ok((need @ Stage::NeedsFactor { .. }, state)) => (need, state),
         Err(r) => return *r,
     };
     let who = Attempting {
@@ -97,7 +98,7 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> LoginResponse {
         own_failures: Vec::new(),
     };
     let d = std::sync::Arc::clone(&conn.d);
-    match d.backend.begin(&who).await {
+    match d.backend.begin(&who, state).await {
         Begin::Settled(Outcome::NotEnrolled) => {
             let decision = need.with_enrolment(Enrolment::NotEnrolled);
             registration::no_factor(conn, who.ctx, &decision).await
@@ -135,16 +136,21 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> LoginResponse {
 }
 
 /// The policy's answer for a login (suspension from the store, groups through NSS, the
-/// grace book), off the async workers. Fixes what the login's grant will be recorded
-/// against (`conn.begun`).
+/// grace book), with the account's state as the store had it (one store call for both).
+/// Fixes what the login's grant will be recorded against (`conn.begun`).
 async fn assess(
     conn: &mut Conn,
     ctx: &LoginContext,
     generation: Generation,
-) -> Result<Stage, Box<LoginResponse>> {
-    let user = ctx.user.clone();
-    let suspended = match conn.d.store.call(move |s| s.is_suspended(&user)).await {
-        Ok(s) => s,
+) -> Result<(Stage, LoginState), Box<LoginResponse>> {
+    let (user, limits) = (ctx.user.clone(), conn.d.limits());
+    let state = match conn
+        .d
+        .store
+        .call(move |s| s.login_state(&user, now(), limits))
+        .await
+    {
+        Ok(state) => state,
         // The fleet's database down when the login begins is the service not reached:
         // `failmode` decides. The policy denies nothing before the backend but a
         // suspension, which is exactly what cannot be known now, so nothing else is
@@ -156,15 +162,25 @@ async fn assess(
                 conn.unreachable(ctx, "the store could not be reached"),
             ));
         }
+        // Every connection of the fleet's pool in use: a flood of logins is refused,
+        // it never reaches `failmode`.
+        Err(e) if e.is_busy() => {
+            conn.d.store.log_error("begin", &e);
+            return Err(Box::new(settle(conn, ctx, Outcome::Busy).await));
+        }
         Err(e) => {
             conn.log_auth(ctx, "error", "reason=internal");
             return Err(Box::new(conn.internal("begin", &e)));
         }
     };
+    let suspended = state == LoginState::Suspended;
     let d = std::sync::Arc::clone(&conn.d);
     let (user, service, rhost) = (ctx.user.clone(), ctx.service.clone(), ctx.rhost.clone());
-    let peer_session = conn.audit_session;
-    let assessed = tokio::task::spawn_blocking(move || {
+    // The session is a grant's place only while some grace period is configured.
+    let peer_session = conn
+        .audit_session
+        .filter(|_| d.policy.policy().grace_enabled());
+    let assess = move || {
         // The audit session is this login's place only when the PAM process really runs
         // as the user (sudo by alice), not as someone else inside that session (`su
         // alice` by deploy).
@@ -181,15 +197,20 @@ async fn assess(
             now: now(),
         });
         (stage, session)
-    })
-    .await;
+    };
+    // NSS may block (LDAP, sssd): off the async workers when the policy asks it anything.
+    let assessed = if conn.d.policy.assess_blocks(peer_session.is_some()) {
+        tokio::task::spawn_blocking(assess).await
+    } else {
+        Ok(assess())
+    };
     match assessed {
         Ok((stage, session)) => {
             conn.begun = Some(Begun {
                 session,
                 generation,
             });
-            Ok(stage)
+            Ok((stage, state))
         }
         Err(_) => {
             conn.log_auth(ctx, "error", "reason=internal");

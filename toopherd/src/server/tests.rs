@@ -14,7 +14,7 @@ use crate::backend::{
 use crate::config::Config;
 use crate::logging::Log;
 use crate::policy::session::PeerSession;
-use crate::store::{Shared, Store, StoreError};
+use crate::store::{LoginState, Shared, Store, StoreError};
 use crate::totp::{code_at_step, step_of};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,7 +116,7 @@ impl Backend for Fake {
         "fake"
     }
 
-    fn begin<'a>(&'a self, who: &'a Attempting) -> BoxFuture<'a, Begin> {
+    fn begin<'a>(&'a self, who: &'a Attempting, _state: LoginState) -> BoxFuture<'a, Begin> {
         Box::pin(async move {
             match who.ctx.user.as_str() {
                 "nobody" => Begin::Settled(Outcome::NotEnrolled),

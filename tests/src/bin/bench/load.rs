@@ -14,6 +14,8 @@ pub struct Run {
     pub concurrency: usize,
     pub latencies: Sample,
     pub wall: Duration,
+    /// CPU time toopherd spent during the run (all its threads, user and system).
+    pub daemon_cpu: Duration,
 }
 
 impl Run {
@@ -73,5 +75,6 @@ pub fn run(socket: &Path, pool: &Pool, concurrency: usize, count: usize) -> Run 
         concurrency,
         latencies: Sample::new(latencies.into_inner().expect("latencies")),
         wall,
+        daemon_cpu: Duration::ZERO,
     }
 }

@@ -12,7 +12,7 @@
 //! 5. Push latency: approval to PAM success with the Toopher backend's default timing,
 //!    the simulated phone approving each push 1-8 s after it arrived; API calls per push.
 //!
-//! `BENCH_ONLY=push` runs part 5 alone.
+//! `BENCH_ONLY=pam`, `BENCH_ONLY=load` and `BENCH_ONLY=push` run part 1, 2 or 5 alone.
 //!
 //! The accounts exist only inside this process's own mount namespace (see
 //! `accounts`); every file is in a temporary directory removed at the end.
@@ -151,6 +151,11 @@ fn main() {
         "the benchmark needs root (a mount namespace, toopherd acting for other accounts)"
     );
     let namespace = accounts::enter_namespace(USERS);
+    // Every part looks accounts up through nss_db: glibc's `files` backend scans the
+    // bench's 10,000-line passwd on every lookup (~0.9 ms at its end), a cost of the
+    // bench's shape, not of a machine with that many accounts (which has an index or a
+    // directory service).
+    namespace.indexed_lookups();
     raise_nofile();
     let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let machine = machine();
@@ -163,6 +168,33 @@ fn main() {
         );
         println!();
         report_push(&push);
+        return;
+    }
+    if std::env::var_os("BENCH_ONLY").is_some_and(|v| v == "load") {
+        let d = Toopherd::start();
+        say(&format!("enrolling {USERS} accounts through the socket"));
+        let (pool, _) = pool::enroll(&d.socket, USERS, 8);
+        let runs = load_runs(&d, &pool);
+        println!(
+            "Measured {date} on {machine} (1-minute load average {load_before} before, {} after), with `BENCH_ONLY=load scripts/bench`.",
+            load_average()
+        );
+        println!();
+        report_load(&runs);
+        return;
+    }
+    if std::env::var_os("BENCH_ONLY").is_some_and(|v| v == "pam") {
+        let d = Toopherd::start();
+        say(&format!("enrolling {USERS} accounts through the socket"));
+        let (pool, _) = pool::enroll(&d.socket, USERS, 8);
+        let stacks = pam_stacks::Stacks::new(ROUNDS, &d.socket);
+        let pam = stacks.run(&pool);
+        println!(
+            "Measured {date} on {machine} (1-minute load average {load_before} before, {} after), with `BENCH_ONLY=pam scripts/bench`.",
+            load_average()
+        );
+        println!();
+        report_pam(&pam);
         return;
     }
 
@@ -186,15 +218,7 @@ fn main() {
     let pam = stacks.run(&pool);
     drop(stacks);
 
-    namespace.indexed_lookups();
-    let mut runs = Vec::new();
-    for &(concurrency, count) in LOAD {
-        pool.wait_usable(count);
-        say(&format!(
-            "load: {count} verifications at concurrency {concurrency}"
-        ));
-        runs.push(load::run(&d.socket, &pool, concurrency, count));
-    }
+    let runs = load_runs(&d, &pool);
     let rss_after_load = memory::rss_kib(pid);
     let hwm_local = memory::status_kib(pid, "VmHWM:");
     drop(d);
@@ -266,16 +290,6 @@ struct Report {
 }
 
 fn report(r: &Report) {
-    use pam_stacks::Kind;
-    let median = |k: Kind| {
-        r.pam
-            .iter()
-            .find(|(kind, _)| *kind == k)
-            .map(|(_, s)| us(s.median()))
-            .expect("every stack ran")
-    };
-    let floor = median(Kind::Permit);
-    let oath_cost = median(Kind::Oath) - floor;
     println!(
         "Measured {} on {} (1-minute load average {}), with `scripts/bench`.",
         r.date, r.machine, r.load
@@ -291,50 +305,15 @@ fn report(r: &Report) {
         println!("The modules' syslog lines go to the machine's own /dev/log.");
     }
     println!();
-    println!(
-        "One login in-process through libpam (`pam_start_confdir`, `pam_authenticate`, \
-         `pam_end`; every module loaded each time; a fresh account and code each login; \
-         {} rounds, stacks interleaved):",
-        r.pam[0].1.len()
-    );
-    println!();
-    println!("| stack | median | p99 | over pam_permit | ÷ pam_oath's over pam_permit |");
-    println!("|---|---:|---:|---:|---:|");
-    for (kind, s) in &r.pam {
-        let over = us(s.median()) - floor;
-        let ratio = if *kind == Kind::Permit {
-            "-".to_string()
-        } else {
-            format!("{:.2}", over / oath_cost)
-        };
-        println!(
-            "| {} | {:.0} µs | {:.0} µs | {:.0} µs | {ratio} |",
-            kind.label(),
-            us(s.median()),
-            us(s.percentile(0.99)),
-            over
-        );
-    }
+    report_pam(&r.pam);
     println!();
     println!(
         "toopherd, local backend, throughput (a Rust client speaking the socket protocol: \
          connect, `Begin`, `Otp`, close; every verification a valid code of a distinct \
-         enrolled account, on disk before its answer; accounts looked up through nss_db, \
-         10,000 of them):"
+         enrolled account, on disk before its answer; 10,000 accounts):"
     );
     println!();
-    println!("| concurrency | verifications | per second | p50 | p99 |");
-    println!("|---:|---:|---:|---:|---:|");
-    for run in &r.runs {
-        println!(
-            "| {} | {} | {:.0} | {} | {} |",
-            run.concurrency,
-            run.latencies.len(),
-            run.per_second(),
-            ms(run.latencies.median()),
-            ms(run.latencies.percentile(0.99))
-        );
-    }
+    report_load(&r.runs);
     println!();
     println!("| memory and size | |");
     println!("|---|---:|");
@@ -388,6 +367,79 @@ fn report(r: &Report) {
     }
     println!();
     report_push(&r.push);
+}
+
+/// The table of part 1: one login per stack, and each stack's cost over pam_permit
+/// against pam_oath's.
+fn report_pam(pam: &[(pam_stacks::Kind, Sample)]) {
+    use pam_stacks::Kind;
+    let median = |k: Kind| {
+        pam.iter()
+            .find(|(kind, _)| *kind == k)
+            .map(|(_, s)| us(s.median()))
+            .expect("every stack ran")
+    };
+    let floor = median(Kind::Permit);
+    let oath_cost = median(Kind::Oath) - floor;
+    println!(
+        "One login in-process through libpam (`pam_start_confdir`, `pam_authenticate`, \
+         `pam_end`; every module loaded each time; a fresh account and code each login; \
+         {} rounds, stacks interleaved):",
+        pam[0].1.len()
+    );
+    println!();
+    println!("| stack | median | p99 | over pam_permit | ÷ pam_oath's over pam_permit |");
+    println!("|---|---:|---:|---:|---:|");
+    for (kind, s) in pam {
+        let over = us(s.median()) - floor;
+        let ratio = if *kind == Kind::Permit {
+            "-".to_string()
+        } else {
+            format!("{:.2}", over / oath_cost)
+        };
+        println!(
+            "| {} | {:.0} µs | {:.0} µs | {:.0} µs | {ratio} |",
+            kind.label(),
+            us(s.median()),
+            us(s.percentile(0.99)),
+            over
+        );
+    }
+}
+
+/// Part 2: the load generator at each concurrency of [`LOAD`].
+fn load_runs(d: &Toopherd, pool: &pool::Pool) -> Vec<load::Run> {
+    let mut runs = Vec::new();
+    for &(concurrency, count) in LOAD {
+        pool.wait_usable(count);
+        say(&format!(
+            "load: {count} verifications at concurrency {concurrency}"
+        ));
+        let pid = d.pid().expect("toopherd pid");
+        let before = memory::cpu_time(pid);
+        let mut run = load::run(&d.socket, pool, concurrency, count);
+        run.daemon_cpu = memory::cpu_time(pid).saturating_sub(before);
+        runs.push(run);
+    }
+    runs
+}
+
+fn report_load(runs: &[load::Run]) {
+    println!(
+        "| concurrency | verifications | per second | p50 | p99 | toopherd CPU per verification |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for run in runs {
+        println!(
+            "| {} | {} | {:.0} | {} | {} | {:.0} µs |",
+            run.concurrency,
+            run.latencies.len(),
+            run.per_second(),
+            ms(run.latencies.median()),
+            ms(run.latencies.percentile(0.99)),
+            us(run.daemon_cpu) / run.latencies.len().max(1) as f64
+        );
+    }
 }
 
 fn push_latency() -> push::Pushes {

@@ -107,3 +107,23 @@ pub fn pending_pushes(asked: usize) -> Pushes {
         rss_kib,
     }
 }
+
+/// CPU time of process `pid` so far, all threads, user and system (`/proc/PID/stat`, in
+/// clock ticks of 10 ms: read it around work that takes seconds).
+pub fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("utime/stime")
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = tick(11) + tick(12);
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
+    std::time::Duration::from_micros(ticks * 1_000_000 / hz.max(1))
+}
