@@ -78,8 +78,8 @@ target_dir() {
 
 # The module as the packages ship it, into target/release: built as a cdylib alone, since
 # cargo applies no LTO to a crate that is also an rlib (pam_toopher is one, for the fuzz
-# targets), with fat LTO over std and its crates: about 64 KB smaller stripped
+# targets), with the release profile's fat LTO over std and its crates: about 64 KB smaller stripped
 # (doc/benchmark.md, "Module size (codec)"). Extra arguments go to cargo (-j, --locked).
 build_release_module() {
-  CARGO_PROFILE_RELEASE_LTO=fat cargo rustc --release -p pam_toopher --lib --crate-type cdylib "$@"
+  cargo rustc --release -p pam_toopher --lib --crate-type cdylib "$@"
 }
