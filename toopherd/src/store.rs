@@ -281,7 +281,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Every statement is prepared once and kept (`prepare_cached`): parsing SQL was a
         // visible share of a verification's time. Room for all of them.
-        conn.set_prepared_statement_cache_capacity(64);
+        conn.set_prepared_statement_cache_capacity(96);
         // WAL synced at each commit: an answer is sent only after its change is on disk.
         let journal = journal::Journal::attach(&mut conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -396,7 +396,7 @@ impl Store {
         now: u64,
         force: bool,
     ) -> Result<NewEnrollment, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         if let Some(existing) = Self::account(&tx, user)?
             && existing.state == "active"
             && !force
@@ -446,7 +446,7 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<Verdict, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         let Some(acct) = Self::account(&tx, user)? else {
             return Err(StoreError::NoPendingEnrollment);
         };
@@ -508,7 +508,7 @@ impl Store {
         limits: Limits,
         attempt: &Attempt<'_>,
     ) -> Result<Option<Checked>, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         let acct = match Self::account(&tx, user)? {
             Some(a) if a.state == "active" => a,
             _ => return Ok(None),
@@ -662,7 +662,7 @@ impl Store {
     /// Removes the account's enrolment, its failure log and lock. Returns whether an
     /// enrolment existed.
     pub fn remove(&mut self, user: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         tx.prepare_cached("DELETE FROM recovery_codes WHERE user = ?1")?
             .execute(params![user])?;
         tx.prepare_cached("DELETE FROM failures WHERE user = ?1")?
@@ -678,7 +678,7 @@ impl Store {
 
     /// Drops pending enrolments past their lifetime.
     pub fn expire_pending(&mut self, now: u64) -> Result<usize, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         tx.prepare_cached(
             "DELETE FROM recovery_codes WHERE user IN
              (SELECT user FROM accounts WHERE state = 'pending' AND expires_at <= ?1)",
@@ -708,11 +708,13 @@ pub(crate) mod failures;
 mod group;
 mod journal;
 mod registration;
+mod savepoint;
 mod shared;
 mod storage;
 mod watch;
 pub use failures::{Attempt, Recorded};
 pub use registration::{ApproveError, RegistrationCheck};
+use savepoint::Savepoint;
 pub use shared::{Shared, StorageFactory};
 pub use storage::Storage;
 

@@ -1,6 +1,7 @@
 //! Account administration in the store: suspension, recorded Toopher pairings and
 //! recovery code regeneration.
 
+use super::Savepoint;
 use super::{Store, StoreError, to_i64};
 use crate::recovery;
 use rusqlite::{OptionalExtension, params};
@@ -58,7 +59,7 @@ impl Store {
     /// Forgets everything about `user`: enrolment, pairing, registration, suspension,
     /// failures, lock and activity. Returns whether anything existed.
     pub fn forget(&mut self, user: &str) -> Result<bool, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         let mut n = 0;
         for table in [
             "recovery_codes",
@@ -97,7 +98,7 @@ impl Store {
         &mut self,
         user: &str,
     ) -> Result<Vec<Zeroizing<String>>, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         let Some(acct) = Self::account(&tx, user)? else {
             return Err(StoreError::NotEnrolled);
         };

@@ -2,6 +2,7 @@
 //! failures the person has not been told about yet. Each change happens inside the
 //! caller's transaction, together with the verification it records.
 
+use super::Savepoint;
 use super::{Limits, Store, StoreError, to_i64, to_u64};
 use crate::budget;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -268,7 +269,7 @@ impl Store {
     /// Lifts `user`'s lock and resets its escalation (an administrator's unlock).
     /// Returns whether there was anything to lift.
     pub fn unlock(&mut self, user: &str, now: u64, limits: Limits) -> Result<bool, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         let was = Self::locked_until(&tx, user, now, limits)?.is_some()
             || Self::lockout(&tx, user, now)?.level > 0;
         let mut l = Self::lockout(&tx, user, now)?;
@@ -293,7 +294,7 @@ impl Store {
         limits: Limits,
         attempt: &Attempt<'_>,
     ) -> Result<Recorded, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         let recorded = if success {
             Recorded {
                 failure: None,

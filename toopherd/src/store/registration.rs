@@ -1,6 +1,7 @@
 //! Two-way registration codes in the store: single use, hashed, expiring, rate-limited,
 //! bound to one user.
 
+use super::Savepoint;
 use super::{Store, StoreError, to_i64, to_u64};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -64,7 +65,7 @@ impl Store {
         ttl: u64,
         now: u64,
     ) -> Result<Option<(Zeroizing<String>, u64)>, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         tx.prepare_cached("DELETE FROM registration_starts WHERE at <= ?1")?
             .execute(params![to_i64(now.saturating_sub(3600))])?;
         let recent: i64 = tx
@@ -103,7 +104,7 @@ impl Store {
         approver: &str,
         now: u64,
     ) -> Result<Result<Zeroizing<String>, ApproveError>, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = tx
             .prepare_cached(
                 "SELECT salt, code_hash, expires_at, tries FROM registrations WHERE user = ?1",
@@ -141,7 +142,7 @@ impl Store {
         response: &str,
         now: u64,
     ) -> Result<RegistrationCheck, StoreError> {
-        let tx = self.conn.savepoint()?;
+        let tx = Savepoint::new(&self.conn)?;
         let row: Option<ResponseRow> = tx
             .prepare_cached(
                 "SELECT salt, expires_at, tries, response_hash FROM registrations WHERE user = ?1",
