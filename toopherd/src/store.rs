@@ -343,18 +343,16 @@ impl Store {
         success: bool,
         now: u64,
     ) -> Result<(), StoreError> {
-        let column = if success {
-            "last_success_at"
+        // Two fixed statements, each prepared once (this runs at every verification).
+        let sql = if success {
+            "INSERT INTO activity (user, last_success_at) VALUES (?1, ?2)
+             ON CONFLICT (user) DO UPDATE SET last_success_at = excluded.last_success_at"
         } else {
-            "last_failure_at"
+            "INSERT INTO activity (user, last_failure_at) VALUES (?1, ?2)
+             ON CONFLICT (user) DO UPDATE SET last_failure_at = excluded.last_failure_at"
         };
-        conn.execute(
-            &format!(
-                "INSERT INTO activity (user, {column}) VALUES (?1, ?2)
-                 ON CONFLICT (user) DO UPDATE SET {column} = excluded.{column}"
-            ),
-            params![user, to_i64(now)],
-        )?;
+        conn.prepare_cached(sql)?
+            .execute(params![user, to_i64(now)])?;
         Ok(())
     }
 
