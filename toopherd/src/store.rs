@@ -394,7 +394,7 @@ impl Store {
         now: u64,
         force: bool,
     ) -> Result<NewEnrollment, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         if let Some(existing) = Self::account(&tx, user)?
             && existing.state == "active"
             && !force
@@ -444,7 +444,7 @@ impl Store {
         now: u64,
         limits: Limits,
     ) -> Result<Verdict, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         let Some(acct) = Self::account(&tx, user)? else {
             return Err(StoreError::NoPendingEnrollment);
         };
@@ -506,7 +506,7 @@ impl Store {
         limits: Limits,
         attempt: &Attempt<'_>,
     ) -> Result<Option<Checked>, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         let acct = match Self::account(&tx, user)? {
             Some(a) if a.state == "active" => a,
             _ => return Ok(None),
@@ -660,7 +660,7 @@ impl Store {
     /// Removes the account's enrolment, its failure log and lock. Returns whether an
     /// enrolment existed.
     pub fn remove(&mut self, user: &str) -> Result<bool, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         tx.prepare_cached("DELETE FROM recovery_codes WHERE user = ?1")?
             .execute(params![user])?;
         tx.prepare_cached("DELETE FROM failures WHERE user = ?1")?
@@ -676,7 +676,7 @@ impl Store {
 
     /// Drops pending enrolments past their lifetime.
     pub fn expire_pending(&mut self, now: u64) -> Result<usize, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         tx.prepare_cached(
             "DELETE FROM recovery_codes WHERE user IN
              (SELECT user FROM accounts WHERE state = 'pending' AND expires_at <= ?1)",

@@ -136,43 +136,15 @@ async fn begin(conn: &mut Conn, mut ctx: LoginContext) -> LoginResponse {
 }
 
 /// The policy's answer for a login (suspension from the store, groups through NSS, the
-/// grace book), with the account's state as the store had it (one store call for both).
-/// Fixes what the login's grant will be recorded against (`conn.begun`).
+/// grace book), with the account's state as the store has it when the backend is asked
+/// (the same read serves both unless NSS was asked, which may take seconds). Fixes what
+/// the login's grant will be recorded against (`conn.begun`).
 async fn assess(
     conn: &mut Conn,
     ctx: &LoginContext,
     generation: Generation,
 ) -> Result<(Stage, LoginState), Box<LoginResponse>> {
-    let (user, limits) = (ctx.user.clone(), conn.d.limits());
-    let state = match conn
-        .d
-        .store
-        .call(move |s| s.login_state(&user, now(), limits))
-        .await
-    {
-        Ok(state) => state,
-        // The fleet's database down when the login begins is the service not reached:
-        // `failmode` decides. The policy denies nothing before the backend but a
-        // suspension, which is exactly what cannot be known now, so nothing else is
-        // asked (under `failmode = "safe"` a suspended account gets in, as every account
-        // does without its factor; README "When the database is down").
-        Err(e) if e.is_unreachable() => {
-            conn.d.store.log_error("begin", &e);
-            return Err(Box::new(
-                conn.unreachable(ctx, "the store could not be reached"),
-            ));
-        }
-        // Every connection of the fleet's pool in use: a flood of logins is refused,
-        // it never reaches `failmode`.
-        Err(e) if e.is_busy() => {
-            conn.d.store.log_error("begin", &e);
-            return Err(Box::new(settle(conn, ctx, Outcome::Busy).await));
-        }
-        Err(e) => {
-            conn.log_auth(ctx, "error", "reason=internal");
-            return Err(Box::new(conn.internal("begin", &e)));
-        }
-    };
+    let state = account_state(conn, ctx).await?;
     let suspended = state == LoginState::Suspended;
     let d = std::sync::Arc::clone(&conn.d);
     let (user, service, rhost) = (ctx.user.clone(), ctx.service.clone(), ctx.rhost.clone());
@@ -198,23 +170,65 @@ async fn assess(
         });
         (stage, session)
     };
-    // NSS may block (LDAP, sssd): off the async workers when the policy asks it anything.
-    let assessed = if conn.d.policy.assess_blocks(peer_session.is_some()) {
+    // NSS may block (LDAP, sssd): off the async thread when the policy asks it anything.
+    let blocks = conn.d.policy.assess_blocks(peer_session.is_some());
+    let assessed = if blocks {
         tokio::task::spawn_blocking(assess).await
     } else {
         Ok(assess())
     };
-    match assessed {
-        Ok((stage, session)) => {
-            conn.begun = Some(Begun {
-                session,
-                generation,
-            });
-            Ok((stage, state))
+    let Ok((stage, session)) = assessed else {
+        conn.log_auth(ctx, "error", "reason=internal");
+        return Err(Box::new(internal_error()));
+    };
+    // A `toopherctl disable` (or a removal) during a slow NSS answer must still count:
+    // the backend gets the account as it is now.
+    let state = if blocks && matches!(stage, Stage::NeedsFactor { .. }) {
+        account_state(conn, ctx).await?
+    } else {
+        state
+    };
+    conn.begun = Some(Begun {
+        session,
+        generation,
+    });
+    Ok((stage, state))
+}
+
+/// The account's state in the store at the start of a login, or the answer when the
+/// store fails.
+async fn account_state(
+    conn: &mut Conn,
+    ctx: &LoginContext,
+) -> Result<LoginState, Box<LoginResponse>> {
+    let (user, limits) = (ctx.user.clone(), conn.d.limits());
+    match conn
+        .d
+        .store
+        .call(move |s| s.login_state(&user, now(), limits))
+        .await
+    {
+        Ok(state) => Ok(state),
+        // The fleet's database down when the login begins is the service not reached:
+        // `failmode` decides. The policy denies nothing before the backend but a
+        // suspension, which is exactly what cannot be known now, so nothing else is
+        // asked (under `failmode = "safe"` a suspended account gets in, as every account
+        // does without its factor; README "When the database is down").
+        Err(e) if e.is_unreachable() => {
+            conn.d.store.log_error("begin", &e);
+            Err(Box::new(
+                conn.unreachable(ctx, "the store could not be reached"),
+            ))
         }
-        Err(_) => {
+        // Every connection of the fleet's pool in use: a flood of logins is refused,
+        // it never reaches `failmode`.
+        Err(e) if e.is_busy() => {
+            conn.d.store.log_error("begin", &e);
+            Err(Box::new(settle(conn, ctx, Outcome::Busy).await))
+        }
+        Err(e) => {
             conn.log_auth(ctx, "error", "reason=internal");
-            Err(Box::new(internal_error()))
+            Err(Box::new(conn.internal("begin", &e)))
         }
     }
 }

@@ -1427,3 +1427,66 @@ async fn a_grant_after_a_clear_leaves_no_grace() {
         Some(ErrorKind::NotFound)
     );
 }
+
+/// A group lookup that answers slowly: while it runs, an administrator suspends the
+/// account (written through a connection of its own, as `toopherctl disable` would be).
+struct SuspendsWhileLooking {
+    db: std::path::PathBuf,
+    user: &'static str,
+}
+
+impl crate::policy::groups::GroupDb for SuspendsWhileLooking {
+    fn primary_gid(&self, user: &str) -> Result<Option<u32>, String> {
+        let mut store = Store::open(&self.db).map_err(|e| e.to_string())?;
+        store
+            .set_suspended(self.user, true, crate::now())
+            .map_err(|e| e.to_string())?;
+        Ok((user == self.user).then_some(4242))
+    }
+    fn group_list(&self, _user: &str, primary: u32) -> Result<Vec<u32>, String> {
+        Ok(vec![primary])
+    }
+    fn gid_of(&self, _group: &str) -> Result<Option<u32>, String> {
+        Ok(Some(4242))
+    }
+}
+
+#[tokio::test]
+async fn an_account_suspended_while_nss_answers_is_denied_not_challenged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("toopherd.sqlite3");
+    let mut store = Store::open(&db).unwrap();
+    let e = store.enroll("root", 600, crate::now(), false).unwrap();
+    let secret = e.secret.clone();
+    let code = code_at_step(&secret, step_of(crate::now())).unwrap();
+    let limits = crate::store::Limits {
+        max_failures: 5,
+        window: 300,
+    };
+    store
+        .activate("root", code.as_str(), crate::now(), limits)
+        .unwrap();
+    drop(store);
+    let log = Arc::new(Log::stderr());
+    let shared = Shared::new(Box::new(Store::open(&db).unwrap()), Arc::clone(&log));
+    // A group rule: the policy asks NSS, off the async thread, and that takes a while.
+    let config = Config::parse("[policy]\nrequired_groups = [\"admins\"]\n").unwrap();
+    let backend = Box::new(LocalBackend::new(shared.clone(), limits, 600));
+    let mut service = Service::with_backend(config.clone(), log, shared, backend);
+    service.policy = crate::policy::Gate::with_db(
+        crate::policy::Policy::new(config.policy.clone(), config.availability),
+        Box::new(SuspendsWhileLooking {
+            db: db.clone(),
+            user: "root",
+        }),
+    );
+    let mut login = Conn::new(Arc::new(service), root());
+    // The account was active when the login began; by the time the backend is asked it
+    // is suspended, and that is what counts.
+    let r = ask(&mut login, begin("root")).await;
+    assert!(
+        !matches!(r, LoginResponse::Challenge { .. }),
+        "a suspended account was asked for its code: {r:?}"
+    );
+    assert_eq!(r, login.suspended_answer());
+}

@@ -59,7 +59,7 @@ impl Store {
     /// Forgets everything about `user`: enrolment, pairing, registration, suspension,
     /// failures, lock and activity. Returns whether anything existed.
     pub fn forget(&mut self, user: &str) -> Result<bool, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         let mut n = 0;
         for table in [
             "recovery_codes",
@@ -98,7 +98,7 @@ impl Store {
         &mut self,
         user: &str,
     ) -> Result<Vec<Zeroizing<String>>, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         let Some(acct) = Self::account(&tx, user)? else {
             return Err(StoreError::NotEnrolled);
         };

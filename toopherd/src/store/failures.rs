@@ -269,7 +269,7 @@ impl Store {
     /// Lifts `user`'s lock and resets its escalation (an administrator's unlock).
     /// Returns whether there was anything to lift.
     pub fn unlock(&mut self, user: &str, now: u64, limits: Limits) -> Result<bool, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         let was = Self::locked_until(&tx, user, now, limits)?.is_some()
             || Self::lockout(&tx, user, now)?.level > 0;
         let mut l = Self::lockout(&tx, user, now)?;
@@ -294,7 +294,7 @@ impl Store {
         limits: Limits,
         attempt: &Attempt<'_>,
     ) -> Result<Recorded, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         let recorded = if success {
             Recorded {
                 failure: None,

@@ -65,7 +65,7 @@ impl Store {
         ttl: u64,
         now: u64,
     ) -> Result<Option<(Zeroizing<String>, u64)>, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         tx.prepare_cached("DELETE FROM registration_starts WHERE at <= ?1")?
             .execute(params![to_i64(now.saturating_sub(3600))])?;
         let recent: i64 = tx
@@ -104,7 +104,7 @@ impl Store {
         approver: &str,
         now: u64,
     ) -> Result<Result<Zeroizing<String>, ApproveError>, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         let row: Option<(Vec<u8>, Vec<u8>, i64, i64)> = tx
             .prepare_cached(
                 "SELECT salt, code_hash, expires_at, tries FROM registrations WHERE user = ?1",
@@ -142,7 +142,7 @@ impl Store {
         response: &str,
         now: u64,
     ) -> Result<RegistrationCheck, StoreError> {
-        let tx = Savepoint::new(&self.conn)?;
+        let tx = Savepoint::new(&mut self.conn)?;
         let row: Option<ResponseRow> = tx
             .prepare_cached(
                 "SELECT salt, expires_at, tries, response_hash FROM registrations WHERE user = ?1",

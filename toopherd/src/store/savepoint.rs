@@ -13,7 +13,9 @@ const UNDO: &str = "ROLLBACK TO toopherd_sp";
 /// One change as a transaction of its own: [`Savepoint::commit`] keeps it; dropped
 /// without it (an error, a panic), everything since [`Savepoint::new`] is undone.
 pub struct Savepoint<'c> {
-    conn: &'c Connection,
+    // Held exclusively, as rusqlite's own savepoint holds it: a second savepoint cannot
+    // be opened, nor this one released out of order, while it lives.
+    conn: &'c mut Connection,
     open: bool,
 }
 
@@ -23,7 +25,7 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 impl<'c> Savepoint<'c> {
-    pub fn new(conn: &'c Connection) -> rusqlite::Result<Savepoint<'c>> {
+    pub fn new(conn: &'c mut Connection) -> rusqlite::Result<Savepoint<'c>> {
         run(conn, OPEN)?;
         Ok(Savepoint { conn, open: true })
     }
@@ -40,8 +42,8 @@ impl<'c> Savepoint<'c> {
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if self.open {
-            // Nothing to report to: a failure here leaves the enclosing transaction to
-            // fail (the group checks that it is still open before it commits).
+            // Nothing to report to. The savepoint is dropped open only on a path that
+            // returns an error, and the group then undoes the whole call (`end_call`).
             let _ = run(self.conn, UNDO).and_then(|()| run(self.conn, RELEASE));
         }
     }
@@ -64,28 +66,30 @@ mod tests {
     }
 
     #[test]
-    fn a_committed_savepoint_keeps_its_rows_and_a_dropped_one_undoes_them_nested_too() {
-        let conn = Connection::open_in_memory().unwrap();
+    fn a_committed_savepoint_keeps_its_rows_and_a_dropped_one_undoes_them() {
+        let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
-        let outer = Savepoint::new(&conn).unwrap();
-        outer.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        let kept = Savepoint::new(&mut conn).unwrap();
+        kept.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        kept.commit().unwrap();
         {
-            let inner = Savepoint::new(&conn).unwrap();
-            inner.execute("INSERT INTO t VALUES (2)", []).unwrap();
-            // Dropped: only the inner row goes.
+            let dropped = Savepoint::new(&mut conn).unwrap();
+            dropped.execute("INSERT INTO t VALUES (2)", []).unwrap();
         }
         assert_eq!(rows(&conn), 1);
-        let inner = Savepoint::new(&conn).unwrap();
-        inner.execute("INSERT INTO t VALUES (3)", []).unwrap();
-        inner.commit().unwrap();
-        outer.commit().unwrap();
-        assert_eq!(rows(&conn), 2);
         assert!(conn.is_autocommit(), "every savepoint was released");
+        // Inside an enclosing transaction (the group's), a dropped one undoes only its own.
+        conn.execute_batch("BEGIN; INSERT INTO t VALUES (3)")
+            .unwrap();
         {
-            let dropped = Savepoint::new(&conn).unwrap();
+            let dropped = Savepoint::new(&mut conn).unwrap();
             dropped.execute("INSERT INTO t VALUES (4)", []).unwrap();
         }
+        assert!(
+            !conn.is_autocommit(),
+            "the enclosing transaction is still open"
+        );
+        conn.execute_batch("COMMIT").unwrap();
         assert_eq!(rows(&conn), 2);
-        assert!(conn.is_autocommit());
     }
 }

@@ -155,43 +155,39 @@ fn main() {
     let date = command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let machine = machine();
     let load_before = load_average();
-    if std::env::var_os("BENCH_ONLY").is_some_and(|v| v == "push") {
-        let push = push_latency();
+    if let Some(part) = std::env::var_os("BENCH_ONLY") {
+        let part = part.to_string_lossy().into_owned();
+        // The local parts need a toopherd with its accounts, looked up through nss_db.
+        let local = || {
+            namespace.indexed_lookups();
+            let d = Toopherd::start();
+            say(&format!("enrolling {USERS} accounts through the socket"));
+            let (pool, _) = pool::enroll(&d.socket, USERS, 8);
+            (d, pool)
+        };
+        let print: Box<dyn Fn()> = match part.as_str() {
+            "push" => {
+                let push = push_latency();
+                Box::new(move || report_push(&push))
+            }
+            "load" => {
+                let (d, pool) = local();
+                let runs = load_runs(&d, &pool);
+                Box::new(move || report_load(&runs))
+            }
+            "pam" => {
+                let (d, pool) = local();
+                let pam = pam_stacks::Stacks::new(ROUNDS, &d.socket).run(&pool);
+                Box::new(move || report_pam(&pam))
+            }
+            other => panic!("BENCH_ONLY={other}: pam, load or push"),
+        };
         println!(
-            "Measured {date} on {machine} (1-minute load average {load_before} before, {} after), with `BENCH_ONLY=push scripts/bench`.",
+            "Measured {date} on {machine} (1-minute load average {load_before} before, {} after), with `BENCH_ONLY={part} scripts/bench`.",
             load_average()
         );
         println!();
-        report_push(&push);
-        return;
-    }
-    if std::env::var_os("BENCH_ONLY").is_some_and(|v| v == "load") {
-        namespace.indexed_lookups();
-        let d = Toopherd::start();
-        say(&format!("enrolling {USERS} accounts through the socket"));
-        let (pool, _) = pool::enroll(&d.socket, USERS, 8);
-        let runs = load_runs(&d, &pool);
-        println!(
-            "Measured {date} on {machine} (1-minute load average {load_before} before, {} after), with `BENCH_ONLY=load scripts/bench`.",
-            load_average()
-        );
-        println!();
-        report_load(&runs);
-        return;
-    }
-    if std::env::var_os("BENCH_ONLY").is_some_and(|v| v == "pam") {
-        namespace.indexed_lookups();
-        let d = Toopherd::start();
-        say(&format!("enrolling {USERS} accounts through the socket"));
-        let (pool, _) = pool::enroll(&d.socket, USERS, 8);
-        let stacks = pam_stacks::Stacks::new(ROUNDS, &d.socket);
-        let pam = stacks.run(&pool);
-        println!(
-            "Measured {date} on {machine} (1-minute load average {load_before} before, {} after), with `BENCH_ONLY=pam scripts/bench`.",
-            load_average()
-        );
-        println!();
-        report_pam(&pam);
+        print();
         return;
     }
 
