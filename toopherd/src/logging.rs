@@ -21,8 +21,27 @@ pub enum LogTarget {
     Stderr,
 }
 
+/// How long a line may wait for syslog's socket. Every local user can write to /dev/log
+/// and so fill the syslog daemon's queue; a login must not wait on that (all of a
+/// toopherd's logins share one async thread). A line not sent in time goes to stderr:
+/// under systemd, the unit's own stream to the journal, which no one else can fill.
+const SYSLOG_SEND_TIMEOUT: Duration = Duration::from_millis(250);
+
+type Syslog = Logger<LoggerBackend, Formatter3164>;
+
+/// `logger` with its socket's sends bounded by [`SYSLOG_SEND_TIMEOUT`].
+fn bounded(logger: Syslog) -> Result<Syslog, String> {
+    let set = match &logger.backend {
+        LoggerBackend::Unix(s) => s.set_write_timeout(Some(SYSLOG_SEND_TIMEOUT)),
+        LoggerBackend::UnixStream(w) => w.get_ref().set_write_timeout(Some(SYSLOG_SEND_TIMEOUT)),
+        LoggerBackend::Udp(..) | LoggerBackend::Tcp(..) => Ok(()),
+    };
+    set.map_err(|e| format!("cannot bound the syslog socket: {e}"))?;
+    Ok(logger)
+}
+
 enum Sink {
-    Syslog(Mutex<Logger<LoggerBackend, Formatter3164>>),
+    Syslog(Mutex<Syslog>),
     Stderr,
 }
 
@@ -100,11 +119,11 @@ impl Log {
         };
         let sink = match target {
             LogTarget::Stderr => Sink::Stderr,
-            LogTarget::Syslog => Sink::Syslog(Mutex::new(
+            LogTarget::Syslog => Sink::Syslog(Mutex::new(bounded(
                 syslog::unix(formatter).map_err(|e| format!("cannot open syslog: {e}"))?,
-            )),
-            LogTarget::Auto => match syslog::unix(formatter) {
-                Ok(l) => Sink::Syslog(Mutex::new(l)),
+            )?)),
+            LogTarget::Auto => match syslog::unix(formatter).map_err(|e| e.to_string()) {
+                Ok(l) => Sink::Syslog(Mutex::new(bounded(l)?)),
                 Err(_) => Sink::Stderr,
             },
         };
@@ -177,29 +196,33 @@ impl Log {
 
     fn write(&self, level: Level, msg: &str) {
         let msg = &visible(msg);
-        match &self.sink {
-            Sink::Syslog(l) => {
-                if let Ok(mut l) = l.lock() {
-                    let _ = match level {
-                        Level::Info => l.info(msg),
-                        Level::Warn => l.warning(msg),
-                        Level::Err => l.err(msg),
-                    };
+        let sent = match &self.sink {
+            Sink::Syslog(l) => l.lock().is_ok_and(|mut l| {
+                match level {
+                    Level::Info => l.info(msg),
+                    Level::Warn => l.warning(msg),
+                    Level::Err => l.err(msg),
                 }
-            }
-            Sink::Stderr => {
-                let tag = match level {
-                    Level::Info => "info",
-                    Level::Warn => "warning",
-                    Level::Err => "error",
-                };
-                // One write per line: no other line can come between its parts, and it
-                // is one system call on the login's path, not five.
-                let line = format!("toopherd[{}]: {tag}: {msg}\n", std::process::id());
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            }
+                .is_ok()
+            }),
+            Sink::Stderr => false,
+        };
+        if !sent {
+            to_stderr(level, msg);
         }
     }
+}
+
+/// One write per line: no other line can come between its parts, and it is one system
+/// call on the login's path, not five.
+fn to_stderr(level: Level, msg: &str) {
+    let tag = match level {
+        Level::Info => "info",
+        Level::Warn => "warning",
+        Level::Err => "error",
+    };
+    let line = format!("toopherd[{}]: {tag}: {msg}\n", std::process::id());
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// A whole line with its control and hidden characters escaped: the last defence for
@@ -273,6 +296,42 @@ pub fn field(value: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_full_syslog_socket_holds_a_line_for_the_timeout_not_forever() {
+        use std::os::unix::net::UnixDatagram;
+        // The daemon's end never reads: fill its queue, as a flood of other users would.
+        let (ours, _daemon) = UnixDatagram::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        while ours.send(&[0u8; 512]).is_ok() {}
+        ours.set_nonblocking(false).unwrap();
+        let formatter = Formatter3164 {
+            facility: Facility::LOG_AUTHPRIV,
+            hostname: None,
+            process: "toopherd".into(),
+            pid: std::process::id(),
+        };
+        let logger = bounded(Logger {
+            formatter,
+            backend: LoggerBackend::Unix(ours),
+        })
+        .unwrap();
+        let log = Log::with_sink(Sink::Syslog(Mutex::new(logger)));
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            log.info("user=alice result=granted");
+            let _ = done.send(start.elapsed());
+        });
+        // Without the bound the send blocks until the daemon reads, which it never does.
+        let took = wait
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a log line waited on a full syslog socket without end");
+        assert!(
+            took >= SYSLOG_SEND_TIMEOUT,
+            "{took:?}: the queue was not full"
+        );
+    }
+
     use super::*;
 
     #[test]
