@@ -186,8 +186,8 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// What the account may use, at the start of a login. `state` is what the store
-    /// said of the account as the login began: read once, in the same store call as the
-    /// policy's suspension lookup, so a login goes to the store once before its code.
+    /// says of the account: the read that gave the policy its suspension (read again
+    /// when the policy waited on NSS), so a login goes to the store once before its code.
     fn begin<'a>(&'a self, who: &'a Attempting, state: LoginState) -> BoxFuture<'a, Begin>;
 
     /// Checks a typed code; `pending` is the push it settles, when one is out.
