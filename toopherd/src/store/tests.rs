@@ -30,6 +30,16 @@ pub(super) fn active(
     (e.secret, e.recovery_codes)
 }
 
+/// A code that `secret` does not accept at `at`, at its step nor the one before or after.
+/// A fixed code such as "000000" is the right one for a random secret once in about a
+/// million steps: a test that takes it for wrong then fails now and then.
+pub(super) fn wrong_code(secret: &[u8], at: u64) -> String {
+    (0u32..)
+        .map(|n| format!("{n:06}"))
+        .find(|code| crate::totp::matching_step(secret, code, at).is_none())
+        .unwrap()
+}
+
 #[test]
 fn database_is_created_0600_and_refused_when_loosened() {
     let (dir, store) = temp_db("perm");
@@ -76,8 +86,11 @@ fn rate_limit_refuses_even_a_right_code_until_the_window_passes() {
     let (dir, mut store) = temp_db("rate");
     let (secret, _) = active(&mut store, "bob");
     for i in 0..5 {
+        let at = T0 + 40 + i;
         assert_eq!(
-            store.verify("bob", "000000", T0 + 40 + i, LIMITS).unwrap(),
+            store
+                .verify("bob", &wrong_code(&secret, at), at, LIMITS)
+                .unwrap(),
             Some(Verdict::Rejected(Rejection::Wrong)),
         );
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::tests::{LIMITS, T0, active};
+use crate::store::tests::{LIMITS, T0, active, wrong_code};
 use crate::store::{LoginState, Rejection, SCHEMA, SCHEMA_V2, Verdict};
 use crate::totp::{code_at_step, step_of};
 use toopher_ipc::Method;
@@ -27,17 +27,19 @@ fn from<'a>(rhost: &'a str, own: &'a [i64]) -> Attempt<'a> {
 
 /// `n` wrong codes from `rhost`, one a second from `at`; returns their ids.
 fn fail(store: &mut Store, user: &str, at: u64, n: u64, rhost: &str) -> Vec<i64> {
+    let secret = Store::account(&store.conn, user).unwrap().unwrap().secret;
     (0..n)
         .map(|i| {
+            let at = at + i;
+            let code = wrong_code(&secret, at);
             let c = store
-                .check(user, "000000", at + i, LIMITS, &from(rhost, &[]))
+                .check(user, &code, at, LIMITS, &from(rhost, &[]))
                 .unwrap()
                 .unwrap();
             assert_eq!(
                 c.verdict,
                 Verdict::Rejected(Rejection::Wrong),
-                "at {}",
-                at + i
+                "{code} at {at}"
             );
             c.recorded.failure.unwrap()
         })
@@ -112,6 +114,41 @@ fn the_lock_stops_growing_at_a_day() {
         [
             300, 600, 1200, 2400, 4800, 9600, 19_200, 38_400, 76_800, 86_400, 86_400, 86_400
         ]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A secret whose code at T0's step, the one its activation used, is "000000": once,
+/// `the_lock_stops_growing_at_a_day` drew it and took "000000" for a wrong code at T0 + 10
+/// (it was a replayed one).
+#[test]
+fn a_wrong_code_is_wrong_even_when_000000_is_a_right_one() {
+    const SECRET: [u8; 20] = [
+        0x70, 0xb8, 0xd8, 0xad, 0x1d, 0x6d, 0x06, 0x4c, 0x01, 0x20, 0x8c, 0xba, 0x66, 0x08, 0x09,
+        0xf0, 0x67, 0xf1, 0x58, 0x9b,
+    ];
+    assert_eq!(
+        code_at_step(&SECRET, step_of(T0)).unwrap().as_str(),
+        "000000"
+    );
+    let (dir, mut store) = temp_db("zeros");
+    active(&mut store, "zed");
+    store
+        .conn
+        .execute(
+            "UPDATE accounts SET secret = ?2 WHERE user = ?1",
+            params!["zed", &SECRET[..]],
+        )
+        .unwrap();
+    assert_eq!(
+        store.verify("zed", "000000", T0 + 10, LIMITS).unwrap(),
+        Some(Verdict::Rejected(Rejection::Replayed))
+    );
+    assert_ne!(wrong_code(&SECRET, T0 + 11), "000000");
+    fail(&mut store, "zed", T0 + 11, 4, "192.0.2.1");
+    assert_eq!(
+        store.rate_limited("zed", T0 + 15, LIMITS).unwrap(),
+        Some(T0 + 310)
     );
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -328,8 +365,15 @@ fn the_notice_is_bounded_but_its_count_is_not_lost() {
     };
     for i in 0..300u64 {
         let rhost = format!("10.0.{}.{}", i / 250, i % 250);
+        let at = T0 + 40 + i;
         let c = store
-            .check("gus", "000000", T0 + 40 + i, limits, &from(&rhost, &[]))
+            .check(
+                "gus",
+                &wrong_code(&secret, at),
+                at,
+                limits,
+                &from(&rhost, &[]),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(c.verdict, Verdict::Rejected(Rejection::Wrong));
@@ -512,10 +556,11 @@ fn a_lift_in_the_same_second_as_the_failures_still_lifts() {
         max_failures: 2,
         window: 10,
     };
-    let (_, codes) = active(&mut store, "lou");
+    let (secret, codes) = active(&mut store, "lou");
+    let code = wrong_code(&secret, T0);
     let wrong = |store: &mut Store| {
         store
-            .check("lou", "000000", T0, short, &from("192.0.2.1", &[]))
+            .check("lou", &code, T0, short, &from("192.0.2.1", &[]))
             .unwrap()
             .unwrap()
             .verdict
