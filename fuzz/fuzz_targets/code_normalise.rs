@@ -52,7 +52,9 @@ fn totp_properties(secret: &[u8], code: &str, now: u64) {
             "never both kinds of code"
         );
     }
-    if let Some(step) = totp::matching_step(secret, code, now) {
+    let steps = totp::matching_steps(secret, code, now);
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "earliest first, once each");
+    for step in steps {
         assert!(shaped, "only a six-digit code can match");
         let cur = totp::step_of(now);
         assert!(step + 1 >= cur && step <= cur + 1, "within one step");

@@ -459,7 +459,11 @@ impl Store {
             return Ok(Verdict::RateLimited { until });
         }
         let verdict = match totp::looks_like_code(code)
-            .then(|| totp::matching_step(&acct.secret, code, now))
+            .then(|| {
+                totp::matching_steps(&acct.secret, code, now)
+                    .first()
+                    .copied()
+            })
             .flatten()
         {
             Some(step) => {
@@ -518,14 +522,15 @@ impl Store {
             Some(until) if totp::looks_like_code(code) => Verdict::RateLimited { until },
             Some(_) => Self::check_recovery_code(&tx, user, &acct.salt, code, now)?,
             None if totp::looks_like_code(code) => {
-                match totp::matching_step(&acct.secret, code, now) {
-                    Some(step) if to_i64(step) > acct.last_step => {
+                let steps = totp::matching_steps(&acct.secret, code, now);
+                match steps.iter().find(|&&s| to_i64(s) > acct.last_step) {
+                    Some(&step) => {
                         tx.prepare_cached("UPDATE accounts SET last_step = ?2 WHERE user = ?1")?
                             .execute(params![user, to_i64(step)])?;
                         Verdict::Accepted(Method::Otp)
                     }
-                    Some(_) => Verdict::Rejected(Rejection::Replayed),
-                    None => Verdict::Rejected(Rejection::Wrong),
+                    None if steps.is_empty() => Verdict::Rejected(Rejection::Wrong),
+                    None => Verdict::Rejected(Rejection::Replayed),
                 }
             }
             None => Self::check_recovery_code(&tx, user, &acct.salt, code, now)?,

@@ -25,15 +25,20 @@ pub(crate) fn code_at_step(secret: &[u8], step: u64) -> Option<Zeroizing<String>
     Some(Zeroizing::new(totp.generate(time).to_string()))
 }
 
-/// The step (previous, current or next) whose code equals `code`, if any. Every
-/// candidate is compared, in constant time, so timing does not tell which matched.
-pub fn matching_step(secret: &[u8], code: &str, now: u64) -> Option<u64> {
+/// The steps of the window (previous, current, next) whose code equals `code`, earliest
+/// first: none or one, or two when neighbouring steps share a code (about once in a
+/// million steps), and then the earlier may be one already used while the later is new:
+/// a caller takes the first it has not used. Every candidate is compared, in constant
+/// time, so timing does not tell which matched.
+pub fn matching_steps(secret: &[u8], code: &str, now: u64) -> Vec<u64> {
     let current = step_of(now);
-    let mut found = None;
+    let mut found = Vec::new();
     for step in [current.saturating_sub(1), current, current + 1] {
-        let expected = code_at_step(secret, step)?;
-        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && found.is_none() {
-            found = Some(step);
+        let Some(expected) = code_at_step(secret, step) else {
+            return Vec::new();
+        };
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && !found.contains(&step) {
+            found.push(step);
         }
     }
     found
@@ -85,6 +90,14 @@ fn percent(s: &str) -> String {
     out
 }
 
+/// A secret whose steps 57840093 and 57840094 share the code 681852 (found by search).
+#[cfg(test)]
+pub(crate) const SHARED_CODE_SECRET: [u8; 20] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+];
+#[cfg(test)]
+pub(crate) const SHARED_CODE_STEP: u64 = 57_840_093;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,18 +134,30 @@ mod tests {
         ] {
             let code = code_at_step(RFC_SECRET, step).unwrap();
             assert_eq!(
-                matching_step(RFC_SECRET, &code, now),
-                ok.then_some(step),
+                matching_steps(RFC_SECRET, &code, now),
+                Vec::from_iter(ok.then_some(step)),
                 "step {step}"
             );
         }
     }
 
     #[test]
+    fn neighbouring_steps_with_one_code_both_match_the_earlier_first() {
+        let (a, b) = (SHARED_CODE_STEP, SHARED_CODE_STEP + 1);
+        let code = code_at_step(&SHARED_CODE_SECRET, a).unwrap();
+        assert_eq!(code.as_str(), "681852");
+        assert_eq!(code_at_step(&SHARED_CODE_SECRET, b).unwrap(), code);
+        assert_eq!(
+            matching_steps(&SHARED_CODE_SECRET, &code, b * STEP_SECS),
+            [a, b]
+        );
+    }
+
+    #[test]
     fn a_clock_at_the_end_of_time_matches_nothing() {
         // Found by fuzz/fuzz_targets/code_normalise.rs: the next step's time overflowed.
         for now in [u64::MAX, u64::MAX - 29, u64::MAX / STEP_SECS * STEP_SECS] {
-            assert_eq!(matching_step(RFC_SECRET, "287082", now), None);
+            assert_eq!(matching_steps(RFC_SECRET, "287082", now), Vec::<u64>::new());
         }
         assert!(code_at_step(RFC_SECRET, u64::MAX / STEP_SECS).is_some());
         assert!(code_at_step(RFC_SECRET, u64::MAX / STEP_SECS + 1).is_none());

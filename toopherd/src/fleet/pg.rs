@@ -659,7 +659,7 @@ impl PgStore {
             }
             let secret = self.open_secret(user, &acct.sealed)?;
             let verdict = match totp::looks_like_code(code)
-                .then(|| totp::matching_step(&secret, code, now))
+                .then(|| totp::matching_steps(&secret, code, now).first().copied())
                 .flatten()
             {
                 Some(step) => {
@@ -739,24 +739,28 @@ impl PgStore {
                 Some(until) if totp::looks_like_code(code) => Verdict::RateLimited { until },
                 Some(_) => check_recovery_code(s, user, host, &recovery, code, now).await?,
                 None if totp::looks_like_code(code) => {
-                    match totp::matching_step(&secret, code, now) {
-                        Some(step) => {
-                            // Never read-then-write: the update itself is the guard.
-                            let won = s
-                                .execute(
-                                    "UPDATE accounts SET last_step = $2
-                                     WHERE user_name = $1 AND last_step < $2",
-                                    &[&user, &to_i64(step)],
-                                )
-                                .await?;
-                            if won == 1 {
-                                Verdict::Accepted(Method::Otp)
-                            } else {
-                                Verdict::Rejected(Rejection::Replayed)
-                            }
+                    let steps = totp::matching_steps(&secret, code, now);
+                    let mut verdict = if steps.is_empty() {
+                        Verdict::Rejected(Rejection::Wrong)
+                    } else {
+                        Verdict::Rejected(Rejection::Replayed)
+                    };
+                    // The first matching step not used yet. Never read-then-write: the
+                    // update itself is the guard.
+                    for step in steps {
+                        let won = s
+                            .execute(
+                                "UPDATE accounts SET last_step = $2
+                                 WHERE user_name = $1 AND last_step < $2",
+                                &[&user, &to_i64(step)],
+                            )
+                            .await?;
+                        if won == 1 {
+                            verdict = Verdict::Accepted(Method::Otp);
+                            break;
                         }
-                        None => Verdict::Rejected(Rejection::Wrong),
                     }
+                    verdict
                 }
                 None => check_recovery_code(s, user, host, &recovery, code, now).await?,
             };

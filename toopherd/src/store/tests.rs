@@ -36,7 +36,7 @@ pub(super) fn active(
 pub(super) fn wrong_code(secret: &[u8], at: u64) -> String {
     (0u32..)
         .map(|n| format!("{n:06}"))
-        .find(|code| crate::totp::matching_step(secret, code, at).is_none())
+        .find(|code| crate::totp::matching_steps(secret, code, at).is_empty())
         .unwrap()
 }
 
@@ -174,5 +174,30 @@ fn active_enrolment_is_replaced_only_when_forced() {
     assert!(store.enroll("erin", 600, T0 + 1, true).is_ok());
     assert!(store.remove("erin").unwrap());
     assert!(!store.remove("erin").unwrap());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_code_its_used_step_shares_with_the_next_is_accepted_in_the_next_once() {
+    use crate::totp::{SHARED_CODE_SECRET, SHARED_CODE_STEP, STEP_SECS};
+    let (dir, mut store) = temp_db("shared-code");
+    active(&mut store, "sam");
+    // Step 57840093 accepted; 57840094 has the same code and is new.
+    store
+        .conn
+        .execute(
+            "UPDATE accounts SET secret = ?2, last_step = ?3 WHERE user = ?1",
+            params!["sam", &SHARED_CODE_SECRET[..], to_i64(SHARED_CODE_STEP)],
+        )
+        .unwrap();
+    let at = (SHARED_CODE_STEP + 1) * STEP_SECS;
+    assert_eq!(
+        store.verify("sam", "681852", at, LIMITS).unwrap(),
+        Some(Verdict::Accepted(Method::Otp))
+    );
+    assert_eq!(
+        store.verify("sam", "681852", at + 1, LIMITS).unwrap(),
+        Some(Verdict::Rejected(Rejection::Replayed))
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
