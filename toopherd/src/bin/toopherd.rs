@@ -155,9 +155,9 @@ fn run(config: Config, log: Log) -> Result<(), String> {
     let socket = config.socket.path().to_owned();
     let claim = Claim::take(&socket).map_err(with_who)?;
     raise_open_file_limit();
-    // With the local store, a login's work is on the store's own thread (group commit)
-    // and NSS lookups on blocking threads: the async side only moves frames, and one
-    // thread does it with fewer wake-ups than two workers handing tasks to each other
+    // With the local store, one async thread runs the logins and the store's statements,
+    // the store's own thread waits for its syncs (group commit), and NSS lookups run on
+    // blocking threads: fewer wake-ups than two workers handing tasks to each other
     // (README, "Performance": less CPU per verification, lower latency). The fleet's
     // store keeps its TLS connections to PostgreSQL on the runtime: two workers.
     let mut runtime = match config.store.kind {

@@ -1,17 +1,22 @@
-//! The store as the daemon's tasks use it: one [`Storage`] owned by a thread of its own,
-//! which takes every call waiting and runs them as one group (group commit: one
-//! transaction, one commit, so one sync makes them all durable), then answers each. No
-//! call is answered before its group is on disk, so an accepted code's record is durable
-//! before the login hears of it, as when each call committed alone. A store whose calls
-//! are each durable by themselves and may run side by side (the fleet's PostgreSQL, with
-//! its own pool) is called from blocking threads instead ([`Shared::concurrent`]).
-//! Failures are logged once while they last ([`StoreWatch`]).
+//! The store as the daemon's tasks use it. The local SQLite store groups its calls:
+//! every call waiting when a group's turn comes joins it (group commit: one transaction,
+//! one commit, so one sync makes them all durable), and none is answered before its group
+//! is on disk, so an accepted code's record is durable before the login hears of it, as
+//! when each call committed alone. A group's statements run on the async thread (a few
+//! microseconds each, in SQLite's page cache); its commit, which waits for the WAL's
+//! sync, runs on the store's own thread, so the runtime reads the next requests
+//! meanwhile. A group that only read commits without a sync and never leaves the async
+//! thread: handing every call to a store thread and back cost two thread wake-ups a call,
+//! more than the call itself on a virtual machine. A store whose calls are each durable
+//! by themselves and may run side by side (the fleet's PostgreSQL, with its own pool) is
+//! called from blocking threads instead ([`Shared::concurrent`]). Failures are logged
+//! once while they last ([`StoreWatch`]).
 
 use super::watch::StoreWatch;
 use super::{Storage, StoreError};
 use crate::logging::Log;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 /// Most calls in one group: bounds the time the first of them waits for the last.
@@ -26,42 +31,58 @@ pub struct Shared {
 /// Makes a handle on a store that serves calls side by side (the fleet's PostgreSQL).
 pub type StorageFactory = Arc<dyn Fn() -> Box<dyn Storage> + Send + Sync>;
 
-struct Inner {
-    calls: Mutex<Option<mpsc::Sender<Box<dyn Call>>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// For a store whose calls run side by side: a handle per call, no store thread (one
-    /// slow call, a database that does not answer, must not hold up every other login).
-    per_call: Option<StorageFactory>,
-    watch: Arc<StoreWatch>,
+enum Inner {
+    /// One store; its calls are grouped and run by the runtime.
+    Grouped(Arc<Grouped>),
+    /// A store whose calls run side by side: a handle per call, each on a blocking
+    /// thread (one slow call, a database that does not answer, must not hold up every
+    /// other login).
+    PerCall {
+        make: StorageFactory,
+        watch: Arc<StoreWatch>,
+        log: Arc<Log>,
+    },
+}
+
+struct Grouped {
+    /// Out while a group's commit syncs on a blocking thread.
+    storage: Mutex<Option<Box<dyn Storage>>>,
+    /// Set for good when a group panicked or its task was dropped with the store: every
+    /// later call fails (fail closed).
+    gone: AtomicBool,
+    queue: Mutex<Queue>,
+    syncer: Syncer,
+    watch: StoreWatch,
     log: Arc<Log>,
+}
+
+/// The calls waiting for the next group, and whether a task is on its way to run it.
+#[derive(Default)]
+struct Queue {
+    calls: Vec<Box<dyn Call>>,
+    committer: bool,
+}
+
+fn gone() -> StoreError {
+    StoreError::Io(std::io::Error::other("the store is gone"))
 }
 
 impl Shared {
     pub fn new(storage: Box<dyn Storage>, log: Arc<Log>) -> Shared {
-        let (tx, rx) = mpsc::channel();
-        let watch = Arc::new(StoreWatch::default());
-        let thread = {
-            let (watch, log) = (Arc::clone(&watch), Arc::clone(&log));
-            std::thread::Builder::new()
-                .name("store".into())
-                .spawn(move || serve(storage, &rx, &watch, &log))
-        };
-        let thread = match thread {
-            Ok(t) => Some(t),
-            Err(e) => {
-                // Every call will fail (fail closed) and say why.
-                log.err(&format!("store thread not started: {e}"));
-                None
-            }
-        };
+        let syncer = Syncer::start();
+        if let Err(e) = &syncer.thread {
+            // Every call will fail (fail closed) and say why.
+            log.err(&format!("store thread not started: {e}"));
+        }
         Shared {
-            inner: Arc::new(Inner {
-                calls: Mutex::new(thread.as_ref().map(|_| tx)),
-                thread: Mutex::new(thread),
-                per_call: None,
-                watch,
+            inner: Arc::new(Inner::Grouped(Arc::new(Grouped {
+                gone: AtomicBool::new(syncer.thread.is_err()),
+                syncer,
+                storage: Mutex::new(Some(storage)),
+                queue: Mutex::new(Queue::default()),
+                watch: StoreWatch::default(),
                 log,
-            }),
+            }))),
         }
     }
 
@@ -69,10 +90,8 @@ impl Shared {
     /// blocking thread, each durable when it returns.
     pub fn concurrent(factory: StorageFactory, log: Arc<Log>) -> Shared {
         Shared {
-            inner: Arc::new(Inner {
-                calls: Mutex::new(None),
-                thread: Mutex::new(None),
-                per_call: Some(factory),
+            inner: Arc::new(Inner::PerCall {
+                make: factory,
                 watch: Arc::new(StoreWatch::default()),
                 log,
             }),
@@ -85,118 +104,253 @@ impl Shared {
         T: Send + 'static,
         F: FnOnce(&mut dyn Storage) -> Result<T, StoreError> + Send + 'static,
     {
-        if let Some(make) = &self.inner.per_call {
-            let (make, inner) = (Arc::clone(make), Arc::clone(&self.inner));
-            return tokio::task::spawn_blocking(move || {
-                let mut storage = make();
-                let commits = storage.commits();
-                let result = f(storage.as_mut());
-                inner
-                    .watch
-                    .after_call(&inner.log, storage.as_mut(), commits);
-                result
-            })
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
-        }
-        let gone = || StoreError::Io(std::io::Error::other("the store thread is gone"));
+        let group = match &*self.inner {
+            Inner::Grouped(group) => group,
+            Inner::PerCall { make, watch, log } => {
+                let (make, watch, log) = (Arc::clone(make), Arc::clone(watch), Arc::clone(log));
+                return tokio::task::spawn_blocking(move || {
+                    let mut storage = make();
+                    let commits = storage.commits();
+                    let result = f(storage.as_mut());
+                    watch.after_call(&log, storage.as_mut(), commits);
+                    result
+                })
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?;
+            }
+        };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let call: Box<dyn Call> = Box::new(CallOf {
+        group.enqueue(Box::new(CallOf {
             f: Some(f),
             result: None,
             reply: Some(reply),
-        });
-        {
-            let calls = self.inner.calls.lock().map_err(|_| gone())?;
-            calls
-                .as_ref()
-                .ok_or_else(gone)?
-                .send(call)
-                .map_err(|_| gone())?;
-        }
+        }))?;
         answer.await.map_err(|_| gone())?
+    }
+
+    fn watch_and_log(&self) -> (&StoreWatch, &Log) {
+        match &*self.inner {
+            Inner::Grouped(g) => (&g.watch, &g.log),
+            Inner::PerCall { watch, log, .. } => (watch, log),
+        }
     }
 
     /// Logs a failed call: a failure of the store once while it lasts, a refusal that
     /// follows from the account's state as it is.
     pub fn log_error(&self, what: &str, e: &StoreError) {
+        let (watch, log) = self.watch_and_log();
         if e.is_failure() {
-            self.inner.watch.failed(&self.inner.log, what, e);
+            watch.failed(log, what, e);
         } else {
-            self.inner.log.err(&format!("{what}: {e}"));
+            log.err(&format!("{what}: {e}"));
         }
     }
 
     /// Logs a store failure (once while it lasts).
     pub fn failed(&self, what: &str, e: &StoreError) {
-        self.inner.watch.failed(&self.inner.log, what, e);
+        let (watch, log) = self.watch_and_log();
+        watch.failed(log, what, e);
     }
 }
 
-impl Drop for Inner {
-    /// The last handle gone: the thread finishes the calls already queued, closes the
-    /// store (the database is closed cleanly) and ends.
-    fn drop(&mut self) {
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.take();
+impl Grouped {
+    /// Queues a call for the next group, and starts the task that runs it unless one is
+    /// on its way. A store that panicked in a group takes no more calls (fail closed).
+    fn enqueue(self: &Arc<Self>, call: Box<dyn Call>) -> Result<(), StoreError> {
+        if self.gone.load(Ordering::SeqCst) {
+            return Err(gone());
         }
-        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
-            let _ = t.join();
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| gone())?;
+        let mut queue = self.queue.lock().map_err(|_| gone())?;
+        queue.calls.push(call);
+        if !std::mem::replace(&mut queue.committer, true) {
+            runtime.spawn(Arc::clone(self).commit());
         }
+        Ok(())
     }
-}
 
-/// The store thread: a group is every call waiting when the previous group is done (at
-/// most [`MAX_GROUP`]); nothing waits on purpose, so a lone call is not delayed.
-fn serve(
-    mut storage: Box<dyn Storage>,
-    calls: &mpsc::Receiver<Box<dyn Call>>,
-    watch: &StoreWatch,
-    log: &Log,
-) {
-    while let Ok(first) = calls.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match calls.try_recv() {
-                Ok(c) => group.push(c),
-                Err(_) => break,
+    /// Runs groups while calls wait. It first lets the other tasks ready in this turn of
+    /// the runtime (requests already read) queue their calls: they join this group
+    /// rather than wait for the next sync.
+    async fn commit(self: Arc<Self>) {
+        let mut unfinished = ClearUnlessDone {
+            grouped: &self,
+            done: false,
+        };
+        loop {
+            tokio::task::yield_now().await;
+            let mut group: Vec<Option<Box<dyn Call>>> = {
+                let Ok(mut queue) = self.queue.lock() else {
+                    return;
+                };
+                if queue.calls.is_empty() {
+                    queue.committer = false;
+                    unfinished.done = true;
+                    return;
+                }
+                let n = queue.calls.len().min(MAX_GROUP);
+                queue.calls.drain(..n).map(Some).collect()
+            };
+            let outcome = self.run(&mut group).await;
+            for call in group.into_iter().flatten() {
+                call.answer(&outcome);
             }
         }
-        let mut group: Vec<Option<Box<dyn Call>>> = group.into_iter().map(Some).collect();
+    }
+
+    /// Runs one group: its calls here (a few microseconds each, in SQLite's page cache),
+    /// and its commit, which syncs the WAL when a call changed anything, on the store's
+    /// thread, so the runtime reads the next requests meanwhile.
+    async fn run(&self, group: &mut [Option<Box<dyn Call>>]) -> Result<(), String> {
+        let taken = self.storage.lock().ok().and_then(|mut s| s.take());
+        let Some(mut storage) = taken else {
+            return Err(gone().to_string());
+        };
         let commits = storage.commits();
-        let outcome = run_group(storage.as_mut(), &mut group);
-        watch.after_call(log, storage.as_mut(), commits);
-        let outcome = outcome.map_err(|e| e.to_string());
-        for call in group.into_iter().flatten() {
-            call.answer(&outcome);
+        let ran = storage
+            .begin_group()
+            .and_then(|()| run_calls(storage.as_mut(), group));
+        let (mut storage, outcome) = match ran {
+            Ok(Changed(true)) => {
+                let synced = self
+                    .syncer
+                    .run(move || {
+                        let outcome = storage.commit_group();
+                        (storage, outcome)
+                    })
+                    .await;
+                let Some(synced) = synced else {
+                    // The store went with the thread that panicked.
+                    self.gone.store(true, Ordering::SeqCst);
+                    return Err(gone().to_string());
+                };
+                synced
+            }
+            Ok(Changed(false)) => {
+                let outcome = storage.commit_group();
+                (storage, outcome)
+            }
+            Err(e) => (storage, Err(e)),
+        };
+        self.watch.after_call(&self.log, storage.as_mut(), commits);
+        match self.storage.lock() {
+            Ok(mut slot) => *slot = Some(storage),
+            Err(_) => self.gone.store(true, Ordering::SeqCst),
+        }
+        outcome.map_err(|e| e.to_string())
+    }
+}
+
+/// The store's own thread, where a group's commit waits for its sync: not the runtime's
+/// blocking pool, which slow NSS lookups may fill.
+struct Syncer {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: std::io::Result<JoinHandle<()>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+impl Syncer {
+    fn start() -> Syncer {
+        let (jobs, next) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || {
+                while let Ok(job) = next.recv() {
+                    job();
+                }
+            });
+        Syncer {
+            jobs: Mutex::new(Some(jobs)),
+            thread,
+        }
+    }
+
+    /// Runs `f` on the store's thread; `None` if that thread is gone.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(f());
+        });
+        self.jobs.lock().ok()?.as_ref()?.send(job).ok()?;
+        result.await.ok()
+    }
+}
+
+impl Drop for Syncer {
+    /// The last handle gone: the thread ends once its job is done.
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Ok(thread) =
+            std::mem::replace(&mut self.thread, Err(std::io::Error::other("joined")))
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
         }
     }
 }
 
-/// Runs the calls, each in its own savepoint, and commits them together. An error here
-/// is the group's: none of its calls still in `group` may be answered as done. A call
-/// that changed nothing while the group had changed nothing before it read only durable
-/// state: it is answered at once (and taken out of `group`), not after the sync.
-fn run_group(
+/// A group that panicked answers none of its calls (their callers see the store gone),
+/// and a runtime shutting down drops the task: the store is then gone for good, and the
+/// calls still queued are dropped too (their callers hear so), so none waits for a task
+/// that is no more.
+struct ClearUnlessDone<'a> {
+    grouped: &'a Grouped,
+    done: bool,
+}
+
+impl Drop for ClearUnlessDone<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.grouped.gone.store(true, Ordering::SeqCst);
+        let mut queue = match self.grouped.queue.lock() {
+            Ok(q) => q,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        queue.calls.clear();
+        queue.committer = false;
+    }
+}
+
+/// Whether a group's calls changed anything (its commit then syncs the WAL).
+struct Changed(bool);
+
+/// Runs a group's calls in order, each in its own savepoint, inside the group's
+/// transaction. A call that changed nothing while the group had changed nothing before
+/// it read only durable state: it is answered at once (and taken out of `group`), not
+/// after the sync. An error here is the group's: none of its calls still in `group` may
+/// be answered as done.
+fn run_calls(
     storage: &mut dyn Storage,
     group: &mut [Option<Box<dyn Call>>],
-) -> Result<(), StoreError> {
-    storage.begin_group()?;
+) -> Result<Changed, StoreError> {
     let mut changed = false;
     for slot in group.iter_mut() {
-        let Some(call) = slot.as_mut() else {
-            continue;
-        };
-        let before = storage.changes();
-        storage.begin_call()?;
-        let ok = call.run(storage);
-        storage.end_call(ok)?;
-        changed |= storage.changes() != before;
+        changed |= run_call(storage, slot)?;
         if !changed && let Some(call) = slot.take() {
             call.answer(&Ok(()));
         }
     }
-    storage.commit_group()
+    Ok(Changed(changed))
+}
+
+/// Runs one call in its savepoint, undone alone if it failed; whether it changed rows.
+fn run_call(
+    storage: &mut dyn Storage,
+    slot: &mut Option<Box<dyn Call>>,
+) -> Result<bool, StoreError> {
+    let Some(call) = slot.as_mut() else {
+        return Ok(false);
+    };
+    let before = storage.changes();
+    storage.begin_call()?;
+    let ok = call.run(storage);
+    storage.end_call(ok)?;
+    Ok(storage.changes() != before)
 }
 
 /// One queued call, type-erased: run it in the group, then answer with its result, or
@@ -275,6 +429,13 @@ mod tests {
         move |s: &mut dyn Storage| s.enroll(user, 600, T0, false).map(|_| ())
     }
 
+    /// A group as the store runs it, on one thread.
+    fn run_group(storage: &mut dyn Storage, group: &mut [Option<Box<dyn Call>>]) {
+        storage.begin_group().unwrap();
+        run_calls(storage, group).unwrap();
+        storage.commit_group().unwrap();
+    }
+
     fn users_in(path: &std::path::Path) -> Vec<String> {
         Store::open(path).unwrap().users().unwrap()
     }
@@ -291,7 +452,7 @@ mod tests {
         });
         let (c, mut carol) = call(enroll("carol"));
         let mut group = vec![a, b, c];
-        run_group(storage.as_mut(), &mut group).unwrap();
+        run_group(storage.as_mut(), &mut group);
         for call in group.into_iter().flatten() {
             call.answer(&Ok(()));
         }
@@ -311,7 +472,7 @@ mod tests {
         let (write, mut alice) = call(enroll("alice"));
         let (read_after, mut listed_after) = call(|s: &mut dyn Storage| s.users());
         let mut group = vec![read, write, read_after];
-        run_group(storage.as_mut(), &mut group).unwrap();
+        run_group(storage.as_mut(), &mut group);
         // Answered inside the group: it read only what was already on disk.
         assert!(group[0].is_none());
         assert_eq!(listed.try_recv().unwrap().unwrap(), Vec::<String>::new());
@@ -338,6 +499,56 @@ mod tests {
         assert!(e.is_failure() && e.to_string().contains("disk full"), "{e}");
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_the_daemons_one_thread_concurrent_calls_are_all_answered_and_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let shared = Shared::new(
+            Box::new(Store::open(&path).unwrap()),
+            Arc::new(Log::stderr()),
+        );
+        let names: Vec<String> = (0..64).map(|i| format!("user{i:02}")).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in names.clone() {
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                shared
+                    .call(move |s| s.enroll(&name, 600, T0, false).map(|_| ()))
+                    .await
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap().unwrap();
+        }
+        // Answered means on disk: another connection sees every one.
+        assert_eq!(users_in(&path), names);
+        // The store still serves after the groups.
+        let listed = shared.call(|s| s.users()).await.unwrap();
+        assert_eq!(listed, names);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_call_that_panics_leaves_the_store_refusing_not_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Shared::new(
+            Box::new(Store::open(&dir.path().join("db.sqlite3")).unwrap()),
+            Arc::new(Log::stderr()),
+        );
+        let limit = std::time::Duration::from_secs(5);
+        let panicked = tokio::time::timeout(
+            limit,
+            shared.call(|_| -> Result<(), StoreError> { panic!("a bug in a store call") }),
+        )
+        .await
+        .expect("the caller hears back");
+        assert!(panicked.unwrap_err().is_failure());
+        // Fail closed: every later call is refused at once.
+        let later = tokio::time::timeout(limit, shared.call(|s: &mut dyn Storage| s.users()))
+            .await
+            .expect("no hang");
+        assert!(later.unwrap_err().is_failure());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_calls_are_all_answered_and_all_durable() {
         let dir = tempfile::tempdir().unwrap();
@@ -359,7 +570,7 @@ mod tests {
         while let Some(r) = tasks.join_next().await {
             r.unwrap().unwrap();
         }
-        // The last handle gone, the store thread ends and closes the database.
+        // The last handle gone, the database is closed.
         drop(shared);
         assert_eq!(users_in(&path), names);
     }
