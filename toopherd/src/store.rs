@@ -523,14 +523,15 @@ impl Store {
             Some(_) => Self::check_recovery_code(&tx, user, &acct.salt, code, now)?,
             None if totp::looks_like_code(code) => {
                 let steps = totp::matching_steps(&acct.secret, code, now);
+                let used = steps.iter().any(|&s| to_i64(s) == acct.last_step);
                 match steps.iter().find(|&&s| to_i64(s) > acct.last_step) {
-                    Some(&step) => {
+                    Some(&step) if !used => {
                         tx.prepare_cached("UPDATE accounts SET last_step = ?2 WHERE user = ?1")?
                             .execute(params![user, to_i64(step)])?;
                         Verdict::Accepted(Method::Otp)
                     }
-                    None if steps.is_empty() => Verdict::Rejected(Rejection::Wrong),
-                    None => Verdict::Rejected(Rejection::Replayed),
+                    _ if steps.is_empty() => Verdict::Rejected(Rejection::Wrong),
+                    _ => Verdict::Rejected(Rejection::Replayed),
                 }
             }
             None => Self::check_recovery_code(&tx, user, &acct.salt, code, now)?,

@@ -26,9 +26,11 @@ pub(crate) fn code_at_step(secret: &[u8], step: u64) -> Option<Zeroizing<String>
 }
 
 /// The steps of the window (previous, current, next) whose code equals `code`, earliest
-/// first: none or one, or two when neighbouring steps share a code (about once in a
-/// million steps), and then the earlier may be one already used while the later is new:
-/// a caller takes the first it has not used. Every candidate is compared, in constant
+/// first: none or one, or two when steps of the window share a code (about once in a
+/// million steps). A caller accepts the first step later than the last one it accepted,
+/// unless the code also matched that last step: the same code is never accepted twice
+/// (RFC 6238, 5.2), while a code the previous and the next step share is accepted in the
+/// next one when the current one was used. Every candidate is compared, in constant
 /// time, so timing does not tell which matched.
 pub fn matching_steps(secret: &[u8], code: &str, now: u64) -> Vec<u64> {
     let current = step_of(now);
@@ -90,13 +92,16 @@ fn percent(s: &str) -> String {
     out
 }
 
-/// A secret whose steps 57840093 and 57840094 share the code 681852 (found by search).
+/// A secret with steps that share a code (found by search): 57840093 and 57840094 share
+/// 681852; 58401910 and 58401912 share 703651 (58401911's is 239676).
 #[cfg(test)]
 pub(crate) const SHARED_CODE_SECRET: [u8; 20] = [
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
 ];
 #[cfg(test)]
-pub(crate) const SHARED_CODE_STEP: u64 = 57_840_093;
+pub(crate) const NEIGHBOURS_SHARE: u64 = 57_840_093;
+#[cfg(test)]
+pub(crate) const PREVIOUS_AND_NEXT_SHARE: u64 = 58_401_910;
 
 #[cfg(test)]
 mod tests {
@@ -142,14 +147,25 @@ mod tests {
     }
 
     #[test]
-    fn neighbouring_steps_with_one_code_both_match_the_earlier_first() {
-        let (a, b) = (SHARED_CODE_STEP, SHARED_CODE_STEP + 1);
-        let code = code_at_step(&SHARED_CODE_SECRET, a).unwrap();
-        assert_eq!(code.as_str(), "681852");
-        assert_eq!(code_at_step(&SHARED_CODE_SECRET, b).unwrap(), code);
+    fn steps_of_the_window_that_share_a_code_all_match_the_earliest_first() {
+        for (a, b, code) in [
+            (NEIGHBOURS_SHARE, NEIGHBOURS_SHARE + 1, "681852"),
+            (
+                PREVIOUS_AND_NEXT_SHARE,
+                PREVIOUS_AND_NEXT_SHARE + 2,
+                "703651",
+            ),
+        ] {
+            assert_eq!(code_at_step(&SHARED_CODE_SECRET, a).unwrap().as_str(), code);
+            assert_eq!(code_at_step(&SHARED_CODE_SECRET, b).unwrap().as_str(), code);
+            let middle = (a + 1) * STEP_SECS;
+            assert_eq!(matching_steps(&SHARED_CODE_SECRET, code, middle), [a, b]);
+        }
         assert_eq!(
-            matching_steps(&SHARED_CODE_SECRET, &code, b * STEP_SECS),
-            [a, b]
+            code_at_step(&SHARED_CODE_SECRET, PREVIOUS_AND_NEXT_SHARE + 1)
+                .unwrap()
+                .as_str(),
+            "239676"
         );
     }
 

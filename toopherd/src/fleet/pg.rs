@@ -745,14 +745,17 @@ impl PgStore {
                     } else {
                         Verdict::Rejected(Rejection::Replayed)
                     };
-                    // The first matching step not used yet. Never read-then-write: the
-                    // update itself is the guard.
+                    // The first matching step later than the last one accepted, unless
+                    // the code also matched that one (never the same code twice). Never
+                    // read-then-write: the update itself is the guard.
+                    let all: Vec<i64> = steps.iter().map(|&s| to_i64(s)).collect();
                     for step in steps {
                         let won = s
                             .execute(
                                 "UPDATE accounts SET last_step = $2
-                                 WHERE user_name = $1 AND last_step < $2",
-                                &[&user, &to_i64(step)],
+                                 WHERE user_name = $1 AND last_step < $2
+                                 AND last_step <> ALL($3)",
+                                &[&user, &to_i64(step), &all],
                             )
                             .await?;
                         if won == 1 {

@@ -2,10 +2,11 @@
 //! every call waiting when a group's turn comes joins it (group commit: one transaction,
 //! one commit, so one sync makes them all durable), and none is answered before its group
 //! is on disk, so an accepted code's record is durable before the login hears of it, as
-//! when each call committed alone. A group's statements run on the async thread (a few
-//! microseconds each, in SQLite's page cache); its commit, which waits for the WAL's
-//! sync, runs on the store's own thread, so the runtime reads the next requests
-//! meanwhile. A group that only read commits without a sync and never leaves the async
+//! when each call committed alone. A group's statements run on the async thread (mostly
+//! microseconds, in SQLite's page cache; a page not cached is read from disk, and a
+//! write lock another process holds, which only root can take, is waited for up to the
+//! busy timeout); its commit, which waits for the WAL's sync, runs on the store's own
+//! thread, so the runtime reads the next requests meanwhile. A group that only read commits without a sync and never leaves the async
 //! thread: handing every call to a store thread and back cost two thread wake-ups a call,
 //! more than the call itself on a virtual machine. A store whose calls are each durable
 //! by themselves and may run side by side (the fleet's PostgreSQL, with its own pool) is
@@ -164,7 +165,12 @@ impl Grouped {
         let mut queue = self.queue.lock().map_err(|_| gone())?;
         queue.calls.push(call);
         if !std::mem::replace(&mut queue.committer, true) {
-            runtime.spawn(Arc::clone(self).commit());
+            // The guard goes with the task: dropped unpolled (a runtime shutting down),
+            // it still clears the flag.
+            runtime.spawn(Grouped::commit(ClearUnlessDone {
+                grouped: Arc::clone(self),
+                done: false,
+            }));
         }
         Ok(())
     }
@@ -172,15 +178,12 @@ impl Grouped {
     /// Runs groups while calls wait. It first lets the other tasks ready in this turn of
     /// the runtime (requests already read) queue their calls: they join this group
     /// rather than wait for the next sync.
-    async fn commit(self: Arc<Self>) {
-        let mut unfinished = ClearUnlessDone {
-            grouped: &self,
-            done: false,
-        };
+    async fn commit(mut unfinished: ClearUnlessDone) {
+        let this = Arc::clone(&unfinished.grouped);
         loop {
             tokio::task::yield_now().await;
             let mut group: Vec<Option<Box<dyn Call>>> = {
-                let Ok(mut queue) = self.queue.lock() else {
+                let Ok(mut queue) = this.queue.lock() else {
                     return;
                 };
                 if queue.calls.is_empty() {
@@ -191,15 +194,14 @@ impl Grouped {
                 let n = queue.calls.len().min(MAX_GROUP);
                 queue.calls.drain(..n).map(Some).collect()
             };
-            let outcome = self.run(&mut group).await;
+            let outcome = this.run(&mut group).await;
             for call in group.into_iter().flatten() {
                 call.answer(&outcome);
             }
         }
     }
 
-    /// Runs one group: its calls here (a few microseconds each, in SQLite's page cache),
-    /// and its commit, which syncs the WAL when a call changed anything, on the store's
+    /// Runs one group: its calls here (see the module's comment), and its commit, which syncs the WAL when a call changed anything, on the store's
     /// thread, so the runtime reads the next requests meanwhile.
     async fn run(&self, group: &mut [Option<Box<dyn Call>>]) -> Result<(), String> {
         let taken = self.storage.lock().ok().and_then(|mut s| s.take());
@@ -296,12 +298,12 @@ impl Drop for Syncer {
 /// and a runtime shutting down drops the task: the store is then gone for good, and the
 /// calls still queued are dropped too (their callers hear so), so none waits for a task
 /// that is no more.
-struct ClearUnlessDone<'a> {
-    grouped: &'a Grouped,
+struct ClearUnlessDone {
+    grouped: Arc<Grouped>,
     done: bool,
 }
 
-impl Drop for ClearUnlessDone<'_> {
+impl Drop for ClearUnlessDone {
     fn drop(&mut self) {
         if self.done {
             return;

@@ -177,26 +177,48 @@ fn active_enrolment_is_replaced_only_when_forced() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[test]
-fn a_code_its_used_step_shares_with_the_next_is_accepted_in_the_next_once() {
-    use crate::totp::{SHARED_CODE_SECRET, SHARED_CODE_STEP, STEP_SECS};
-    let (dir, mut store) = temp_db("shared-code");
+/// An active account "sam" with the secret of `totp::SHARED_CODE_SECRET` whose last
+/// accepted step is `last`.
+fn sam_at(name: &str, last: u64) -> (std::path::PathBuf, Store) {
+    let (dir, mut store) = temp_db(name);
     active(&mut store, "sam");
-    // Step 57840093 accepted; 57840094 has the same code and is new.
     store
         .conn
         .execute(
             "UPDATE accounts SET secret = ?2, last_step = ?3 WHERE user = ?1",
-            params!["sam", &SHARED_CODE_SECRET[..], to_i64(SHARED_CODE_STEP)],
+            params!["sam", &crate::totp::SHARED_CODE_SECRET[..], to_i64(last)],
         )
         .unwrap();
-    let at = (SHARED_CODE_STEP + 1) * STEP_SECS;
+    (dir, store)
+}
+
+#[test]
+fn a_code_accepted_once_is_refused_in_the_next_step_that_has_it_too() {
+    use crate::totp::{NEIGHBOURS_SHARE, STEP_SECS};
+    // 681852 accepted at step 57840093; 57840094's code is 681852 too.
+    let (dir, mut store) = sam_at("shared-next", NEIGHBOURS_SHARE);
+    let at = (NEIGHBOURS_SHARE + 1) * STEP_SECS;
     assert_eq!(
         store.verify("sam", "681852", at, LIMITS).unwrap(),
+        Some(Verdict::Rejected(Rejection::Replayed))
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_code_the_previous_and_next_step_share_is_accepted_once_after_the_current_one() {
+    use crate::totp::{PREVIOUS_AND_NEXT_SHARE, STEP_SECS};
+    // 239676 accepted at step 58401911; 58401910 and 58401912 both have 703651, which
+    // was never accepted: it is new in 58401912.
+    let current = PREVIOUS_AND_NEXT_SHARE + 1;
+    let (dir, mut store) = sam_at("shared-around", current);
+    let at = current * STEP_SECS;
+    assert_eq!(
+        store.verify("sam", "703651", at, LIMITS).unwrap(),
         Some(Verdict::Accepted(Method::Otp))
     );
     assert_eq!(
-        store.verify("sam", "681852", at + 1, LIMITS).unwrap(),
+        store.verify("sam", "703651", at + 1, LIMITS).unwrap(),
         Some(Verdict::Rejected(Rejection::Replayed))
     );
     let _ = std::fs::remove_dir_all(dir);
