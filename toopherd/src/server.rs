@@ -257,10 +257,17 @@ async fn connection(
         }
     };
     // The PAM process's audit session, read while it waits for our answer (root peers
-    // only; see policy::session for why a reused pid cannot slip in).
-    let audit_session = match (uid, stream.peer_cred().ok().and_then(|c| c.pid())) {
-        (0, Some(pid)) => crate::policy::session::login_session(uid, stream.as_fd(), pid),
-        _ => None,
+    // only; see policy::session for why a reused pid cannot slip in). Only while some
+    // grace period is configured (the policy is fixed while toopherd runs): without one
+    // no login has a place, and the read is half a dozen system calls a connection.
+    let audit_session = if uid == 0 && d.policy.policy().grace_enabled() {
+        stream
+            .peer_cred()
+            .ok()
+            .and_then(|c| c.pid())
+            .and_then(|pid| crate::policy::session::login_session(uid, stream.as_fd(), pid))
+    } else {
+        None
     };
     let mut conn = Conn::new(Arc::clone(&d), peer).with_audit_session(audit_session);
     let idle = if uid == 0 {

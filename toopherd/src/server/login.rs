@@ -148,10 +148,8 @@ async fn assess(
     let suspended = state == LoginState::Suspended;
     let d = std::sync::Arc::clone(&conn.d);
     let (user, service, rhost) = (ctx.user.clone(), ctx.service.clone(), ctx.rhost.clone());
-    // The session is a grant's place only while some grace period is configured.
-    let peer_session = conn
-        .audit_session
-        .filter(|_| d.policy.policy().grace_enabled());
+    // Read at the connection only while some grace period is configured.
+    let peer_session = conn.audit_session;
     let assess = move || {
         // The audit session is this login's place only when the PAM process really runs
         // as the user (sudo by alice), not as someone else inside that session (`su

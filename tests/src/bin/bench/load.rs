@@ -16,6 +16,9 @@ pub struct Run {
     pub wall: Duration,
     /// CPU time toopherd spent during the run (all its threads, user and system).
     pub daemon_cpu: Duration,
+    /// CPU time of the bench's own process during the run: the load generator's threads
+    /// (toopherd and they share the machine's cores).
+    pub client_cpu: Duration,
 }
 
 impl Run {
@@ -76,5 +79,6 @@ pub fn run(socket: &Path, pool: &Pool, concurrency: usize, count: usize) -> Run 
         latencies: Sample::new(latencies.into_inner().expect("latencies")),
         wall,
         daemon_cpu: Duration::ZERO,
+        client_cpu: Duration::ZERO,
     }
 }

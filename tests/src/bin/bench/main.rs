@@ -415,9 +415,10 @@ fn load_runs(d: &Toopherd, pool: &pool::Pool) -> Vec<load::Run> {
             "load: {count} verifications at concurrency {concurrency}"
         ));
         let pid = d.pid().expect("toopherd pid");
-        let before = memory::cpu_time(pid);
+        let (before, client_before) = (memory::cpu_time(pid), memory::cpu_time(std::process::id()));
         let mut run = load::run(&d.socket, pool, concurrency, count);
         run.daemon_cpu = memory::cpu_time(pid).saturating_sub(before);
+        run.client_cpu = memory::cpu_time(std::process::id()).saturating_sub(client_before);
         runs.push(run);
     }
     runs
@@ -425,18 +426,19 @@ fn load_runs(d: &Toopherd, pool: &pool::Pool) -> Vec<load::Run> {
 
 fn report_load(runs: &[load::Run]) {
     println!(
-        "| concurrency | verifications | per second | p50 | p99 | toopherd CPU per verification |"
+        "| concurrency | verifications | per second | p50 | p99 | toopherd CPU per verification | load generator CPU per verification |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for run in runs {
         println!(
-            "| {} | {} | {:.0} | {} | {} | {:.0} µs |",
+            "| {} | {} | {:.0} | {} | {} | {:.0} µs | {:.0} µs |",
             run.concurrency,
             run.latencies.len(),
             run.per_second(),
             ms(run.latencies.median()),
             ms(run.latencies.percentile(0.99)),
-            us(run.daemon_cpu) / run.latencies.len().max(1) as f64
+            us(run.daemon_cpu) / run.latencies.len().max(1) as f64,
+            us(run.client_cpu) / run.latencies.len().max(1) as f64
         );
     }
 }
