@@ -584,3 +584,20 @@ fn a_lift_in_the_same_second_as_the_failures_still_lifts() {
     assert_eq!(store.rate_limited("lou", T0, short).unwrap(), None);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_round_query_is_parsed_once_not_at_every_binding() {
+    let (dir, mut store) = temp_db("reprepare");
+    active(&mut store, "rita");
+    // Failures at different times: the round's query is bound to new values each time.
+    fail(&mut store, "rita", T0 + 100, 3, "192.0.2.1");
+    fail(&mut store, "rita", T0 + 200, 1, "192.0.2.1");
+    let stmt = store.conn.prepare_cached(super::ROUND).unwrap();
+    assert_eq!(
+        stmt.get_status(rusqlite::StatementStatus::RePrepare),
+        0,
+        "SQLite parsed the statement again for new bindings"
+    );
+    drop(stmt);
+    let _ = std::fs::remove_dir_all(dir);
+}
