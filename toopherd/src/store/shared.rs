@@ -501,12 +501,11 @@ mod tests {
         assert!(e.is_failure() && e.to_string().contains("disk full"), "{e}");
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn on_the_daemons_one_thread_concurrent_calls_are_all_answered_and_durable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite3");
+    /// A store on `path` and 64 enrolments asked for at once; returns their names once
+    /// each was answered.
+    async fn enroll_64_at_once(path: &std::path::Path) -> (Shared, Vec<String>) {
         let shared = Shared::new(
-            Box::new(Store::open(&path).unwrap()),
+            Box::new(Store::open(path).unwrap()),
             Arc::new(Log::stderr()),
         );
         let names: Vec<String> = (0..64).map(|i| format!("user{i:02}")).collect();
@@ -522,6 +521,14 @@ mod tests {
         while let Some(r) = tasks.join_next().await {
             r.unwrap().unwrap();
         }
+        (shared, names)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_the_daemons_one_thread_concurrent_calls_are_all_answered_and_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        let (shared, names) = enroll_64_at_once(&path).await;
         // Answered means on disk: another connection sees every one.
         assert_eq!(users_in(&path), names);
         // The store still serves after the groups.
@@ -555,23 +562,7 @@ mod tests {
     async fn concurrent_calls_are_all_answered_and_all_durable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite3");
-        let shared = Shared::new(
-            Box::new(Store::open(&path).unwrap()),
-            Arc::new(Log::stderr()),
-        );
-        let names: Vec<String> = (0..64).map(|i| format!("user{i:02}")).collect();
-        let mut tasks = tokio::task::JoinSet::new();
-        for name in names.clone() {
-            let shared = shared.clone();
-            tasks.spawn(async move {
-                shared
-                    .call(move |s| s.enroll(&name, 600, T0, false).map(|_| ()))
-                    .await
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r.unwrap().unwrap();
-        }
+        let (shared, names) = enroll_64_at_once(&path).await;
         // The last handle gone, the database is closed.
         drop(shared);
         assert_eq!(users_in(&path), names);
