@@ -284,8 +284,8 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(96);
         // The planner's stability guarantee: a plan never depends on the values bound to
         // it. Otherwise SQLite marks a statement whose parameter meets an indexed range
-        // (`at > ?2`, with the STAT4 support the bundled build has) to be parsed again at
-        // every new binding: the cache above would not save the parse.
+        // (`at > ?2`, with the STAT4 support the bundled build has) or is a `LIMIT` to be
+        // parsed again at every new binding: the cache above would not save the parse.
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,

@@ -10,7 +10,7 @@ use toopher_ipc::{FailureNotice, NOTICE_LOCAL, NOTICE_MAX_RHOSTS};
 
 /// The failures of the current round, newest first (see `lock_from_round`).
 pub(super) const ROUND: &str = "SELECT at FROM failures WHERE user = ?1 AND counts = 1 AND at > ?2
-     ORDER BY at DESC, rowid DESC";
+     ORDER BY at DESC, rowid DESC LIMIT ?3";
 
 /// Version 3: where each failure came from, whether it still counts toward a lock and
 /// whether the person was told; the lock state. Failures already on record count and are
@@ -113,16 +113,16 @@ impl Store {
         if max == 0 {
             return Ok(None);
         }
-        // No `LIMIT ?`: SQLite plans with a bound LIMIT's value, so every new binding
-        // would parse the statement again (a visible share of a login's CPU); the rows
-        // are read one by one and the first `max` taken instead.
         let mut stmt = conn.prepare_cached(ROUND)?;
         let round: Vec<i64> = stmt
             .query_map(
-                params![user, to_i64(now.saturating_sub(limits.window))],
+                params![
+                    user,
+                    to_i64(now.saturating_sub(limits.window)),
+                    to_i64(limits.max_failures)
+                ],
                 |r| r.get(0),
             )?
-            .take(max)
             .collect::<Result<_, _>>()?;
         if round.len() < max {
             return Ok(None);
