@@ -72,8 +72,47 @@ impl Client {
             }
             return Err(e.into());
         }
+        wait_readable(&self.stream, wait)?;
         let body = read_frame(&mut self.stream)?;
         R::answer(&body)
+    }
+}
+
+/// Waits until the answer can be read, at most `wait` (`read_frame` then has the
+/// stream's read timeout as well). `poll` rather than a blocking `recv`: a thread blocked
+/// in a unix socket's `recv` is woken again whenever toopherd reads a request of ours
+/// (the kernel's "write space" wake-up does not say what it is for), and on a virtual
+/// machine every wake-up of an idle CPU is a trip through the hypervisor; `poll` for
+/// `POLLIN` is woken only by what it waits for.
+fn wait_readable(stream: &UnixStream, wait: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let mut pfd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd on this frame (count 1); the descriptor is open
+        // (borrowed from `stream` for this call).
+        let n = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+        if n > 0 {
+            // Readable, closed or failed: `read_frame` says which.
+            return Ok(());
+        }
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no answer from toopherd in time",
+            ));
+        }
     }
 }
 
@@ -205,6 +244,58 @@ mod tests {
         let err = c.call(&LoginRequest::Push).unwrap_err();
         assert!(err.is_timeout(), "{err}");
         assert!(t.elapsed() < Duration::from_secs(2));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn call_within_waits_no_longer_than_its_own_bound() {
+        let dir = std::env::temp_dir().join(format!("ipc-test-within-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let _listener = UnixListener::bind(&path).unwrap();
+        let mut c = Client::connect(
+            &path,
+            Timeouts {
+                connect: Duration::from_secs(1),
+                io: Duration::from_secs(30),
+            },
+        )
+        .unwrap();
+        let t = Instant::now();
+        let err = c
+            .call_within(&LoginRequest::Push, Duration::from_millis(200))
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_server_that_closes_without_answering_is_closed_at_once_not_a_timeout() {
+        let dir = std::env::temp_dir().join(format!("ipc-test-close-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            frame::read_frame(&mut s).unwrap();
+        });
+        let mut c = Client::connect(
+            &path,
+            Timeouts {
+                connect: Duration::from_secs(1),
+                io: Duration::from_secs(30),
+            },
+        )
+        .unwrap();
+        let t = Instant::now();
+        let err = c.call(&LoginRequest::Push).unwrap_err();
+        assert!(matches!(err, FrameError::Closed), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server.join().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -26,7 +26,7 @@ mod push;
 mod stats;
 mod totp;
 
-use stats::{Sample, ms, us};
+use stats::{ms, us};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -177,7 +177,8 @@ fn main() {
             }
             "pam" => {
                 let (d, pool) = local();
-                let pam = pam_stacks::Stacks::new(ROUNDS, &d.socket).run(&pool);
+                let pid = d.pid().expect("toopherd pid");
+                let pam = pam_stacks::Stacks::new(ROUNDS, &d.socket).run(&pool, pid);
                 Box::new(move || report_pam(&pam))
             }
             other => panic!("BENCH_ONLY={other}: pam, load or push"),
@@ -214,7 +215,7 @@ fn main() {
         ROUNDS - 1
     ));
     let stacks = pam_stacks::Stacks::new(ROUNDS, &d.socket);
-    let pam = stacks.run(&pool);
+    let pam = stacks.run(&pool, pid);
     drop(stacks);
 
     let runs = load_runs(&d, &pool);
@@ -272,7 +273,7 @@ struct Report {
     load: String,
     date: String,
     machine: String,
-    pam: Vec<(pam_stacks::Kind, Sample)>,
+    pam: Vec<pam_stacks::StackResult>,
     runs: Vec<load::Run>,
     rss_idle: u64,
     rss_enrolled: u64,
@@ -370,37 +371,53 @@ fn report(r: &Report) {
 
 /// The table of part 1: one login per stack, and each stack's cost over pam_permit
 /// against pam_oath's.
-fn report_pam(pam: &[(pam_stacks::Kind, Sample)]) {
+fn report_pam(pam: &[pam_stacks::StackResult]) {
     use pam_stacks::Kind;
-    let median = |k: Kind| {
-        pam.iter()
-            .find(|(kind, _)| *kind == k)
-            .map(|(_, s)| us(s.median()))
-            .expect("every stack ran")
-    };
-    let floor = median(Kind::Permit);
-    let oath_cost = median(Kind::Oath) - floor;
+    let find = |k: Kind| pam.iter().find(|r| r.kind == k).expect("every stack ran");
+    // CPU per login: the login's own thread, plus toopherd's share for pam_toopher.
+    let cpu = |r: &pam_stacks::StackResult| us(r.cpu.median()) + r.daemon_cpu.map_or(0.0, us);
+    let floor = us(find(Kind::Permit).wall.median());
+    let oath_cost = us(find(Kind::Oath).wall.median()) - floor;
+    let cpu_floor = cpu(find(Kind::Permit));
+    let oath_cpu = cpu(find(Kind::Oath)) - cpu_floor;
     println!(
         "One login in-process through libpam (`pam_start_confdir`, `pam_authenticate`, \
          `pam_end`; every module loaded each time; a fresh account and code each login; \
-         {} rounds, stacks interleaved):",
-        pam[0].1.len()
+         {} rounds, stacks interleaved). Wall time, then CPU time: the thread that ran the \
+         login (libpam and the module, user and system; median), plus toopherd's CPU per \
+         login for pam_toopher:",
+        pam[0].wall.len()
     );
     println!();
-    println!("| stack | median | p99 | over pam_permit | ÷ pam_oath's over pam_permit |");
-    println!("|---|---:|---:|---:|---:|");
-    for (kind, s) in pam {
-        let over = us(s.median()) - floor;
-        let ratio = if *kind == Kind::Permit {
-            "-".to_string()
+    println!(
+        "| stack | median | p99 | over pam_permit | ÷ pam_oath's over pam_permit | CPU per login | CPU over pam_permit | ÷ pam_oath's |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in pam {
+        let over = us(r.wall.median()) - floor;
+        let cpu_over = cpu(r) - cpu_floor;
+        let (ratio, cpu_ratio) = if r.kind == Kind::Permit {
+            ("-".to_string(), "-".to_string())
         } else {
-            format!("{:.2}", over / oath_cost)
+            (
+                format!("{:.2}", over / oath_cost),
+                format!("{:.2}", cpu_over / oath_cpu),
+            )
+        };
+        let cpu_text = match r.daemon_cpu {
+            Some(d) => format!(
+                "{:.0} µs ({:.0} + toopherd {:.0})",
+                cpu(r),
+                us(r.cpu.median()),
+                us(d)
+            ),
+            None => format!("{:.0} µs", cpu(r)),
         };
         println!(
-            "| {} | {:.0} µs | {:.0} µs | {:.0} µs | {ratio} |",
-            kind.label(),
-            us(s.median()),
-            us(s.percentile(0.99)),
+            "| {} | {:.0} µs | {:.0} µs | {:.0} µs | {ratio} | {cpu_text} | {cpu_over:.0} µs | {cpu_ratio} |",
+            r.kind.label(),
+            us(r.wall.median()),
+            us(r.wall.percentile(0.99)),
             over
         );
     }

@@ -5,7 +5,7 @@
 
 use crate::pool::Pool;
 use crate::stats::Sample;
-use crate::{accounts, totp};
+use crate::{accounts, memory, totp};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -32,6 +32,17 @@ impl Kind {
             Kind::Toopher => "pam_toopher (local backend, durable)",
         }
     }
+}
+
+/// One stack's logins: wall time and CPU time per login.
+pub struct StackResult {
+    pub kind: Kind,
+    pub wall: Sample,
+    /// CPU time of the thread that ran each login (libpam and the module).
+    pub cpu: Sample,
+    /// pam_toopher's: toopherd's CPU time per login (its whole process, averaged over
+    /// the rounds, which only pam_toopher's logins use).
+    pub daemon_cpu: Option<Duration>,
 }
 
 /// The stacks and the per-account files of the in-process peers.
@@ -138,8 +149,9 @@ impl Stacks {
         self.secrets.len()
     }
 
-    /// One login of `kind` for round `i`, timed from pam_start to pam_end.
-    fn login(&self, kind: Kind, i: usize, pool: &Pool) -> Duration {
+    /// One login of `kind` for round `i`, timed from pam_start to pam_end: its wall time
+    /// and the CPU time of the thread that ran it (libpam and the module, user and system).
+    fn login(&self, kind: Kind, i: usize, pool: &Pool) -> (Duration, Duration) {
         let name = accounts::name(i);
         let (stack, code, user, prompts) = match kind {
             Kind::Permit => (&self.permit, String::new(), None, 0),
@@ -161,9 +173,11 @@ impl Stacks {
             }
         };
         let login_name = user.as_ref().map_or(name.as_str(), |u| u.name.as_str());
+        let cpu = thread_cpu_time();
         let start = Instant::now();
         let (rc, shown) = pam::authenticate(stack, login_name, &code);
         let took = start.elapsed();
+        let cpu = thread_cpu_time().saturating_sub(cpu);
         assert_eq!(
             (rc, shown),
             (pam::PAM_SUCCESS, prompts),
@@ -173,27 +187,57 @@ impl Stacks {
         if let Some(u) = user {
             pool.give_back(u);
         }
-        took
+        (took, cpu)
     }
 
     /// `rounds` rounds, each one login per stack, the order rotating every round. One
-    /// untimed round first warms libpam, the page cache and toopherd.
-    pub fn run(&self, pool: &Pool) -> Vec<(Kind, Sample)> {
+    /// untimed round first warms libpam, the page cache and toopherd (`toopherd`, its
+    /// pid: its CPU time over the timed rounds is pam_toopher's logins').
+    pub fn run(&self, pool: &Pool, toopherd: u32) -> Vec<StackResult> {
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); Kind::ALL.len()];
+        let mut cpus: Vec<Vec<Duration>> = vec![Vec::new(); Kind::ALL.len()];
+        let mut daemon_before = Duration::ZERO;
         for i in 0..self.rounds() {
+            if i == 1 {
+                daemon_before = memory::cpu_time(toopherd);
+            }
             for k in 0..Kind::ALL.len() {
                 let idx = (i + k) % Kind::ALL.len();
-                let t = self.login(Kind::ALL[idx], i, pool);
+                let (t, cpu) = self.login(Kind::ALL[idx], i, pool);
                 if i > 0 {
                     times[idx].push(t);
+                    cpus[idx].push(cpu);
                 }
             }
         }
+        let timed = self.rounds().saturating_sub(1).max(1);
+        let daemon_per_login =
+            memory::cpu_time(toopherd).saturating_sub(daemon_before) / timed as u32;
         let _ = &self.work;
         Kind::ALL
             .iter()
-            .zip(times)
-            .map(|(k, t)| (*k, Sample::new(t)))
+            .zip(times.into_iter().zip(cpus))
+            .map(|(k, (t, c))| StackResult {
+                kind: *k,
+                wall: Sample::new(t),
+                cpu: Sample::new(c),
+                daemon_cpu: (*k == Kind::Toopher).then_some(daemon_per_login),
+            })
             .collect()
     }
+}
+
+/// CPU time of the calling thread so far (user and system).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the struct we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
