@@ -225,21 +225,26 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(1));
     }
 
-    #[test]
-    fn silent_server_times_out() {
-        let dir = std::env::temp_dir().join(format!("ipc-test-{}", std::process::id()));
+    /// A fresh socket path in a directory of its own, listened on.
+    fn listen(name: &str) -> (std::path::PathBuf, UnixListener) {
+        let dir = std::env::temp_dir().join(format!("ipc-{name}-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("s.sock");
         let _ = std::fs::remove_file(&path);
-        let _listener = UnixListener::bind(&path).unwrap();
-        let mut c = Client::connect(
-            &path,
-            Timeouts {
-                connect: Duration::from_secs(1),
-                io: Duration::from_millis(200),
-            },
-        )
-        .unwrap();
+        let listener = UnixListener::bind(&path).unwrap();
+        (dir, listener)
+    }
+
+    /// A client of the socket in `dir` with the I/O bound `io`.
+    fn client(dir: &Path, io: Duration) -> Client {
+        let connect = Duration::from_secs(1);
+        Client::connect(&dir.join("s.sock"), Timeouts { connect, io }).unwrap()
+    }
+
+    #[test]
+    fn silent_server_times_out() {
+        let (dir, _listener) = listen("silent");
+        let mut c = client(&dir, Duration::from_millis(200));
         let t = Instant::now();
         let err = c.call(&LoginRequest::Push).unwrap_err();
         assert!(err.is_timeout(), "{err}");
@@ -249,19 +254,8 @@ mod tests {
 
     #[test]
     fn call_within_waits_no_longer_than_its_own_bound() {
-        let dir = std::env::temp_dir().join(format!("ipc-test-within-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s.sock");
-        let _ = std::fs::remove_file(&path);
-        let _listener = UnixListener::bind(&path).unwrap();
-        let mut c = Client::connect(
-            &path,
-            Timeouts {
-                connect: Duration::from_secs(1),
-                io: Duration::from_secs(30),
-            },
-        )
-        .unwrap();
+        let (dir, _listener) = listen("within");
+        let mut c = client(&dir, Duration::from_secs(30));
         let t = Instant::now();
         let err = c
             .call_within(&LoginRequest::Push, Duration::from_millis(200))
@@ -274,23 +268,12 @@ mod tests {
 
     #[test]
     fn a_server_that_closes_without_answering_is_closed_at_once_not_a_timeout() {
-        let dir = std::env::temp_dir().join(format!("ipc-test-close-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
+        let (dir, listener) = listen("close");
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             frame::read_frame(&mut s).unwrap();
         });
-        let mut c = Client::connect(
-            &path,
-            Timeouts {
-                connect: Duration::from_secs(1),
-                io: Duration::from_secs(30),
-            },
-        )
-        .unwrap();
+        let mut c = client(&dir, Duration::from_secs(30));
         let t = Instant::now();
         let err = c.call(&LoginRequest::Push).unwrap_err();
         assert!(matches!(err, FrameError::Closed), "{err}");
@@ -301,11 +284,7 @@ mod tests {
 
     #[test]
     fn call_gets_the_answer() {
-        let dir = std::env::temp_dir().join(format!("ipc-test2-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
+        let (dir, listener) = listen("answer");
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             let body = frame::read_frame(&mut s).unwrap();
@@ -314,7 +293,7 @@ mod tests {
             frame::write_frame(&mut s, &LoginResponse::error(ErrorKind::Unsupported, "no"))
                 .unwrap();
         });
-        let mut c = Client::connect(&path, Timeouts::default()).unwrap();
+        let mut c = client(&dir, Timeouts::default().io);
         let r = c.call(&LoginRequest::Cancel).unwrap();
         assert_eq!(r, LoginResponse::error(ErrorKind::Unsupported, "no"));
         server.join().unwrap();
@@ -326,11 +305,7 @@ mod tests {
         name: &str,
         answers: Vec<Response>,
     ) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
-        let dir = std::env::temp_dir().join(format!("ipc-{name}-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
+        let (dir, listener) = listen(name);
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             for answer in answers {
@@ -351,7 +326,7 @@ mod tests {
                 LoginResponse::Pending.into(),
             ],
         );
-        let mut c = Client::connect(&dir.join("s.sock"), Timeouts::default()).unwrap();
+        let mut c = client(&dir, Timeouts::default().io);
         let status = AdminRequest::Status { user: "bob".into() };
         assert_eq!(
             c.call(&status).unwrap(),
@@ -371,11 +346,7 @@ mod tests {
     #[test]
     fn a_refusal_sent_before_the_request_is_read_is_the_answer() {
         // toopherd over its connection limit: one "busy" frame, then close without reading.
-        let dir = std::env::temp_dir().join(format!("ipc-busy-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("s.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
+        let (dir, listener) = listen("busy");
         let server = std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
             frame::write_frame(
@@ -384,7 +355,7 @@ mod tests {
             )
             .unwrap();
         });
-        let mut c = Client::connect(&path, Timeouts::default()).unwrap();
+        let mut c = client(&dir, Timeouts::default().io);
         // The refusal is written and the socket closed before the request goes out.
         server.join().unwrap();
         let r = c.call(&LoginRequest::Cancel);
